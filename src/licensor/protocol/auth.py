@@ -1,0 +1,84 @@
+"""Request authentication: the ``Date`` header and the HMAC ``Authorization`` header (License API v4 §1)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+SIGNING_PREFIX = "licenseSpring"
+HMAC_ALGORITHM = "hmac-sha256"
+REQUIRED_PAIRS = ("algorithm", "headers", "signature", "apikey")
+
+# key="value" pairs separated by commas, with or without spaces around them.
+_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*"([^"]*)"\s*(?:,|$)')
+
+
+class AuthorizationFormatError(ValueError):
+    """The Authorization header cannot be read as key="value" pairs."""
+
+
+def http_date(moment: datetime | None = None) -> str:
+    """RFC 7231 IMF-fixdate in GMT, e.g. ``Tue, 07 Jun 2011 20:51:35 GMT``."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return format_datetime(moment.replace(microsecond=0), usegmt=True)
+
+
+def parse_http_date(value: str) -> datetime:
+    """Parse an RFC 7231 date; raises ``ValueError`` for anything else."""
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"not an RFC 7231 date: {value!r}") from exc
+    if parsed is None:  # pragma: no cover - older Pythons returned None
+        raise ValueError(f"not an RFC 7231 date: {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def request_signing_string(headers: dict[str, str]) -> str:
+    """``licenseSpring`` then one ``name: value`` line per signed header, joined by LF."""
+    lines = [SIGNING_PREFIX]
+    lines.extend(f"{name.lower()}: {value}" for name, value in headers.items())
+    return "\n".join(lines)
+
+
+def hmac_signature(shared_key: str, date: str) -> str:
+    """Base64 HMAC-SHA256 of the signing string of a request with ``headers="date"``."""
+    message = request_signing_string({"date": date}).encode()
+    digest = hmac.new(shared_key.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def format_authorization(api_key: str, signature: str) -> str:
+    return (
+        f'algorithm="{HMAC_ALGORITHM}", headers="date", '
+        f'signature="{signature}", apikey="{api_key}"'
+    )
+
+
+def parse_authorization(value: str) -> dict[str, str]:
+    """Read the key="value" pairs of an HMAC Authorization header.
+
+    Pair names are returned lower-cased (``apiKey`` is seen in the wild). Raises
+    ``AuthorizationFormatError`` when the text is not a list of such pairs.
+    """
+    text = value.strip()
+    if not text:
+        raise AuthorizationFormatError("empty Authorization header")
+    pairs: dict[str, str] = {}
+    position = 0
+    while position < len(text):
+        match = _PAIR.match(text, position)
+        if match is None or match.end() == position:
+            raise AuthorizationFormatError("Authorization header is malformed")
+        name = match.group(1).lower()
+        if name in pairs:
+            raise AuthorizationFormatError(f"duplicate {name!r} in Authorization header")
+        pairs[name] = match.group(2)
+        position = match.end()
+    return pairs

@@ -1,0 +1,87 @@
+"""Wire error codes with their HTTP status and default message (License API v4 §4, DECISIONS §3)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ErrorSpec(NamedTuple):
+    status: int
+    message: str
+
+
+ERROR_CODES: dict[str, ErrorSpec] = {
+    # transport and request shape
+    "not_found": ErrorSpec(404, "The requested resource was not found"),
+    "method_not_allowed": ErrorSpec(405, "Method not allowed"),
+    "validation_error": ErrorSpec(400, "The request is not valid"),
+    "missing_parameters": ErrorSpec(400, "Some parameters are missing in the request"),
+    "missing_headers": ErrorSpec(400, "Required headers are missing"),
+    "missing_hardware_id": ErrorSpec(400, "The hardware_id missing in the request"),
+    "license_key_required": ErrorSpec(400, "A license_key is required for this product"),
+    "license_key_or_license_user_required": ErrorSpec(
+        400, "The license_key or license user is missing"
+    ),
+    "invalid_json": ErrorSpec(400, "The request body is not valid JSON"),
+    "payload_too_large": ErrorSpec(413, "The request body is too large"),
+    "too_many_requests": ErrorSpec(429, "Too many requests"),
+    "idempotency_key_reused": ErrorSpec(
+        422, "This Idempotency-Key was already used with a different request"
+    ),
+    "service_unavailable": ErrorSpec(503, "The service is temporarily unavailable"),
+    "internal_error": ErrorSpec(500, "Internal server error"),
+    # authentication
+    "date_header_diff": ErrorSpec(400, "The Date header is outside the allowed window"),
+    "date_header_invalid": ErrorSpec(400, "The Date header is not an RFC 7231 date"),
+    "authorization_invalid_headers": ErrorSpec(400, "Authorization header is malformed"),
+    "authorization_missing_params": ErrorSpec(
+        400, "Some parameters are missing in the authorization"
+    ),
+    "hmac_required": ErrorSpec(400, "The algorithm must be hmac-sha256"),
+    "signature_mismatch": ErrorSpec(401, "The request signature does not match"),
+    "invalid_api_key": ErrorSpec(400, "Invalid API key"),
+    "revoked_api_key": ErrorSpec(400, "This API key has been revoked"),
+    "read_only_api_key": ErrorSpec(400, "This API key is read-only"),
+    "api_key_product_not_allowed": ErrorSpec(400, "This API key has no access to the product"),
+    "oauth_required": ErrorSpec(400, "This company requires OAuth authorization"),
+    "oauth_token_expired": ErrorSpec(401, "The OAuth token has expired"),
+    "oauth_token_malformed": ErrorSpec(401, "The OAuth token is malformed or badly signed"),
+    # catalogue
+    "unknown_product": ErrorSpec(400, "Provided product was not found"),
+    "disabled_product": ErrorSpec(400, "The product is disabled"),
+    "archived_product": ErrorSpec(400, "The product is archived"),
+    "invalid_product_auth_method": ErrorSpec(400, "Product authorization method is invalid"),
+    # licenses (the seed's codes are exact)
+    "license_not_found": ErrorSpec(400, "License with the provided license user not found"),
+    "license_not_enabled": ErrorSpec(400, "The license is not enabled"),
+    "license_not_active": ErrorSpec(400, "The license is not active"),
+    "vm_not_allowed": ErrorSpec(400, "Virtual machine not allowed"),
+    "offline_floating_cloud_not_supported": ErrorSpec(
+        400, "Floating cloud licenses cannot be activated offline"
+    ),
+    "license_start_date_error": ErrorSpec(
+        400, "This license cannot be activated before start date"
+    ),
+    "blacklisted": ErrorSpec(400, "This device is blacklisted"),
+    "license_activated_max_times": ErrorSpec(
+        400, "This license key has already been activated the maximum number of times"
+    ),
+    "license_user_activated_max_times": ErrorSpec(
+        400, "License user has activated this license max times"
+    ),
+    "license_expired": ErrorSpec(400, "License validity period has expired"),
+    "trial_expired": ErrorSpec(400, "The trial period for this license has expired"),
+    "license_transferred_max_times": ErrorSpec(
+        400, "This license has already been transferred the maximum number of times"
+    ),
+    "license_device_exists": ErrorSpec(
+        409, "A device matching this hardware_id is already created on the license."
+    ),
+    "product_version_not_supported": ErrorSpec(
+        400, "License product version does not support the app_ver sent in the request"
+    ),
+    "device_not_found": ErrorSpec(400, "Device not found on the license"),
+    "invalid_credentials": ErrorSpec(400, "The username or password is not valid"),
+    "trial_not_allowed": ErrorSpec(400, "Product does not allow trial"),
+    "email_missing": ErrorSpec(400, "An email is missing for user-based product"),
+}
