@@ -54,10 +54,20 @@ def hmac_signature(shared_key: str, date: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def offline_signature(
+    shared_key: str, date: str, key_or_username: str, hardware_id: str, api_key_or_client_id: str
+) -> str:
+    """HMAC of offline payloads and of the ``offline_signature`` field (License API v4 §2.4)."""
+    message = "\n".join(
+        [SIGNING_PREFIX, f"date: {date}", key_or_username, hardware_id, api_key_or_client_id]
+    ).encode()
+    digest = hmac.new(shared_key.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
 def format_authorization(api_key: str, signature: str) -> str:
     return (
-        f'algorithm="{HMAC_ALGORITHM}", headers="date", '
-        f'signature="{signature}", apikey="{api_key}"'
+        f'algorithm="{HMAC_ALGORITHM}", headers="date", signature="{signature}", apikey="{api_key}"'
     )
 
 

@@ -32,7 +32,6 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "internal_error": ErrorSpec(500, "Internal server error"),
     # authentication
     "date_header_diff": ErrorSpec(400, "The Date header is outside the allowed window"),
-    "date_header_invalid": ErrorSpec(400, "The Date header is not an RFC 7231 date"),
     "authorization_invalid_headers": ErrorSpec(400, "Authorization header is malformed"),
     "authorization_missing_params": ErrorSpec(
         400, "Some parameters are missing in the authorization"

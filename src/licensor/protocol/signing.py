@@ -147,7 +147,11 @@ class PublicKeySet:
         return cls(keys)
 
     def verify(
-        self, data: bytes, signature_b64: str, *, kid: str | None = None,
+        self,
+        data: bytes,
+        signature_b64: str,
+        *,
+        kid: str | None = None,
         algorithm: SignatureAlgorithm | None = None,
     ) -> str:
         """Return the kid of the key that verifies ``data``; raise ``SignatureError`` otherwise."""

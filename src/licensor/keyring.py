@@ -1,0 +1,132 @@
+"""Signing keys (RSA for the documented signatures, Ed25519 on request), with key ids and rotation.
+
+Keys live as PEM files in the keys directory: ``<kid>.<algorithm>.pem`` (mode 0600) and an
+``active.json`` naming the active kid per algorithm. Retired keys stay published so that answers
+signed before a rotation still verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from licensor.protocol.signing import (
+    PrivateKey,
+    SignatureAlgorithm,
+    format_licensor_signature,
+    key_id,
+    sign_bytes,
+)
+
+ACTIVE_FILE = "active.json"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    algorithm: SignatureAlgorithm
+    private_key: PrivateKey
+
+    def sign(self, data: bytes) -> str:
+        return sign_bytes(self.private_key, data)
+
+    def public_pem(self) -> str:
+        return (
+            self.private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+
+class Keyring:
+    def __init__(self, keys: list[SigningKey], active: dict[str, str]) -> None:
+        self.keys = {k.kid: k for k in keys}
+        self.rsa = self.keys[active["rsa-sha256"]]
+        self.ed25519 = self.keys[active["ed25519"]]
+
+    def for_algorithm(self, algorithm: SignatureAlgorithm) -> SigningKey:
+        return self.ed25519 if algorithm == "ed25519" else self.rsa
+
+    def signature_headers(self, body: bytes, algorithm: SignatureAlgorithm) -> dict[str, str]:
+        """Headers that sign ``body`` (the exact bytes sent)."""
+        key = self.for_algorithm(algorithm)
+        if algorithm == "ed25519":
+            return {"Licensor-Signature": format_licensor_signature(key.kid, key.sign(body))}
+        return {"LicenseSignature": key.sign(body), "Licensor-Key-Id": key.kid}
+
+    def public_keys(self) -> list[dict[str, Any]]:
+        active = {self.rsa.kid, self.ed25519.kid}
+        return [
+            {
+                "kid": k.kid,
+                "algorithm": k.algorithm,
+                "public_key": k.public_pem(),
+                "active": k.kid in active,
+            }
+            for k in self.keys.values()
+        ]
+
+    # -- files -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, directory: Path) -> Keyring:
+        active_path = directory / ACTIVE_FILE
+        if not active_path.exists():
+            raise FileNotFoundError(
+                f"no signing keys in {directory}: run `licensor init` (or `licensor serve`)"
+            )
+        active: dict[str, str] = json.loads(active_path.read_text())
+        keys = []
+        for path in sorted(directory.glob("*.pem")):
+            kid, algorithm = path.name.split(".")[:2]
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+                raise ValueError(f"{path} is not an RSA or Ed25519 private key")
+            keys.append(SigningKey(kid, algorithm, private))  # type: ignore[arg-type]
+        return cls(keys, active)
+
+    @classmethod
+    def load_or_create(cls, directory: Path, *, rsa_key_size: int = 2048) -> Keyring:
+        if not (directory / ACTIVE_FILE).exists():
+            rotate(directory, rsa_key_size=rsa_key_size)
+        return cls.load(directory)
+
+
+def _write_private(directory: Path, key: PrivateKey, algorithm: str) -> str:
+    kid = key_id(key.public_key())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = directory / f"{kid}.{algorithm}.pem"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return kid
+
+
+def rotate(directory: Path, *, rsa_key_size: int = 2048) -> dict[str, str]:
+    """Make new active keys (both algorithms); the old ones stay published and verifiable."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    active = {
+        "rsa-sha256": _write_private(
+            directory,
+            rsa.generate_private_key(public_exponent=65537, key_size=rsa_key_size),
+            "rsa-sha256",
+        ),
+        "ed25519": _write_private(directory, ed25519.Ed25519PrivateKey.generate(), "ed25519"),
+    }
+    tmp = directory / (ACTIVE_FILE + ".tmp")
+    tmp.write_text(json.dumps(active))
+    os.replace(tmp, directory / ACTIVE_FILE)
+    return active

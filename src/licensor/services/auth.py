@@ -1,0 +1,205 @@
+"""Authentication of License API calls: HMAC Date signatures and OAuth client-credentials tokens."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy.orm import Session
+
+from licensor.core.errors import LicensorError
+from licensor.protocol.auth import (
+    HMAC_ALGORITHM,
+    REQUIRED_PAIRS,
+    AuthorizationFormatError,
+    hmac_signature,
+    parse_authorization,
+    parse_http_date,
+)
+from licensor.services.context import Caller, Scope, ServerKeys
+from licensor.store import repository
+
+TOKEN_ISSUER = "licensor"
+SHARED_KEY_CONTEXT = b"api_keys.shared_key"
+
+
+class OAuthError(Exception):
+    """Token endpoint errors use the OAuth shape, not the License API error shape."""
+
+    def __init__(self, error: str, description: str, status: int = 401) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+def check_date(date_value: str | None, now: datetime, window_seconds: int) -> None:
+    if not date_value:
+        raise LicensorError("missing_headers", "must have required property 'date'")
+    try:
+        sent = parse_http_date(date_value)
+    except ValueError:
+        raise LicensorError(
+            "date_header_diff", "The Date header must be an RFC 7231 date in GMT"
+        ) from None
+    if abs((now - sent).total_seconds()) > window_seconds:
+        raise LicensorError(
+            "date_header_diff",
+            f"The Date header differs from server time by more than {window_seconds // 60} minutes",
+        )
+
+
+def authenticate(
+    session: Session,
+    keys: ServerKeys,
+    *,
+    authorization: str | None,
+    date_value: str | None,
+    now: datetime,
+) -> Caller:
+    if not authorization:
+        raise LicensorError("missing_headers", "must have required property 'authorization'")
+    if not date_value:
+        raise LicensorError("missing_headers", "must have required property 'date'")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        check_date(date_value, now, keys.settings.date_window_seconds)
+        return authenticate_bearer(session, keys, token.strip(), now)
+    return authenticate_hmac(session, keys, authorization, date_value, now)
+
+
+def authenticate_hmac(
+    session: Session, keys: ServerKeys, authorization: str, date_value: str, now: datetime
+) -> Caller:
+    try:
+        pairs = parse_authorization(authorization)
+    except AuthorizationFormatError as exc:
+        raise LicensorError("authorization_invalid_headers", str(exc)) from None
+    missing = [name for name in REQUIRED_PAIRS if not pairs.get(name)]
+    if missing:
+        raise LicensorError(
+            "authorization_missing_params",
+            "Some parameters are missing in the authorization: " + ", ".join(missing),
+        )
+    if pairs["algorithm"].lower() != HMAC_ALGORITHM:
+        raise LicensorError("hmac_required")
+    if [h.strip().lower() for h in pairs["headers"].split()] != ["date"]:
+        raise LicensorError(
+            "authorization_invalid_headers", 'The headers value in the authorization must be "date"'
+        )
+    api_key = repository.api_key_by_key(session, pairs["apikey"])
+    if api_key is None:
+        raise LicensorError("invalid_api_key")
+    if api_key.revoked:
+        raise LicensorError("revoked_api_key")
+    company = repository.company(session, api_key.company_id)
+    if company is None:
+        raise LicensorError("invalid_api_key")
+    if company.oauth_required:
+        raise LicensorError("oauth_required")
+    check_date(date_value, now, keys.settings.date_window_seconds)
+    shared_key = keys.master_key.decrypt(api_key.shared_key_encrypted, context=SHARED_KEY_CONTEXT)
+    expected = hmac_signature(shared_key, date_value)
+    if not hmac.compare_digest(expected.encode(), pairs["signature"].encode()):
+        raise LicensorError("signature_mismatch")
+    allowed = (
+        frozenset(int(i) for i in api_key.allowed_product_ids)
+        if api_key.allowed_product_ids is not None
+        else None
+    )
+    return Caller(
+        company_id=api_key.company_id,
+        read_only=api_key.read_only,
+        allowed_product_ids=allowed,
+        api_key=api_key.api_key,
+        shared_key=shared_key,
+    )
+
+
+# -- OAuth -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "refresh_expires_in": 0,
+            "token_type": "Bearer",
+            "not-before-policy": 0,
+            "scope": "profile email",
+        }
+
+
+def issue_token(
+    session: Session,
+    keys: ServerKeys,
+    *,
+    grant_type: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    now: datetime,
+) -> IssuedToken:
+    if grant_type != "client_credentials":
+        raise OAuthError(
+            "unsupported_grant_type", "Only the client_credentials grant is supported", 400
+        )
+    if not client_id or not client_secret:
+        raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
+    client = repository.oauth_client_by_client_id(session, client_id)
+    if client is None or client.revoked:
+        keys.master_key.verify_secret(client_secret, "0" * 64)  # same work whether or not found
+        raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
+    if not keys.master_key.verify_secret(client_secret, client.secret_hash):
+        raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
+    ttl = keys.settings.oauth_token_ttl_seconds
+    claims = {
+        "iss": TOKEN_ISSUER,
+        "sub": client.client_id,
+        "company": client.company_id,
+        "scope": client.scope,
+        "customer": client.customer_id,
+        "license": client.license_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    token = jwt.encode(claims, keys.master_key.token_key, algorithm="HS256")
+    return IssuedToken(token, ttl)
+
+
+def authenticate_bearer(session: Session, keys: ServerKeys, token: str, now: datetime) -> Caller:
+    try:
+        claims = jwt.decode(
+            token,
+            keys.master_key.token_key,
+            algorithms=["HS256"],
+            issuer=TOKEN_ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss"], "verify_iat": False},
+            leeway=0,
+        )
+    except jwt.ExpiredSignatureError:
+        raise LicensorError("oauth_token_expired") from None
+    except jwt.PyJWTError:
+        raise LicensorError("oauth_token_malformed") from None
+    if claims["exp"] <= now.timestamp():
+        raise LicensorError("oauth_token_expired")
+    client = repository.oauth_client_by_client_id(session, str(claims["sub"]))
+    if client is None or client.revoked:
+        raise LicensorError("oauth_token_malformed", "The OAuth client no longer exists")
+    scope: Scope = client.scope  # type: ignore[assignment]
+    return Caller(
+        company_id=client.company_id,
+        scope=scope,
+        scope_customer_id=client.customer_id if scope == "customer" else None,
+        scope_license_id=client.license_id if scope == "license" else None,
+        client_id=client.client_id,
+    )

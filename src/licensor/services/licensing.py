@@ -1,0 +1,578 @@
+"""License API use cases: activate, check, deactivate, device variables, trial, product details.
+
+Each function runs inside the caller's transaction (the front opens it and commits) and follows
+load → decide with ``core`` → write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from licensor.core.errors import LicensorError
+from licensor.core.keys import generate_license_key, normalize_license_key
+from licensor.core.licensing import (
+    AuthorizationMethod,
+    DeviceFacts,
+    LicenseTerms,
+    LicenseType,
+    UserTerms,
+    decide_activation,
+    decide_device_access,
+)
+from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
+from licensor.services import payload
+from licensor.services.context import Caller, ServerKeys
+from licensor.store import repository
+from licensor.store.models import Device, IdempotencyRecord, License, LicenseUser, Product
+
+password_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseRef:
+    """Which license a call is about: product + key, or product + license user."""
+
+    product: str
+    hardware_id: str
+    license_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    license_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    is_vm: bool = False
+    vm_info: str = ""
+    os_ver: str = ""
+    hostname: str = ""
+    ip: str = ""
+    ip_local: str = ""
+    app_ver: str = ""
+    sdk_ver: str = ""
+    mac_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A service result the front renders as-is (already in wire shape)."""
+
+    body: Any
+    status: int = 200
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class _Resolved:
+    product: Product
+    license: License
+    user: LicenseUser | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- resolution --------------------------------------------------------------------------------
+
+
+def resolve_product(session: Session, caller: Caller, code: str) -> Product:
+    product = repository.product_by_code(session, caller.company_id, code)
+    if product is None:
+        raise LicensorError("unknown_product", f"Provided product code '{code}' was not found.")
+    if product.archived:
+        raise LicensorError("archived_product")
+    if not product.enabled:
+        raise LicensorError("disabled_product")
+    if caller.allowed_product_ids is not None and product.id not in caller.allowed_product_ids:
+        raise LicensorError("api_key_product_not_allowed")
+    return product
+
+
+def _resolve(
+    session: Session, caller: Caller, ref: LicenseRef, *, lock: bool, verify_password: bool
+) -> _Resolved:
+    product = resolve_product(session, caller, ref.product)
+    scope = repository.LicenseScope(
+        company_id=caller.company_id,
+        product_id=product.id,
+        customer_id=caller.scope_customer_id,
+        license_id=caller.scope_license_id,
+        pinned_id=ref.license_id,
+    )
+    if product.authorization_method == AuthorizationMethod.USER:
+        if not ref.username:
+            raise LicensorError(
+                "license_key_or_license_user_required",
+                "A username is required: this product uses user-based licenses",
+            )
+        if verify_password and not ref.password:
+            raise LicensorError(
+                "missing_parameters", "Some parameters are missing in the request: password."
+            )
+        matches = repository.license_users_by_email(session, scope, ref.username.strip().lower())
+        if not matches:
+            raise LicensorError("license_not_found")
+        user, license_ = matches[0]
+        if verify_password:
+            _verify_password(user, ref.password or "")
+        if lock:
+            license_ = repository.lock_license(session, license_.id)
+            user = repository.license_user(session, user.id) or user
+        return _Resolved(product, license_, user)
+    if not ref.license_key:
+        raise LicensorError("license_key_required")
+    found = repository.license_by_key(
+        session, scope, normalize_license_key(ref.license_key), lock=lock
+    )
+    if found is None:
+        raise LicensorError("license_not_found", "License not found")
+    return _Resolved(product, found)
+
+
+def _verify_password(user: LicenseUser, password: str) -> None:
+    try:
+        password_hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise LicensorError("invalid_credentials") from None
+
+
+def terms_of(license_: License, product: Product) -> LicenseTerms:
+    return LicenseTerms(
+        license_type=LicenseType(license_.license_type),
+        enabled=license_.enabled,
+        is_trial=license_.is_trial,
+        trial_days=license_.trial_days,
+        validity_period=license_.validity_period,
+        validity_days=license_.validity_days,
+        start_date=license_.start_date,
+        allow_grace_period=license_.allow_grace_period,
+        grace_period_hours=license_.grace_period,
+        maintenance_period=license_.maintenance_period
+        if license_.enable_maintenance_period
+        else None,
+        max_activations=license_.max_activations,
+        allow_unlimited_activations=license_.allow_unlimited_activations,
+        times_activated=license_.times_activated,
+        max_transfers=license_.max_transfers,
+        transfer_count=license_.transfer_count,
+        last_deactivated_hardware_id=license_.last_deactivated_hardware_id,
+        prevent_vm=license_.prevent_vm if license_.prevent_vm is not None else product.prevent_vm,
+        version_spec=license_.version_spec or product.version_spec,
+    )
+
+
+def _apply_device_info(device: Device, info: DeviceInfo) -> None:
+    for name, value in asdict(info).items():
+        if name == "is_vm" or value:
+            setattr(device, name, value)
+
+
+def _signed_body(
+    session: Session,
+    request: str,
+    caller: Caller,
+    keys: ServerKeys,
+    algorithm: SignatureAlgorithm,
+    resolved: _Resolved,
+    device: Device,
+    now: datetime,
+) -> dict[str, Any]:
+    license_ = resolved.license
+    product = resolved.product
+    return payload.license_body(
+        request=request,
+        caller=caller,
+        keyring=keys.keyring,
+        algorithm=algorithm,
+        terms=terms_of(license_, product),
+        license_=license_,
+        product=product,
+        customer=repository.customer(session, license_.customer_id),
+        user=resolved.user,
+        device=device,
+        release=repository.latest_release(session, product.id),
+        variables=list(repository.variables(session, device.id))
+        if request == "activation"
+        else None,
+        now=now,
+    )
+
+
+def _require_write(caller: Caller) -> None:
+    if caller.read_only:
+        raise LicensorError("read_only_api_key")
+
+
+# -- activate ----------------------------------------------------------------------------------
+
+
+def request_fingerprint(endpoint: str, body: Any) -> str:
+    return hashlib.sha256(endpoint.encode() + b"\0" + compact_json(body)).hexdigest()
+
+
+def activate(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    *,
+    variables: dict[str, str] | None,
+    now: datetime,
+    algorithm: SignatureAlgorithm = "rsa-sha256",
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Answer:
+    _require_write(caller)
+    resolved = _resolve(session, caller, ref, lock=True, verify_password=True)
+    if idempotency_key:
+        replay = _replay(session, caller, idempotency_key, request_hash, keys, now)
+        if replay is not None:
+            return replay
+    license_ = resolved.license
+    product = resolved.product
+    terms = terms_of(license_, product)
+    device = repository.device(session, license_.id, ref.hardware_id)
+    release = repository.release(session, product.id, info.app_ver) if info.app_ver else None
+    user = resolved.user
+    decision = decide_activation(
+        terms,
+        device=DeviceFacts(
+            hardware_id=ref.hardware_id,
+            is_vm=info.is_vm,
+            app_ver=info.app_ver or None,
+            app_release_date=release.release_date if release else None,
+        ),
+        device_active=device is not None and device.active,
+        blacklisted=repository.is_blacklisted(
+            session, caller.company_id, ref.hardware_id, product.id
+        ),
+        user=UserTerms(
+            user.max_activations, user.allow_unlimited_activations, user.total_activations
+        )
+        if user
+        else None,
+        now=now,
+    )
+    if not repository.take_seat(
+        session, license_.id, unlimited=license_.allow_unlimited_activations
+    ):
+        raise LicensorError("license_activated_max_times")
+    session.refresh(license_)
+    if device is None:
+        device = Device(license_id=license_.id, hardware_id=ref.hardware_id, first_activated_at=now)
+        session.add(device)
+    device.active = True
+    device.last_activated_at = now
+    device.deactivated_at = None
+    device.license_user_id = user.id if user else None
+    _apply_device_info(device, info)
+    if decision.counts_transfer:
+        license_.transfer_count += 1
+    license_.last_deactivated_hardware_id = None
+    if license_.validity_period is None and decision.validity_period is not None:
+        license_.validity_period = decision.validity_period
+    if license_.first_activated_at is None:
+        license_.first_activated_at = now
+    if user is not None:
+        user.total_activations += 1
+    session.flush()
+    if variables:
+        repository.set_variables(session, device.id, variables, now)
+    repository.record_event(session, license_.id, device.id, ref.hardware_id, "activation", now)
+    if decision.counts_transfer:
+        repository.record_event(session, license_.id, device.id, ref.hardware_id, "transfer", now)
+    body = _signed_body(session, "activation", caller, keys, algorithm, resolved, device, now)
+    if idempotency_key:
+        session.add(
+            IdempotencyRecord(
+                company_id=caller.company_id,
+                key=idempotency_key,
+                request_hash=request_hash,
+                status=200,
+                body=compact_json(body),
+                created_at=now,
+            )
+        )
+        session.flush()
+    return Answer(body)
+
+
+def _replay(
+    session: Session,
+    caller: Caller,
+    key: str,
+    request_hash: str,
+    keys: ServerKeys,
+    now: datetime,
+) -> Answer | None:
+    record = repository.idempotency_record(session, caller.company_id, key)
+    if record is None:
+        return None
+    age_hours = (now - record.created_at).total_seconds() / 3600
+    if age_hours > keys.settings.idempotency_ttl_hours:
+        repository.delete_idempotency_record(session, record)
+        return None
+    if record.request_hash != request_hash:
+        raise LicensorError("idempotency_key_reused")
+    import json
+
+    return Answer(json.loads(record.body), record.status, replayed=True)
+
+
+# -- check / deactivate ------------------------------------------------------------------------
+
+
+def check(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    *,
+    now: datetime,
+    algorithm: SignatureAlgorithm = "rsa-sha256",
+) -> Answer:
+    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
+    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
+    if not caller.read_only:
+        _apply_device_info(device, info)
+        device.last_check_at = now
+        session.flush()
+    return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
+
+
+def _device_with_seat(
+    session: Session, caller: Caller, resolved: _Resolved, hardware_id: str
+) -> Device:
+    device = repository.device(session, resolved.license.id, hardware_id)
+    decide_device_access(
+        terms_of(resolved.license, resolved.product),
+        device_active=device is not None and device.active,
+        blacklisted=repository.is_blacklisted(
+            session, caller.company_id, hardware_id, resolved.product.id
+        ),
+    )
+    assert device is not None
+    return device
+
+
+def deactivate(session: Session, caller: Caller, ref: LicenseRef, *, now: datetime) -> Answer:
+    _require_write(caller)
+    resolved = _resolve(session, caller, ref, lock=True, verify_password=False)
+    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
+    license_ = resolved.license
+    device.active = False
+    device.deactivated_at = now
+    repository.free_seat(session, license_.id)
+    license_.last_deactivated_hardware_id = ref.hardware_id
+    user = repository.license_user(session, device.license_user_id)
+    if user is not None and user.total_activations > 0:
+        user.total_activations -= 1
+    repository.record_event(session, license_.id, device.id, ref.hardware_id, "deactivation", now)
+    session.flush()
+    return Answer("license_deactivated")
+
+
+# -- device variables --------------------------------------------------------------------------
+
+
+def track_variables(
+    session: Session, caller: Caller, ref: LicenseRef, values: dict[str, str], *, now: datetime
+) -> Answer:
+    _require_write(caller)
+    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
+    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
+    repository.set_variables(session, device.id, values, now)
+    return Answer(payload.variable_objects(list(repository.variables(session, device.id))))
+
+
+def get_variables(session: Session, caller: Caller, ref: LicenseRef) -> Answer:
+    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
+    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
+    return Answer(payload.variable_objects(list(repository.variables(session, device.id))))
+
+
+# -- product details ---------------------------------------------------------------------------
+
+
+def product_details(
+    session: Session,
+    caller: Caller,
+    code: str,
+    *,
+    include_latest_version: bool,
+    include_custom_fields: bool,
+) -> Answer:
+    product = resolve_product(session, caller, code)
+    body: dict[str, Any] = {
+        "product_id": product.id,
+        "product_name": product.name,
+        "short_code": product.short_code,
+        "authorization_method": product.authorization_method,
+        "floating_timeout": product.floating_timeout,
+        "max_overages": 0,
+        "trial_days": product.trial_days,
+        "allow_overages": False,
+        "allow_trial": product.allow_trial,
+        "prevent_vm": product.prevent_vm,
+        "metadata": product.metadata_,
+    }
+    if include_custom_fields:
+        body["custom_fields"] = [
+            {
+                "id": index + 1,
+                "name": f.get("name", ""),
+                "default_value": f.get("default_value", ""),
+            }
+            for index, f in enumerate(product.custom_fields or [])
+        ]
+    if include_latest_version:
+        release = repository.latest_release(session, product.id)
+        body["latest_version"] = (
+            None
+            if release is None
+            else {
+                "id": release.id,
+                "product_id": product.id,
+                "version": release.version,
+                "environment": release.environment,
+                "hash_md5": release.hash_md5,
+                "eula_link": release.eula_link,
+                "release_notes_link": release.release_notes_link,
+                "size": release.size,
+                "requires_version": release.requires_version,
+                "channel": release.channel,
+                "release_date": iso_ms_z(release.release_date),
+                "enabled": release.enabled,
+                "full_link": release.full_link,
+                "filename": release.full_link.rsplit("/", 1)[-1],
+                "created_at": iso_ms_z(release.created_at),
+                "updated_at": iso_ms_z(release.created_at),
+            }
+        )
+    return Answer(body)
+
+
+# -- trial -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRequest:
+    product: str
+    hardware_id: str
+    email: str | None = None
+    password: str | None = None
+    first_name: str = ""
+    last_name: str = ""
+    phone: str = ""
+
+
+def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: datetime) -> Answer:
+    _require_write(caller)
+    product = resolve_product(session, caller, request.product)
+    if not product.allow_trial:
+        raise LicensorError("trial_not_allowed")
+    user_based = product.authorization_method == AuthorizationMethod.USER
+    email = (request.email or "").strip().lower()
+    if user_based and not email:
+        raise LicensorError("email_missing")
+    existing = repository.trial_license(session, product.id, request.hardware_id)
+    if existing is not None:
+        return Answer(_trial_body(session, existing, product, None, created=False))
+    generated_password = None
+    try:
+        with session.begin_nested():
+            license_ = License(
+                company_id=caller.company_id,
+                product_id=product.id,
+                license_type=LicenseType.PERPETUAL.value,
+                is_trial=True,
+                trial_days=product.trial_days or None,
+                trial_hardware_id=request.hardware_id,
+                max_activations=max(product.trial_max_activations, 1),
+                created_at=now,
+                updated_at=now,
+            )
+            if not user_based:
+                key = generate_license_key()
+                license_.license_key = key
+                license_.key_lookup = normalize_license_key(key)
+            session.add(license_)
+            session.flush()
+            if user_based:
+                password = request.password or secrets.token_urlsafe(12)
+                generated_password = None if request.password else password
+                session.add(
+                    LicenseUser(
+                        license_id=license_.id,
+                        email=email,
+                        first_name=request.first_name,
+                        last_name=request.last_name,
+                        phone_number=request.phone,
+                        password_hash=password_hasher.hash(password),
+                        is_initial_password=True,
+                        max_activations=license_.max_activations,
+                    )
+                )
+                session.flush()
+    except IntegrityError:
+        # Another request created this device's trial at the same moment: answer with it.
+        existing = repository.trial_license(session, product.id, request.hardware_id)
+        if existing is None:
+            raise
+        return Answer(_trial_body(session, existing, product, None, created=False))
+    return Answer(_trial_body(session, license_, product, generated_password, created=True))
+
+
+def _trial_body(
+    session: Session,
+    license_: License,
+    product: Product,
+    generated_password: str | None,
+    *,
+    created: bool,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": license_.id}
+    if license_.license_key:
+        body["license_key"] = license_.license_key
+    body.update(
+        {
+            "order_id": None,
+            "order_store_id": license_.order_store_id,
+            "product_id": product.id,
+            "created_at": payload.epoch_ms(license_.created_at),
+            "updated_at": payload.epoch_ms(license_.updated_at),
+            "max_activations": license_.max_activations,
+            "times_activated": license_.times_activated,
+            "is_trial": True,
+            "active": license_.times_activated > 0,
+            "enabled": license_.enabled,
+            "trial_days": license_.trial_days,
+            "license_type": license_.license_type,
+            "max_transfers": license_.max_transfers,
+            "prevent_vm": product.prevent_vm
+            if license_.prevent_vm is None
+            else license_.prevent_vm,
+            "enable_maintenance_period": license_.enable_maintenance_period,
+            "maintenance_duration": None,
+            "metadata": license_.metadata_ or {},
+            "is_hardware_key_auth": False,
+            "validity_period": payload.iso_or_none(license_.validity_period),
+            "newly_created": created,
+        }
+    )
+    users = repository.license_users(session, license_.id)
+    if users:
+        user_obj = payload.user_object(users[0])
+        if generated_password is not None:
+            user_obj["initial_password"] = generated_password
+        body["user"] = user_obj
+    return body

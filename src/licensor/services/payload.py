@@ -1,0 +1,241 @@
+"""The license object of the License API (v4 §3.30), built in a stable key order and signed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from licensor.core.licensing import LicenseTerms, is_expired
+from licensor.keyring import Keyring
+from licensor.protocol.auth import http_date, offline_signature
+from licensor.protocol.signing import (
+    SignatureAlgorithm,
+    iso_ms_z,
+    license_signing_string,
+    v2_signing_bytes,
+)
+from licensor.services.context import Caller
+from licensor.store.models import (
+    Customer,
+    Device,
+    DeviceVariable,
+    License,
+    LicenseUser,
+    Product,
+    ProductRelease,
+)
+
+
+def iso_or_none(moment: datetime | None) -> str | None:
+    return iso_ms_z(moment) if moment is not None else None
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def customer_object(customer: Customer | None) -> dict[str, Any]:
+    if customer is None:
+        return {
+            "email": "",
+            "company_name": "",
+            "reference": "",
+            "phone": "",
+            "first_name": "",
+            "last_name": "",
+            "city": "",
+            "postcode": "",
+            "state": "",
+            "country": "",
+            "customer_account": None,
+            "metadata": {},
+        }
+    return {
+        "email": customer.email,
+        "company_name": customer.company_name,
+        "reference": customer.reference,
+        "phone": customer.phone,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "city": customer.city,
+        "postcode": customer.postcode,
+        "state": customer.state,
+        "country": customer.country,
+        "customer_account": None,
+        "metadata": customer.metadata_,
+    }
+
+
+def user_object(user: LicenseUser) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "phone_number": user.phone_number,
+        "is_initial_password": user.is_initial_password,
+        "max_activations": user.max_activations,
+        "allow_unlimited_activations": user.allow_unlimited_activations,
+        "total_activations": user.total_activations,
+    }
+
+
+def custom_fields(product: Product, license_: License) -> list[dict[str, Any]]:
+    overrides = license_.custom_fields or {}
+    fields = []
+    seen = set()
+    for field in product.custom_fields or []:
+        name = str(field.get("name", ""))
+        seen.add(name)
+        value = overrides.get(name, field.get("default_value", ""))
+        fields.append({"name": name, "data_type": None, "value": str(value)})
+    for name, value in overrides.items():
+        if name not in seen:
+            fields.append({"name": name, "data_type": None, "value": str(value)})
+    return fields
+
+
+def product_details(product: Product) -> dict[str, Any]:
+    return {
+        "product_id": product.id,
+        "product_name": product.name,
+        "short_code": product.short_code,
+        "authorization_method": product.authorization_method,
+        "metadata": product.metadata_,
+    }
+
+
+def release_fields(release: ProductRelease | None) -> dict[str, Any]:
+    if release is None:
+        return {
+            "version": "",
+            "installation_file": "",
+            "release_date": "",
+            "hash_md5": "",
+            "requires_version": "",
+            "environment": "",
+            "eula_link": "",
+            "release_notes_link": "",
+            "size": "",
+            "channel": "",
+        }
+    return {
+        "version": release.version,
+        "installation_file": release.full_link,
+        "release_date": iso_ms_z(release.release_date),
+        "hash_md5": release.hash_md5,
+        "requires_version": release.requires_version,
+        "environment": release.environment,
+        "eula_link": release.eula_link,
+        "release_notes_link": release.release_notes_link,
+        "size": release.size,
+        "channel": release.channel,
+    }
+
+
+def variable_objects(rows: list[DeviceVariable]) -> list[dict[str, Any]]:
+    return [
+        {
+            "variable": row.variable,
+            "value": row.value,
+            "device_id": row.device_id,
+            "created_at": epoch_ms(row.created_at),
+        }
+        for row in rows
+    ]
+
+
+def license_body(
+    *,
+    request: str,
+    caller: Caller,
+    keyring: Keyring,
+    algorithm: SignatureAlgorithm,
+    terms: LicenseTerms,
+    license_: License,
+    product: Product,
+    customer: Customer | None,
+    user: LicenseUser | None,
+    device: Device,
+    release: ProductRelease | None,
+    variables: list[DeviceVariable] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks)."""
+    key_or_user = user.email if user is not None else (license_.license_key or "")
+    validity = iso_or_none(license_.validity_period)
+    body: dict[str, Any] = {
+        "id": license_.id,
+        "order_store_id": license_.order_store_id,
+        "license_active": license_.times_activated > 0,
+        "license_enabled": license_.enabled,
+        "license_type": license_.license_type,
+    }
+    if user is not None:
+        body["user"] = user_object(user)
+        body["username"] = user.email
+    else:
+        body["license_key"] = license_.license_key
+    body.update(
+        {
+            "is_trial": license_.is_trial,
+            "trial_days": license_.trial_days,
+            "validity_period": validity,
+            "enable_maintenance_period": license_.enable_maintenance_period,
+            "maintenance_period": iso_or_none(license_.maintenance_period),
+            "allow_grace_period": license_.allow_grace_period,
+            "grace_period": license_.grace_period,
+            "max_activations": license_.max_activations,
+            "allow_unlimited_activations": license_.allow_unlimited_activations,
+            "times_activated": license_.times_activated,
+            "start_date": iso_or_none(license_.start_date),
+            "transfer_count": license_.transfer_count,
+            "max_transfers": license_.max_transfers,
+            "allow_overages": False,
+            "max_overages": 0,
+            "is_floating_cloud": False,
+            "is_floating": False,
+            "floating_timeout": product.floating_timeout,
+            "can_borrow": False,
+            "max_borrow_time": 0,
+            "prevent_vm": terms.prevent_vm,
+            "custom_fields": custom_fields(product, license_),
+            "product_features": [],
+            "customer": customer_object(customer),
+            "product_details": product_details(product),
+            "metadata": license_.metadata_,
+            "max_consumptions": license_.max_consumptions,
+            "total_consumptions": license_.total_consumptions,
+            "allow_unlimited_consumptions": license_.allow_unlimited_consumptions,
+            "allow_negative_consumptions": False,
+            "reset_consumption": False,
+            "consumption_period": None,
+            "device_id": device.id,
+            "is_borrowed": False,
+            "borrowed_until": None,
+            "is_expired": is_expired(terms, license_.validity_period, now),
+        }
+    )
+    body.update(release_fields(release))
+    body["hardware_id"] = device.hardware_id
+    if request == "activation":
+        body["active"] = device.active
+        body["request"] = "activation"
+        body["variables"] = variable_objects(variables or [])
+    date = http_date(now)
+    body["date"] = date
+    if request == "check":
+        body["offline_signature"] = (
+            offline_signature(
+                caller.shared_key, date, key_or_user, device.hardware_id, caller.api_key
+            )
+            if caller.shared_key and caller.api_key
+            else ""
+        )
+    signer = keyring.for_algorithm(algorithm)
+    body["license_signature"] = signer.sign(
+        license_signing_string(device.hardware_id, key_or_user, validity).encode()
+    )
+    if request == "check":
+        body["license_signature_v2"] = signer.sign(v2_signing_bytes(body))
+    return body

@@ -1,0 +1,37 @@
+"""One settings class; every value can come from a ``LICENSOR_*`` environment variable."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LICENSOR_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("licensor-data"))
+    database_url: str | None = None
+    keys_dir: Path | None = None
+    # Base64 of 32 random bytes; when unset, a key file in the data directory is used.
+    master_key: str | None = Field(default=None, repr=False)
+    rsa_key_size: int = 2048
+    date_window_seconds: int = 15 * 60
+    oauth_token_ttl_seconds: int = 480
+    max_body_bytes: int = 64 * 1024
+    public_url: str | None = None
+    idempotency_ttl_hours: int = 24
+    db_pool_size: int = 10
+    db_connect_timeout_seconds: int = 3
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'licensor.db').resolve()}"
+
+    @cached_property
+    def resolved_keys_dir(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"

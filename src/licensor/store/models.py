@@ -1,0 +1,309 @@
+"""Tables. Relationships are never loaded implicitly: repositories say what they need."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, whatever the database stores."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Company(Base):
+    __tablename__ = "companies"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    oauth_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    api_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The shared key is needed in clear to verify HMACs, so it is encrypted with the master key.
+    shared_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # null = every product of the company; else a list of product ids
+    allowed_product_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(100), unique=True)
+    # Only verification is needed: a keyed hash of a high-entropy secret.
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(20))  # company | customer | license
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), nullable=True
+    )
+    license_id: Mapped[int | None] = mapped_column(
+        ForeignKey("licenses.id", ondelete="CASCADE"), nullable=True
+    )
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("company_id", "short_code"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    short_code: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    authorization_method: Mapped[str] = mapped_column(String(20), default="license-key")
+    prevent_vm: Mapped[bool] = mapped_column(Boolean, default=False)
+    version_spec: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    allow_trial: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_days: Mapped[int] = mapped_column(Integer, default=0)
+    trial_max_activations: Mapped[int] = mapped_column(Integer, default=1)
+    floating_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    custom_fields: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProductRelease(Base):
+    __tablename__ = "product_releases"
+    __table_args__ = (UniqueConstraint("product_id", "version", "environment"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(50))
+    environment: Mapped[str] = mapped_column(String(50), default="")
+    channel: Mapped[str] = mapped_column(String(50), default="")
+    release_date: Mapped[datetime] = mapped_column()
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    full_link: Mapped[str] = mapped_column(String(500), default="")
+    release_notes_link: Mapped[str] = mapped_column(String(500), default="")
+    eula_link: Mapped[str] = mapped_column(String(500), default="")
+    hash_md5: Mapped[str] = mapped_column(String(64), default="")
+    size: Mapped[str] = mapped_column(String(32), default="")
+    requires_version: Mapped[str] = mapped_column(String(50), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("company_id", "email"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    company_name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    reference: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(500), default="")
+    city: Mapped[str] = mapped_column(String(200), default="")
+    postcode: Mapped[str] = mapped_column(String(50), default="")
+    state: Mapped[str] = mapped_column(String(200), default="")
+    country: Mapped[str] = mapped_column(String(200), default="")
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class License(Base):
+    __tablename__ = "licenses"
+    __table_args__ = (
+        UniqueConstraint("company_id", "key_lookup"),
+        UniqueConstraint("product_id", "trial_hardware_id"),
+        Index("ix_licenses_company_order", "company_id", "order_store_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), nullable=True
+    )
+    license_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    key_lookup: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    license_type: Mapped[str] = mapped_column(String(20), default="perpetual")
+    is_trial: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trial_hardware_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    validity_period: Mapped[datetime | None] = mapped_column(nullable=True)
+    validity_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_date: Mapped[datetime | None] = mapped_column(nullable=True)
+    allow_grace_period: Mapped[bool] = mapped_column(Boolean, default=False)
+    grace_period: Mapped[int] = mapped_column(Integer, default=0)  # hours
+    enable_maintenance_period: Mapped[bool] = mapped_column(Boolean, default=False)
+    maintenance_period: Mapped[datetime | None] = mapped_column(nullable=True)
+    max_activations: Mapped[int] = mapped_column(Integer, default=1)
+    allow_unlimited_activations: Mapped[bool] = mapped_column(Boolean, default=False)
+    times_activated: Mapped[int] = mapped_column(Integer, default=0)
+    max_transfers: Mapped[int] = mapped_column(Integer, default=0)
+    transfer_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_deactivated_hardware_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    prevent_vm: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # null = product's
+    version_spec: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    order_store_id: Mapped[str] = mapped_column(String(200), default="")
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    max_consumptions: Mapped[int] = mapped_column(Integer, default=0)
+    total_consumptions: Mapped[int] = mapped_column(Integer, default=0)
+    allow_unlimited_consumptions: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_activated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LicenseUser(Base):
+    __tablename__ = "license_users"
+    __table_args__ = (
+        UniqueConstraint("license_id", "email"),
+        Index("ix_license_users_email", "email"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased; the username
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    phone_number: Mapped[str] = mapped_column(String(50), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_initial_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_activations: Mapped[int] = mapped_column(Integer, default=1)
+    allow_unlimited_activations: Mapped[bool] = mapped_column(Boolean, default=False)
+    total_activations: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("license_id", "hardware_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    license_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("license_users.id", ondelete="SET NULL"), nullable=True
+    )
+    hardware_id: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_vm: Mapped[bool] = mapped_column(Boolean, default=False)
+    vm_info: Mapped[str] = mapped_column(String(500), default="")
+    os_ver: Mapped[str] = mapped_column(String(200), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    ip_local: Mapped[str] = mapped_column(String(64), default="")
+    app_ver: Mapped[str] = mapped_column(String(64), default="")
+    sdk_ver: Mapped[str] = mapped_column(String(64), default="")
+    mac_address: Mapped[str] = mapped_column(String(64), default="")
+    first_activated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_check_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeviceVariable(Base):
+    __tablename__ = "device_variables"
+    __table_args__ = (UniqueConstraint("device_id", "variable"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    variable: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LicenseEvent(Base):
+    """History of seats: activation, deactivation, transfer. ``transfer_count`` is provable from it."""
+
+    __tablename__ = "license_events"
+    __table_args__ = (Index("ix_license_events_license", "license_id", "id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    hardware_id: Mapped[str] = mapped_column(String(256), default="")
+    event: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlacklistEntry(Base):
+    __tablename__ = "blacklist"
+    __table_args__ = (
+        UniqueConstraint("company_id", "hardware_id", "product_id"),
+        Index("ix_blacklist_lookup", "company_id", "hardware_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    hardware_id: Mapped[str] = mapped_column(String(256))
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), nullable=True
+    )
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("company_id", "key"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,297 @@
+"""All SQL lives here. Repositories fetch and write; they never decide licensing rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from licensor.store.models import (
+    ApiKey,
+    BlacklistEntry,
+    Company,
+    Customer,
+    Device,
+    DeviceVariable,
+    IdempotencyRecord,
+    License,
+    LicenseEvent,
+    LicenseUser,
+    OAuthClient,
+    Product,
+    ProductRelease,
+)
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+def api_key_by_key(session: Session, api_key: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.api_key == api_key)).one_or_none()
+
+
+def oauth_client_by_client_id(session: Session, client_id: str) -> OAuthClient | None:
+    return session.scalars(
+        select(OAuthClient).where(OAuthClient.client_id == client_id)
+    ).one_or_none()
+
+
+def company(session: Session, company_id: int) -> Company | None:
+    return session.get(Company, company_id)
+
+
+def company_by_name(session: Session, name: str) -> Company | None:
+    return session.scalars(select(Company).where(Company.name == name)).first()
+
+
+def companies(session: Session) -> Sequence[Company]:
+    return session.scalars(select(Company).order_by(Company.id)).all()
+
+
+# -- catalogue ---------------------------------------------------------------------------------
+
+
+def product_by_code(session: Session, company_id: int, short_code: str) -> Product | None:
+    return session.scalars(
+        select(Product).where(Product.company_id == company_id, Product.short_code == short_code)
+    ).one_or_none()
+
+
+def products(session: Session, company_id: int) -> Sequence[Product]:
+    return session.scalars(
+        select(Product).where(Product.company_id == company_id).order_by(Product.id)
+    ).all()
+
+
+def release(session: Session, product_id: int, version: str) -> ProductRelease | None:
+    return session.scalars(
+        select(ProductRelease)
+        .where(ProductRelease.product_id == product_id, ProductRelease.version == version)
+        .order_by(ProductRelease.release_date)
+    ).first()
+
+
+def latest_release(session: Session, product_id: int) -> ProductRelease | None:
+    return session.scalars(
+        select(ProductRelease)
+        .where(ProductRelease.product_id == product_id, ProductRelease.enabled.is_(True))
+        .order_by(ProductRelease.release_date.desc(), ProductRelease.id.desc())
+    ).first()
+
+
+def customer(session: Session, customer_id: int | None) -> Customer | None:
+    return session.get(Customer, customer_id) if customer_id is not None else None
+
+
+def customer_by_email(session: Session, company_id: int, email: str) -> Customer | None:
+    return session.scalars(
+        select(Customer).where(Customer.company_id == company_id, Customer.email == email)
+    ).one_or_none()
+
+
+# -- licenses ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseScope:
+    """Which licenses a caller may reach: its company and product, maybe narrowed further."""
+
+    company_id: int
+    product_id: int
+    customer_id: int | None = None
+    license_id: int | None = None
+    pinned_id: int | None = None  # the request's own license_id
+
+    def apply(self, statement: Any) -> Any:
+        statement = statement.where(
+            License.company_id == self.company_id, License.product_id == self.product_id
+        )
+        if self.customer_id is not None:
+            statement = statement.where(License.customer_id == self.customer_id)
+        for license_id in (self.license_id, self.pinned_id):
+            if license_id is not None:
+                statement = statement.where(License.id == license_id)
+        return statement
+
+
+def license_by_key(
+    session: Session, scope: LicenseScope, key_lookup: str, *, lock: bool = False
+) -> License | None:
+    statement = scope.apply(select(License).where(License.key_lookup == key_lookup))
+    if lock:
+        statement = statement.with_for_update()
+    result: License | None = session.scalars(statement).one_or_none()
+    return result
+
+
+def license_users_by_email(
+    session: Session, scope: LicenseScope, email: str
+) -> Sequence[tuple[LicenseUser, License]]:
+    statement = scope.apply(
+        select(LicenseUser, License)
+        .join(License, License.id == LicenseUser.license_id)
+        .where(LicenseUser.email == email)
+        .order_by(License.id)
+    )
+    return [(row[0], row[1]) for row in session.execute(statement).all()]
+
+
+def lock_license(session: Session, license_id: int) -> License:
+    """Re-read a license under a row lock (PostgreSQL; SQLite's write transaction is already
+    exclusive), so every seat decision sees the latest counters."""
+    session.expire_all()
+    return session.scalars(select(License).where(License.id == license_id).with_for_update()).one()
+
+
+def take_seat(session: Session, license_id: int, *, unlimited: bool) -> bool:
+    """Guarded increment: the database itself refuses to go past ``max_activations``."""
+    statement = (
+        update(License)
+        .where(License.id == license_id)
+        .values(times_activated=License.times_activated + 1)
+    )
+    if not unlimited:
+        statement = statement.where(License.times_activated < License.max_activations)
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def free_seat(session: Session, license_id: int) -> None:
+    session.execute(
+        update(License)
+        .where(License.id == license_id, License.times_activated > 0)
+        .values(times_activated=License.times_activated - 1)
+    )
+
+
+def trial_license(session: Session, product_id: int, hardware_id: str) -> License | None:
+    return session.scalars(
+        select(License).where(
+            License.product_id == product_id, License.trial_hardware_id == hardware_id
+        )
+    ).one_or_none()
+
+
+def license_user(session: Session, license_user_id: int | None) -> LicenseUser | None:
+    return session.get(LicenseUser, license_user_id) if license_user_id is not None else None
+
+
+def license_users(session: Session, license_id: int) -> Sequence[LicenseUser]:
+    return session.scalars(
+        select(LicenseUser).where(LicenseUser.license_id == license_id).order_by(LicenseUser.id)
+    ).all()
+
+
+def licenses(
+    session: Session, company_id: int, *, product_id: int | None = None, limit: int = 100
+) -> Sequence[License]:
+    statement = select(License).where(License.company_id == company_id)
+    if product_id is not None:
+        statement = statement.where(License.product_id == product_id)
+    return session.scalars(statement.order_by(License.id).limit(limit)).all()
+
+
+# -- devices -----------------------------------------------------------------------------------
+
+
+def device(session: Session, license_id: int, hardware_id: str) -> Device | None:
+    return session.scalars(
+        select(Device).where(Device.license_id == license_id, Device.hardware_id == hardware_id)
+    ).one_or_none()
+
+
+def devices(session: Session, license_id: int) -> Sequence[Device]:
+    return session.scalars(
+        select(Device).where(Device.license_id == license_id).order_by(Device.id)
+    ).all()
+
+
+def active_device_count(session: Session, license_id: int) -> int:
+    from sqlalchemy import func
+
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Device)
+            .where(Device.license_id == license_id, Device.active.is_(True))
+        )
+        or 0
+    )
+
+
+def is_blacklisted(session: Session, company_id: int, hardware_id: str, product_id: int) -> bool:
+    found = session.scalar(
+        select(BlacklistEntry.id)
+        .where(
+            BlacklistEntry.company_id == company_id,
+            BlacklistEntry.hardware_id == hardware_id,
+            or_(BlacklistEntry.product_id.is_(None), BlacklistEntry.product_id == product_id),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def variables(session: Session, device_id: int) -> Sequence[DeviceVariable]:
+    return session.scalars(
+        select(DeviceVariable)
+        .where(DeviceVariable.device_id == device_id)
+        .order_by(DeviceVariable.variable)
+    ).all()
+
+
+def set_variables(session: Session, device_id: int, values: dict[str, str], now: datetime) -> None:
+    existing = {v.variable: v for v in variables(session, device_id)}
+    for name, value in values.items():
+        row = existing.get(name)
+        if row is None:
+            session.add(
+                DeviceVariable(device_id=device_id, variable=name, value=value, created_at=now)
+            )
+        else:
+            row.value = value
+            row.created_at = now
+    session.flush()
+
+
+def record_event(
+    session: Session,
+    license_id: int,
+    device_id: int | None,
+    hardware_id: str,
+    event: str,
+    now: datetime,
+) -> None:
+    session.add(
+        LicenseEvent(
+            license_id=license_id,
+            device_id=device_id,
+            hardware_id=hardware_id,
+            event=event,
+            created_at=now,
+        )
+    )
+
+
+def events(session: Session, license_id: int) -> Sequence[LicenseEvent]:
+    return session.scalars(
+        select(LicenseEvent).where(LicenseEvent.license_id == license_id).order_by(LicenseEvent.id)
+    ).all()
+
+
+# -- idempotency -------------------------------------------------------------------------------
+
+
+def idempotency_record(session: Session, company_id: int, key: str) -> IdempotencyRecord | None:
+    return session.scalars(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.company_id == company_id, IdempotencyRecord.key == key
+        )
+    ).one_or_none()
+
+
+def delete_idempotency_record(session: Session, record: IdempotencyRecord) -> None:
+    session.delete(record)
+    session.flush()
