@@ -295,3 +295,12 @@ def idempotency_record(session: Session, company_id: int, key: str) -> Idempoten
 def delete_idempotency_record(session: Session, record: IdempotencyRecord) -> None:
     session.delete(record)
     session.flush()
+
+
+def licenses_by_ids(session: Session, ids: Sequence[int]) -> Sequence[License]:
+    rows: list[License] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows.extend(session.scalars(select(License).where(License.id.in_(chunk))).all())
+    rows.sort(key=lambda row: row.id)
+    return rows

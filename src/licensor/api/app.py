@@ -1,0 +1,65 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import Response
+
+from licensor import __version__
+from licensor.api.errors import error_response, install_error_handlers
+from licensor.api.middleware import LimitBody, SignResponses
+from licensor.api.state import AppState
+from licensor.api.v4.endpoints import json_answer, router, well_known_router
+from licensor.keyring import Keyring
+from licensor.settings import Settings
+
+log = logging.getLogger("licensor.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.open(settings)
+        app.state.licensor = state
+        log.info("server.started", extra={"database": state.db.url.split(":", 1)[0]})
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="Licensor",
+        version=__version__,
+        description="Self-hosted licensing server speaking the License API v4.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(well_known_router)
+
+    @app.get("/health", tags=["Operations"])
+    def health(request: Request) -> Response:
+        state: AppState = request.app.state.licensor
+        try:
+            with state.db.transaction() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:
+            return error_response("service_unavailable", "The license database is unavailable")
+        return json_answer({"status": "ok", "version": __version__})
+
+    def keyring() -> Keyring:
+        state: AppState = app.state.licensor
+        return state.keys.keyring
+
+    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SignResponses, keyring=keyring)
+    return app

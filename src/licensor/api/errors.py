@@ -1,0 +1,70 @@
+"""One place that turns every failure into ``{"status", "code", "message"}``; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from licensor.core.errors import LicensorError
+from licensor.protocol.errors import ERROR_CODES
+from licensor.protocol.signing import compact_json
+
+log = logging.getLogger("licensor.api")
+
+
+def error_response(code: str, message: str | None = None, status: int | None = None) -> Response:
+    spec = ERROR_CODES.get(code)
+    status = status if status is not None else (spec.status if spec else 400)
+    message = message if message is not None else (spec.message if spec else code)
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    return Response(
+        compact_json({"status": status, "code": code, "message": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def licensor_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LicensorError)
+        return error_response(exc.code, exc.message, exc.status)
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response("validation_error", describe_validation(exc.errors()))
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "validation_error"
+        )
+        message = None if exc.status_code in (404, 405) else str(exc.detail)
+        return error_response(code, message, exc.status_code)
+
+    async def database_unavailable(_request: Request, exc: Exception) -> Response:
+        log.warning("database.unavailable", extra={"error": type(exc).__name__})
+        return error_response("service_unavailable", "The license database is unavailable")
+
+    app.add_exception_handler(LicensorError, licensor_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(PoolTimeout, database_unavailable)
+    app.add_exception_handler(DBAPIError, database_unavailable)
+
+
+def describe_validation(errors: object) -> str:
+    """``field: problem; field: problem`` from pydantic's error list."""
+    parts = []
+    for error in errors if isinstance(errors, list | tuple) else []:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "The request is not valid"

@@ -1,0 +1,349 @@
+"""License API v4: authenticate, validate, call one service, render. No rules, no SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from licensor.api.errors import describe_validation
+from licensor.api.middleware import requested_algorithm
+from licensor.api.state import AppState, app_state
+from licensor.api.v4 import schemas
+from licensor.core.errors import LicensorError
+from licensor.protocol.signing import compact_json
+from licensor.services import auth, licensing
+from licensor.services.context import Caller
+
+router = APIRouter(prefix="/api/v4", tags=["License API v4"])
+Model = TypeVar("Model", bound=BaseModel)
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def route(method: str, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register ``path`` and ``path/`` (clients use both)."""
+
+    def register(func: Callable[..., Any]) -> Any:
+        router.add_api_route(path + "/", func, methods=[method], include_in_schema=False)
+        router.add_api_route(path, func, methods=[method], **kwargs)
+        return func
+
+    return register
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def json_answer(body: Any, status: int = 200) -> Response:
+    return Response(compact_json(body), status_code=status, media_type="application/json")
+
+
+def caller_of(session: Session, state: AppState, request: Request, now: datetime) -> Caller:
+    return auth.authenticate(
+        session,
+        state.keys,
+        authorization=request.headers.get("authorization"),
+        date_value=request.headers.get("date"),
+        now=now,
+    )
+
+
+def _validate(model: type[Model], data: Any, *, strict: bool) -> Model:
+    try:
+        return model.model_validate(data, strict=strict)
+    except ValidationError as exc:
+        missing = [
+            ".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "missing"
+        ]
+        if missing:
+            if missing == ["hardware_id"]:
+                raise LicensorError("missing_hardware_id") from None
+            raise LicensorError(
+                "missing_parameters",
+                "Some parameters are missing in the request: " + ", ".join(missing) + ".",
+            ) from None
+        raise LicensorError("validation_error", describe_validation(exc.errors())) from None
+
+
+def parse_json(raw: bytes, model: type[Model]) -> Model:
+    if not raw.strip():
+        raise LicensorError("missing_parameters", "The request body is empty")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise LicensorError("invalid_json", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise LicensorError("validation_error", "body: must be a JSON object")
+    return _validate(model, data, strict=True)
+
+
+def parse_query(request: Request, model: type[Model]) -> Model:
+    params = request.query_params
+    data: dict[str, Any] = {}
+    for name in params:
+        values = params.getlist(name)
+        if len(values) > 1:
+            raise LicensorError("validation_error", f"{name}: given more than once")
+        data[name] = values[0]
+    return _validate(model, data, strict=False)
+
+
+def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> licensing.LicenseRef:
+    return licensing.LicenseRef(
+        product=data.product,
+        hardware_id=data.hardware_id,
+        license_key=data.license_key,
+        username=data.username,
+        password=password,
+        license_id=data.license_id,
+    )
+
+
+def device_info(data: schemas.DeviceFields) -> licensing.DeviceInfo:
+    return licensing.DeviceInfo(
+        is_vm=data.is_vm,
+        vm_info=data.vm_info,
+        os_ver=data.os_ver,
+        hostname=data.hostname or data.os_hostname,
+        ip=data.ip,
+        ip_local=data.ip_local,
+        app_ver=data.app_ver,
+        sdk_ver=data.sdk_ver,
+        mac_address=data.mac_address,
+    )
+
+
+def variables_as_text(values: dict[str, Any] | None) -> dict[str, str] | None:
+    if values is None:
+        return None
+    return {
+        name: ("true" if v is True else "false" if v is False else str(v))
+        for name, v in values.items()
+    }
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def _query_doc(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema.get("properties", {}).items()
+        ]
+    }
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+@route("POST", "/activate_license", openapi_extra=_body_doc(schemas.ActivateRequest))
+def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Bind the license to ``hardware_id`` and answer with the signed license."""
+    state = app_state(request)
+    now = utcnow()
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX and idempotency_key.isprintable()
+    ):
+        raise LicensorError("validation_error", "Idempotency-Key: 1-200 printable characters")
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        data = parse_json(raw, schemas.ActivateRequest)
+        answer = licensing.activate(
+            session,
+            caller,
+            state.keys,
+            license_ref(data, data.password),
+            device_info(data),
+            variables=variables_as_text(data.variables),
+            now=now,
+            algorithm=requested_algorithm(request.scope["headers"]),
+            idempotency_key=idempotency_key,
+            request_hash=licensing.request_fingerprint(
+                "activate_license", data.model_dump(mode="json")
+            ),
+        )
+    response = json_answer(answer.body, answer.status)
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@route("GET", "/check_license", openapi_extra=_query_doc(schemas.CheckQuery))
+def check_license(request: Request) -> Response:
+    """Check the license on this device; expired licenses answer 200 with ``is_expired``."""
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        query = parse_query(request, schemas.CheckQuery)
+        answer = licensing.check(
+            session,
+            caller,
+            state.keys,
+            license_ref(query),
+            device_info(query),
+            now=now,
+            algorithm=requested_algorithm(request.scope["headers"]),
+        )
+    return json_answer(answer.body)
+
+
+@route("POST", "/deactivate_license", openapi_extra=_body_doc(schemas.DeactivateRequest))
+def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Free this device's seat; answers the JSON string ``"license_deactivated"``."""
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        data = parse_json(raw, schemas.DeactivateRequest)
+        answer = licensing.deactivate(session, caller, license_ref(data, data.password), now=now)
+    return json_answer(answer.body)
+
+
+@route("POST", "/track_device_variables", openapi_extra=_body_doc(schemas.TrackVariablesRequest))
+def track_device_variables(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        data = parse_json(raw, schemas.TrackVariablesRequest)
+        values = variables_as_text(data.variables) or {}
+        answer = licensing.track_variables(session, caller, license_ref(data), values, now=now)
+    return json_answer(answer.body)
+
+
+@route("GET", "/get_device_variables", openapi_extra=_query_doc(schemas.GetVariablesQuery))
+def get_device_variables(request: Request) -> Response:
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction() as session:
+        caller = caller_of(session, state, request, now)
+        query = parse_query(request, schemas.GetVariablesQuery)
+        answer = licensing.get_variables(session, caller, license_ref(query))
+    return json_answer(answer.body)
+
+
+@route("GET", "/product_details", openapi_extra=_query_doc(schemas.ProductDetailsQuery))
+def product_details(request: Request) -> Response:
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction() as session:
+        caller = caller_of(session, state, request, now)
+        query = parse_query(request, schemas.ProductDetailsQuery)
+        answer = licensing.product_details(
+            session,
+            caller,
+            query.product,
+            include_latest_version=query.include_latest_version,
+            include_custom_fields=query.include_custom_fields,
+        )
+    return json_answer(answer.body)
+
+
+@route("GET", "/trial_key", openapi_extra=_query_doc(schemas.TrialKeyQuery))
+def trial_key(request: Request) -> Response:
+    """Create (or return the existing) trial license of this device."""
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        query = parse_query(request, schemas.TrialKeyQuery)
+        answer = licensing.trial_key(
+            session,
+            caller,
+            licensing.TrialRequest(
+                product=query.product,
+                hardware_id=query.hardware_id,
+                email=query.email,
+                password=query.password,
+                first_name=query.first_name,
+                last_name=query.last_name,
+                phone=query.phone,
+            ),
+            now=now,
+        )
+    return json_answer(answer.body)
+
+
+@route("GET", "/public_keys")
+def public_keys(request: Request) -> Response:
+    """The public keys that verify Licensor's signatures (active and retired), by key id."""
+    return json_answer({"keys": app_state(request).keys.keyring.public_keys()})
+
+
+# -- OAuth -------------------------------------------------------------------------------------
+
+
+def token_endpoint_url(request: Request) -> str:
+    base = app_state(request).settings.public_url or str(request.base_url)
+    return base.rstrip("/") + "/api/v4/oauth/token"
+
+
+@route("POST", "/oauth/token")
+def oauth_token(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """OAuth 2.0 client credentials (form-encoded), answering the documented token shape."""
+    state = app_state(request)
+    try:
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), strict_parsing=False).items()}
+    except UnicodeDecodeError:
+        form = {}
+    try:
+        with state.db.transaction() as session:
+            token = auth.issue_token(
+                session,
+                state.keys,
+                grant_type=form.get("grant_type"),
+                client_id=form.get("client_id"),
+                client_secret=form.get("client_secret"),
+                now=utcnow(),
+            )
+    except auth.OAuthError as exc:
+        return json_answer({"error": exc.error, "error_description": exc.description}, exc.status)
+    response = json_answer(token.as_response())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@route("GET", "/oauth_url")
+def oauth_url(request: Request, login_type: str = "client_credentials") -> Response:
+    if login_type != "client_credentials":
+        raise LicensorError("validation_error", "login_type: only client_credentials is supported")
+    return json_answer({"url": token_endpoint_url(request)})
+
+
+well_known_router = APIRouter(tags=["OAuth"])
+
+
+@well_known_router.get("/.well-known/openid-configuration")
+def openid_configuration(request: Request) -> Response:
+    token_url = token_endpoint_url(request)
+    return json_answer(
+        {
+            "issuer": token_url.rsplit("/api/v4/", 1)[0],
+            "token_endpoint": token_url,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        }
+    )

@@ -1,0 +1,96 @@
+"""Request shapes of the License API v4. Lengths match the storage columns; text never carries NUL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_ID = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+HardwareId = Annotated[str, Field(min_length=1, max_length=256), NoNul]
+ProductCode = Annotated[str, Field(min_length=1, max_length=100), NoNul]
+LicenseKey = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+Username = Annotated[str, Field(min_length=1, max_length=320), NoNul]
+Password = Annotated[str, Field(min_length=1, max_length=1024), NoNul]
+Str50 = Annotated[str, Field(max_length=50), NoNul]
+Str64 = Annotated[str, Field(max_length=64), NoNul]
+Str200 = Annotated[str, Field(max_length=200), NoNul]
+Str255 = Annotated[str, Field(max_length=255), NoNul]
+Str320 = Annotated[str, Field(max_length=320), NoNul]
+Str500 = Annotated[str, Field(max_length=500), NoNul]
+LicenseId = Annotated[int, Field(ge=1, le=MAX_ID)]
+VariableName = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+VariableValue = Annotated[str, Field(max_length=4000), NoNul] | int | float | bool
+Variables = Annotated[dict[VariableName, VariableValue], Field(max_length=100)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class LicenseIdentity(_Request):
+    hardware_id: HardwareId
+    product: ProductCode
+    license_key: LicenseKey | None = None
+    username: Username | None = None
+    license_id: LicenseId | None = None
+
+
+class DeviceFields(_Request):
+    is_vm: bool = False
+    vm_info: Str500 = ""
+    os_ver: Str200 = ""
+    hostname: Str255 = ""
+    os_hostname: Str255 = ""
+    ip: Str64 = ""
+    ip_local: Str64 = ""
+    app_ver: Str64 = ""
+    sdk_ver: Str64 = ""
+    mac_address: Str64 = ""
+
+
+class ActivateRequest(LicenseIdentity, DeviceFields):
+    password: Password | None = None
+    variables: Variables | None = None
+
+
+class CheckQuery(LicenseIdentity, DeviceFields):
+    include_expired_features: bool = False
+
+
+class DeactivateRequest(LicenseIdentity):
+    password: Password | None = None
+    sdk_ver: Str64 = ""
+
+
+class TrackVariablesRequest(LicenseIdentity):
+    variables: Variables
+
+
+class GetVariablesQuery(LicenseIdentity):
+    pass
+
+
+class ProductDetailsQuery(_Request):
+    product: ProductCode
+    include_latest_version: bool = False
+    include_custom_fields: bool = False
+
+
+class TrialKeyQuery(_Request):
+    hardware_id: HardwareId
+    product: ProductCode
+    email: Str320 | None = None
+    password: Password | None = None
+    first_name: Str200 = ""
+    last_name: Str200 = ""
+    phone: Str50 = ""

@@ -1,0 +1,453 @@
+"""``licensor``: set up, run and feed the server from the terminal. Every command has ``--json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from licensor.core.errors import LicensorError
+from licensor.keyring import Keyring
+from licensor.protocol.signing import parse_iso_datetime
+from licensor.secrets_at_rest import MasterKey
+from licensor.services import catalogue
+from licensor.settings import Settings
+from licensor.store import migrate
+from licensor.store.db import Database
+
+app = typer.Typer(
+    help="Licensor: self-hosted software licensing (License API v4).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+company_app = typer.Typer(help="Vendor accounts.", no_args_is_help=True)
+api_key_app = typer.Typer(help="API keys (api key + shared key) for the License API.")
+oauth_app = typer.Typer(help="OAuth client credentials for the License API.")
+product_app = typer.Typer(help="Products.", no_args_is_help=True)
+license_app = typer.Typer(help="Licenses.", no_args_is_help=True)
+blacklist_app = typer.Typer(help="Blacklisted devices.", no_args_is_help=True)
+app.add_typer(company_app, name="company")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(oauth_app, name="oauth-client")
+app.add_typer(product_app, name="product")
+app.add_typer(license_app, name="license")
+app.add_typer(blacklist_app, name="blacklist")
+
+out = Console()
+err = Console(stderr=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+CompanyOption = Annotated[
+    str | None, typer.Option("--company", help="Company name or id (default: the only one).")
+]
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def transaction(current: Settings) -> Iterator[Session]:
+    current.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(current.resolved_database_url)
+    db = Database(current.resolved_database_url)
+    try:
+        with db.transaction(write=True) as session:
+            yield session
+    except LicensorError as exc:
+        raise fail(exc.message) from None
+    finally:
+        db.dispose()
+
+
+def master_key(current: Settings) -> MasterKey:
+    return MasterKey.load_or_create(current.data_dir, current.master_key)
+
+
+def emit(as_json: bool, data: Any, human: str | Table) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        out.print(human)
+
+
+def parse_date(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso_datetime(value)
+    except ValueError:
+        raise fail(f"{name}: {value!r} is not a date (use YYYY-MM-DD or ISO 8601)") from None
+
+
+def prepare(current: Settings) -> Keyring:
+    """Data directory, migrations, master key and signing keys: everything a server needs."""
+    current.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(current.resolved_database_url)
+    master_key(current)
+    return Keyring.load_or_create(current.resolved_keys_dir, rsa_key_size=current.rsa_key_size)
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    company: Annotated[str, typer.Option(help="Name of the first company.")] = "Default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the data directory, run migrations, make signing keys, and the first company with
+    its API key + shared key (printed once)."""
+    current = settings()
+    prepare(current)
+    with transaction(current) as session:
+        from licensor.store import repository
+
+        if repository.companies(session):
+            emit(
+                as_json,
+                {"initialised": True, "created": False},
+                f"Already initialised in {current.data_dir} (nothing created).",
+            )
+            return
+        created = catalogue.create_company(session, company)
+        key = catalogue.create_api_key(session, master_key(current), created.id, label="init")
+    data = {
+        "company": company,
+        "company_id": created.id,
+        "api_key": key.api_key,
+        "shared_key": key.shared_key,
+        "data_dir": str(current.data_dir),
+    }
+    emit(
+        as_json,
+        data,
+        f"Initialised {current.data_dir}\n"
+        f"company    {company} (id {created.id})\n"
+        f"api key    {key.api_key}\n"
+        f"shared key {key.shared_key}   [dim](shown once; keep it secret)[/dim]",
+    )
+
+
+@app.command("migrate")
+def migrate_command(as_json: JsonFlag = False) -> None:
+    """Apply database migrations."""
+    current = settings()
+    migrate.upgrade(current.resolved_database_url)
+    emit(as_json, {"migrated": True}, "Database is up to date.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Create and print a demo product and license.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the server (migrations and keys are prepared first)."""
+    import uvicorn
+
+    current = settings()
+    prepare(current)
+    if demo:
+        from licensor import demo as demo_module
+
+        demo_module.print_banner(demo_module.ensure_demo(current, f"http://{host}:{port}"))
+    os.environ["LICENSOR_DATA_DIR"] = str(current.data_dir.resolve())
+    uvicorn.run(
+        "licensor.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@app.command("public-key")
+def public_key(as_json: JsonFlag = False) -> None:
+    """The public key(s) a client must embed to verify Licensor's signatures."""
+    current = settings()
+    keyring = prepare(current)
+    keys = keyring.public_keys()
+    if as_json:
+        emit(True, {"keys": keys}, "")
+        return
+    for key in keys:
+        state = "active" if key["active"] else "retired"
+        sys.stdout.write(f"# kid {key['kid']} {key['algorithm']} ({state})\n{key['public_key']}")
+
+
+# -- companies and credentials -----------------------------------------------------------------
+
+
+@company_app.command("create")
+def company_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create a company (vendor account)."""
+    current = settings()
+    with transaction(current) as session:
+        created = catalogue.create_company(session, name)
+        data = {"id": created.id, "name": created.name}
+    emit(as_json, data, f"Company {name} created (id {data['id']}).")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    company: CompanyOption = None,
+    read_only: Annotated[bool, typer.Option("--read-only")] = False,
+    product: Annotated[list[str] | None, typer.Option(help="Limit to this product.")] = None,
+    label: str = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key + shared key (the shared key is shown only now)."""
+    current = settings()
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        key = catalogue.create_api_key(
+            session,
+            master_key(current),
+            owner.id,
+            read_only=read_only,
+            product_codes=product,
+            label=label,
+        )
+    data = {
+        "company_id": owner.id,
+        "api_key": key.api_key,
+        "shared_key": key.shared_key,
+        "read_only": key.read_only,
+        "product_ids": key.product_ids,
+    }
+    emit(as_json, data, f"api key    {key.api_key}\nshared key {key.shared_key}")
+
+
+@oauth_app.command("create")
+def oauth_create(
+    company: CompanyOption = None,
+    scope: Annotated[str, typer.Option(help="company | customer | license")] = "company",
+    customer: Annotated[str | None, typer.Option(help="Customer e-mail (customer scope)")] = None,
+    license_id: Annotated[int | None, typer.Option(help="License id (license scope)")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create OAuth client credentials (the secret is shown only now)."""
+    current = settings()
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        customer_id = None
+        if customer:
+            customer_id = catalogue.find_or_create_customer(session, owner.id, customer).id
+        client = catalogue.create_oauth_client(
+            session,
+            master_key(current),
+            owner.id,
+            scope=scope,
+            customer_id=customer_id,
+            license_id=license_id,
+        )
+    data = {
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "scope": client.scope,
+    }
+    emit(as_json, data, f"client id     {client.client_id}\nclient secret {client.client_secret}")
+
+
+# -- catalogue ---------------------------------------------------------------------------------
+
+
+@product_app.command("create")
+def product_create(
+    code: Annotated[str, typer.Argument(help="Short code clients send as `product`.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    company: CompanyOption = None,
+    authorization_method: Annotated[str, typer.Option(help="license-key | user")] = "license-key",
+    prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1.0,<3'")] = None,
+    allow_trial: Annotated[bool, typer.Option("--allow-trial")] = False,
+    trial_days: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a product."""
+    current = settings()
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        product = catalogue.create_product(
+            session,
+            owner.id,
+            catalogue.ProductSpec(
+                short_code=code,
+                name=name,
+                authorization_method=authorization_method,
+                prevent_vm=prevent_vm,
+                version_spec=versions,
+                allow_trial=allow_trial,
+                trial_days=trial_days,
+            ),
+        )
+        data = {
+            "id": product.id,
+            "short_code": product.short_code,
+            "name": product.name,
+            "authorization_method": product.authorization_method,
+        }
+    emit(as_json, data, f"Product {code} created (id {data['id']}).")
+
+
+@product_app.command("release")
+def product_release(
+    code: str,
+    version: str,
+    date: Annotated[str, typer.Option(help="Release date (YYYY-MM-DD)")],
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a release of a product (used for maintenance-period version checks)."""
+    current = settings()
+    released = parse_date(date, "date")
+    assert released is not None
+    with transaction(current) as session:
+        from licensor.store import repository
+
+        owner = catalogue.resolve_company(session, company)
+        product = repository.product_by_code(session, owner.id, code)
+        if product is None:
+            raise fail(f"product: no product {code!r}")
+        catalogue.add_release(session, product, version, released)
+    emit(
+        as_json,
+        {"product": code, "version": version, "release_date": date},
+        f"Release {version} of {code} recorded.",
+    )
+
+
+@license_app.command("create")
+def license_create(
+    product: Annotated[str, typer.Option(help="Product short code.")],
+    license_type: Annotated[
+        str, typer.Option("--type", help="perpetual | time-limited | subscription | consumption")
+    ] = "perpetual",
+    company: CompanyOption = None,
+    max_activations: Annotated[int, typer.Option(min=0)] = 1,
+    unlimited_activations: Annotated[bool, typer.Option("--unlimited-activations")] = False,
+    validity_period: Annotated[str | None, typer.Option(help="Expiry date (ISO 8601)")] = None,
+    validity_days: Annotated[int | None, typer.Option(help="Days from first activation")] = None,
+    start_date: Annotated[str | None, typer.Option(help="Not activatable before (ISO)")] = None,
+    max_transfers: Annotated[int, typer.Option(help="0 unlimited, N at most, -1 none")] = 0,
+    prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    trial: Annotated[bool, typer.Option("--trial")] = False,
+    trial_days: Annotated[int | None, typer.Option()] = None,
+    grace_period: Annotated[int, typer.Option(help="Grace hours after expiry")] = 0,
+    maintenance_until: Annotated[str | None, typer.Option(help="Maintenance end (ISO)")] = None,
+    versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1,<2'")] = None,
+    user: Annotated[str | None, typer.Option(help="License user e-mail (user products)")] = None,
+    password: Annotated[str | None, typer.Option(help="License user password")] = None,
+    customer: Annotated[str | None, typer.Option(help="Customer e-mail")] = None,
+    order_id: Annotated[str, typer.Option(help="External order id")] = "",
+    key: Annotated[str | None, typer.Option(help="Use this key instead of a new one")] = None,
+    count: Annotated[int, typer.Option(min=1, help="How many to issue")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue licenses. ``--count`` issues many at once (bulk inserts, with a progress bar)."""
+    current = settings()
+    if user and password is None:
+        password = typer.prompt("Password for the license user", hide_input=True)
+    spec = catalogue.LicenseSpec(
+        license_type=license_type,
+        max_activations=max_activations,
+        allow_unlimited_activations=unlimited_activations,
+        validity_period=parse_date(validity_period, "validity-period"),
+        validity_days=validity_days,
+        start_date=parse_date(start_date, "start-date"),
+        max_transfers=max_transfers,
+        prevent_vm=True if prevent_vm else None,
+        is_trial=trial,
+        trial_days=trial_days,
+        allow_grace_period=grace_period > 0,
+        grace_period=grace_period,
+        maintenance_period=parse_date(maintenance_until, "maintenance-until"),
+        version_spec=versions,
+        order_store_id=order_id,
+        customer_email=customer,
+        license_key=key,
+        user_email=user,
+        user_password=password,
+    )
+    now = datetime.now(UTC)
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        if count > 1 and not as_json:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+            ) as bar:
+                task = bar.add_task("Issuing licenses", total=count)
+                ids = catalogue.create_licenses(
+                    session,
+                    owner.id,
+                    product,
+                    spec,
+                    count=count,
+                    now=now,
+                    on_progress=lambda n: bar.advance(task, n),
+                )
+        else:
+            ids = catalogue.create_licenses(session, owner.id, product, spec, count=count, now=now)
+        from licensor.store import repository
+
+        rows = repository.licenses_by_ids(session, ids)
+        issued = [{"id": row.id, "license_key": row.license_key} for row in rows]
+    if user:
+        issued[0]["username"] = user.lower()
+    if as_json:
+        emit(True, issued if count > 1 else issued[0], "")
+        return
+    for item in issued:
+        sys.stdout.write(f"{item['license_key'] or item.get('username')}\n")
+
+
+@blacklist_app.command("add")
+def blacklist_add(
+    hardware_id: str,
+    company: CompanyOption = None,
+    product: Annotated[str | None, typer.Option(help="Only for this product")] = None,
+    reason: str = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Refuse every License API call from this device."""
+    current = settings()
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        entry = catalogue.blacklist_device(
+            session, owner.id, hardware_id, product_code=product, reason=reason
+        )
+        data = {"id": entry.id, "hardware_id": hardware_id, "product": product}
+    emit(as_json, data, f"Device {hardware_id} blacklisted.")
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
