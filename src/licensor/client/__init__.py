@@ -1,0 +1,55 @@
+"""Licensor's client library: activate a license once online, validate it offline at every start.
+
+Importing this package loads no network code; httpx is imported when a call first goes online.
+"""
+
+from licensor.client._auth import HmacCredentials, OAuthCredentials
+from licensor.client._client import AsyncLicenseClient, LicenseClient, load_public_keys
+from licensor.client._errors import (
+    BindingUnavailable,
+    ClockTamperingDetected,
+    LicenseDisabled,
+    LicenseExpired,
+    LicenseNotValid,
+    LicenseRefused,
+    LicensorError,
+    NotActivated,
+    NoTrustedAnswer,
+    OfflineTooLong,
+    ServerUnreachable,
+    TamperedLicense,
+    UntrustedResponse,
+    WrongComputer,
+)
+from licensor.client._license import DeviceVariable, Feature, License, ProductDetails, Trial
+from licensor.client.hardware import Binding
+from licensor.protocol.signing import PublicKeySet
+
+__all__ = [
+    "AsyncLicenseClient",
+    "Binding",
+    "BindingUnavailable",
+    "ClockTamperingDetected",
+    "DeviceVariable",
+    "Feature",
+    "HmacCredentials",
+    "License",
+    "LicenseClient",
+    "LicenseDisabled",
+    "LicenseExpired",
+    "LicenseNotValid",
+    "LicenseRefused",
+    "LicensorError",
+    "NoTrustedAnswer",
+    "NotActivated",
+    "OAuthCredentials",
+    "OfflineTooLong",
+    "ProductDetails",
+    "PublicKeySet",
+    "ServerUnreachable",
+    "TamperedLicense",
+    "Trial",
+    "UntrustedResponse",
+    "WrongComputer",
+    "load_public_keys",
+]

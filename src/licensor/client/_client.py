@@ -1,0 +1,930 @@
+"""``LicenseClient`` and ``AsyncLicenseClient``: the same methods, over httpx, sync and async.
+
+Everything that is not I/O (building requests, verifying answers, the offline validation rules, the
+store) lives in ``_ClientCore`` so both clients behave identically. httpx is imported only when a
+call goes online, so an application that validates offline never loads the network stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from licensor import __version__
+from licensor.client._auth import (
+    TOKEN_PATH,
+    Credentials,
+    HmacCredentials,
+    OAuthCredentials,
+    TokenCache,
+    bearer_headers,
+    token_form,
+)
+from licensor.client._errors import (
+    ClockTamperingDetected,
+    LicenseExpired,
+    LicenseRefused,
+    NotActivated,
+    NoTrustedAnswer,
+    OfflineTooLong,
+    ServerUnreachable,
+    TamperedLicense,
+    UntrustedResponse,
+    WrongComputer,
+)
+from licensor.client._license import (
+    DeviceVariable,
+    License,
+    ProductDetails,
+    Trial,
+    evaluate,
+    product_details_from,
+    server_date,
+    trial_from,
+    variables_from,
+)
+from licensor.client._store import (
+    LicenseStore,
+    SignedAnswer,
+    StoredLicense,
+    clock_key,
+    default_storage_dir,
+)
+from licensor.client._verify import (
+    VerifiedAnswer,
+    interpret,
+    verify_body,
+    verify_license,
+)
+from licensor.client.hardware import Binding, device_facts, hardware_id
+from licensor.protocol.signing import PublicKeySet
+
+if TYPE_CHECKING:
+    import httpx
+
+SDK_VERSION = f"licensor-python/{__version__}"
+API = "/api/v4"
+
+# Refusals that are a verdict on this license or device: the stored license is removed.
+LICENSE_VERDICTS = frozenset(
+    {
+        "license_not_found",
+        "license_not_enabled",
+        "license_not_active",
+        "device_not_found",
+        "blacklisted",
+        "license_expired",
+        "trial_expired",
+        "unknown_product",
+        "disabled_product",
+        "archived_product",
+    }
+)
+# Asking again with a fresh token may succeed.
+_TOKEN_CODES = frozenset({"oauth_token_expired", "oauth_token_malformed"})
+# A high-water mark is rewritten only when it moves by at least this much (saves a write per start).
+_HIGH_WATER_STEP = timedelta(minutes=1)
+
+PublicKeysLike = PublicKeySet | Iterable[str | bytes | os.PathLike[str]]
+
+
+def load_public_keys(keys: PublicKeysLike) -> PublicKeySet:
+    """A ``PublicKeySet`` from one, or from PEM texts/bytes and PEM file paths."""
+    if isinstance(keys, PublicKeySet):
+        return keys
+    pems: list[str | bytes] = []
+    for item in keys:
+        pems.append(Path(item).read_bytes() if isinstance(item, os.PathLike) else item)
+    return PublicKeySet.from_pem(pems)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class _OfflineState:
+    stored: StoredLicense
+    body: dict[str, Any]
+    last_online: datetime
+    now: datetime
+    trusted_now: datetime
+    clock_set_back: bool
+    check_due: bool
+    too_long: bool
+
+
+class _ClientCore:
+    def __init__(
+        self,
+        server: str,
+        product: str,
+        public_keys: PublicKeysLike,
+        credentials: Credentials,
+        *,
+        binding: Binding | str | Sequence[Binding | str] = Binding.RECOMMENDED,
+        hardware_id: str | None = None,
+        user_defined_binding: str | None = None,
+        storage_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_days_offline: float | None = 7.0,
+        check_interval: timedelta | None = timedelta(days=1),
+        clock_tolerance: timedelta = timedelta(minutes=15),
+        app_ver: str | None = None,
+        send_device_facts: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not isinstance(credentials, HmacCredentials | OAuthCredentials):
+            raise TypeError("credentials must be HmacCredentials or OAuthCredentials")
+        self.server = server.rstrip("/")
+        self.product = product
+        self.public_keys = load_public_keys(public_keys)
+        self.credentials = credentials
+        self.binding = binding
+        self.user_defined_binding = user_defined_binding
+        self._hardware_id = hardware_id
+        self.storage_dir = Path(storage_dir) if storage_dir is not None else None
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_days_offline = max_days_offline
+        self.check_interval = check_interval
+        self.clock_tolerance = clock_tolerance
+        self.app_ver = app_ver
+        self.send_device_facts = send_device_facts
+        self._clock = clock or _utc_now
+        self._tokens = TokenCache()
+        self._store: LicenseStore | None = None
+
+    # ------------------------------------------------------------------ identity and storage
+
+    @property
+    def hardware_id(self) -> str:
+        """This computer's id under the configured binding (raises ``BindingUnavailable``)."""
+        if self._hardware_id is None:
+            self._hardware_id = hardware_id(self.binding, user_defined=self.user_defined_binding)
+        return self._hardware_id
+
+    @property
+    def store(self) -> LicenseStore:
+        if self._store is None:
+            self._store = LicenseStore(self.storage_dir or default_storage_dir(), self.product)
+        return self._store
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    # ------------------------------------------------------------------ requests
+
+    def _device_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = device_facts() if self.send_device_facts else {}
+        if self.app_ver is not None:
+            fields["app_ver"] = self.app_ver
+        fields["sdk_ver"] = SDK_VERSION
+        return fields
+
+    def _activate_request(
+        self,
+        license_key: str | None,
+        username: str | None,
+        password: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> _Request:
+        if (license_key is None) == (username is None):
+            raise ValueError("give either license_key or username (with password)")
+        if username is not None and password is None:
+            raise ValueError("a username needs a password")
+        body: dict[str, Any] = {"hardware_id": self.hardware_id, "product": self.product}
+        if license_key is not None:
+            body["license_key"] = license_key
+        else:
+            body["username"] = username
+            body["password"] = password
+        body.update(self._device_fields())
+        if variables:
+            body["variables"] = dict(variables)
+        return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+
+    def _identity(self, holder: StoredLicense | Mapping[str, Any]) -> dict[str, Any]:
+        """``hardware_id``, ``product`` and ``license_key`` or ``username`` for a request."""
+        if isinstance(holder, StoredLicense):
+            license_key, username = holder.license_key, holder.username
+        else:
+            license_key, username = holder.get("license_key"), holder.get("username")
+        identity: dict[str, Any] = {"hardware_id": self.hardware_id, "product": self.product}
+        if license_key is not None:
+            identity["license_key"] = license_key
+        else:
+            identity["username"] = username
+        return identity
+
+    def _check_request(self, holder: StoredLicense | Mapping[str, Any]) -> _Request:
+        params = self._identity(holder)
+        params.update(self._device_fields())
+        params = {k: _query_value(v) for k, v in params.items()}
+        return _Request("GET", "check_license", params=params)
+
+    def _headers(self, request: _Request, auth: dict[str, str]) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "Licensor-Accept-Signature": "ed25519",
+            "User-Agent": SDK_VERSION,
+            **auth,
+        }
+        if request.idempotency_key is not None:
+            headers["Idempotency-Key"] = request.idempotency_key
+        return headers
+
+    def _token_url(self, credentials: OAuthCredentials) -> str:
+        return credentials.token_url or f"{self.server}{TOKEN_PATH}"
+
+    def _delay(self, attempt: int, error: ServerUnreachable) -> float:
+        """Exponential backoff with jitter; a ``Retry-After`` the server sent is honoured (capped)."""
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_backoff)
+        ceiling = min(self.max_backoff, self.backoff * (2.0**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    # ------------------------------------------------------------------ answers
+
+    def _license_answer(
+        self, answer: VerifiedAnswer, identity: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return verify_license(
+            self.public_keys,
+            answer,
+            hardware_id=self.hardware_id,
+            license_key=identity.get("license_key"),
+            username=identity.get("username"),
+        )
+
+    def _verify_stored(self, stored: StoredLicense) -> list[dict[str, Any]]:
+        """Re-verify every stored answer against the public keys; raise ``TamperedLicense``."""
+        bodies: list[dict[str, Any]] = []
+        for signed in (stored.activation, stored.check):
+            if signed is None:
+                continue
+            try:
+                verify_body(self.public_keys, signed.body, signed.signature)
+                answer = VerifiedAnswer(200, signed.body, _json(signed.body), signed.signature)
+                body = verify_license(
+                    self.public_keys,
+                    answer,
+                    hardware_id=stored.hardware_id,
+                    license_key=stored.license_key,
+                    username=stored.username,
+                )
+                server_date(body)
+            except (UntrustedResponse, ValueError) as exc:
+                raise TamperedLicense(f"the stored license does not verify: {exc}") from exc
+            bodies.append(body)
+        return bodies
+
+    def _load_verified(self) -> tuple[StoredLicense, list[dict[str, Any]]]:
+        stored = self.store.load()
+        if stored is None:
+            raise NotActivated(f"no license for {self.product!r} is activated on this computer")
+        bodies = self._verify_stored(stored)
+        if stored.hardware_id != self.hardware_id:
+            raise WrongComputer("the stored license belongs to another computer")
+        return stored, bodies
+
+    def _offline_state(self) -> _OfflineState:
+        stored, bodies = self._load_verified()
+        dated = [(server_date(body), index, body) for index, body in enumerate(bodies)]
+        last_online, _, latest = max(dated, key=lambda item: (item[0], item[1]))
+        recorded = self.store.load_high_water(clock_key(stored.hardware_id, self.product))
+        high_water = max(recorded, last_online) if recorded else last_online
+        now = self._now()
+        trusted_now = max(now, high_water)
+        since = trusted_now - last_online
+        return _OfflineState(
+            stored=stored,
+            body=latest,
+            last_online=last_online,
+            now=now,
+            trusted_now=trusted_now,
+            clock_set_back=now < high_water - self.clock_tolerance,
+            check_due=self.check_interval is not None and since >= self.check_interval,
+            too_long=self.max_days_offline is not None
+            and since > timedelta(days=self.max_days_offline),
+        )
+
+    def _advance_high_water(self, hardware: str, moment: datetime, *, reset: bool = False) -> None:
+        key = clock_key(hardware, self.product)
+        with self.store.lock:
+            try:
+                recorded = self.store.load_high_water(key)
+            except TamperedLicense:
+                if not reset:
+                    raise
+                recorded = None
+            if recorded is not None and not reset:
+                if moment < recorded + _HIGH_WATER_STEP:
+                    return
+            self.store.save_high_water(moment, key)
+
+    def _save_activation(self, answer: VerifiedAnswer, identity: Mapping[str, Any]) -> License:
+        body = self._license_answer(answer, identity)
+        stored = StoredLicense(
+            product=self.product,
+            hardware_id=self.hardware_id,
+            license_key=identity.get("license_key"),
+            username=identity.get("username"),
+            activation=SignedAnswer(answer.content, answer.signature),
+            check=None,
+        )
+        self.store.save(stored)
+        signed_now = server_date(body)
+        self._advance_high_water(self.hardware_id, max(self._now(), signed_now), reset=True)
+        return evaluate(
+            body,
+            product=self.product,
+            now=max(self._now(), signed_now),
+            last_online_check=signed_now,
+            checked_online=True,
+            allow_expired=True,
+        )
+
+    def _save_check(self, answer: VerifiedAnswer, stored: StoredLicense) -> License:
+        body = self._license_answer(answer, self._identity(stored))
+        signed_now = server_date(body)
+        previous = [server_date(b) for b in self._verify_stored(stored)]
+        last_online = max(previous)
+        if signed_now < last_online - self.clock_tolerance:
+            raise UntrustedResponse("the answer is older than one already seen (replayed)")
+        with self.store.lock:
+            current = self.store.load()
+            if current is None:
+                raise NotActivated("the license was removed while it was being checked")
+            self.store.save(
+                StoredLicense(
+                    product=current.product,
+                    hardware_id=current.hardware_id,
+                    license_key=current.license_key,
+                    username=current.username,
+                    activation=current.activation,
+                    check=SignedAnswer(answer.content, answer.signature),
+                )
+            )
+            # Only a fresh signed time may pull the mark back (a clock once set ahead recovers).
+            fresh = signed_now > last_online
+            self._advance_high_water(current.hardware_id, max(self._now(), signed_now), reset=fresh)
+        trusted_now = max(self._now(), signed_now)
+        return evaluate(
+            body,
+            product=self.product,
+            now=trusted_now,
+            last_online_check=signed_now,
+            checked_online=True,
+            allow_expired=True,
+        )
+
+    def _forget(self) -> None:
+        with self.store.lock:
+            self.store.delete()
+
+    def _stored_for_online(self) -> StoredLicense:
+        stored, _ = self._load_verified()
+        return stored
+
+    def stored_license(self) -> License | None:
+        """The stored license as it stands now, offline, without raising for expiry or clock.
+
+        ``None`` when nothing is activated. Still raises ``TamperedLicense`` and ``WrongComputer``.
+        """
+        try:
+            state = self._offline_state()
+        except NotActivated:
+            return None
+        return evaluate(
+            state.body,
+            product=self.product,
+            now=state.trusted_now,
+            last_online_check=state.last_online,
+            checked_online=False,
+            allow_expired=True,
+        )
+
+    def _needs_online(self, state: _OfflineState, force: bool) -> bool:
+        if force or state.check_due or state.too_long or state.clock_set_back:
+            return True
+        return _is_expired(state)
+
+    def _finish_offline(self, state: _OfflineState, reason: str | None) -> License:
+        """Decide with what is stored, after an online check was not possible (or not needed)."""
+        if state.clock_set_back:
+            raise ClockTamperingDetected(
+                "the computer's clock is earlier than a time already seen; correct the clock",
+                now=state.now,
+                high_water=state.trusted_now,
+            )
+        if state.too_long:
+            raise OfflineTooLong(
+                f"no successful online check since {state.last_online:%Y-%m-%d %H:%M} UTC "
+                f"(limit {self.max_days_offline:g} days)"
+                + (f"; last attempt: {reason}" if reason else ""),
+                last_online=state.last_online,
+            )
+        license_ = evaluate(
+            state.body,
+            product=self.product,
+            now=state.trusted_now,
+            last_online_check=state.last_online,
+            checked_online=False,
+            offline_reason=reason,
+        )
+        self._advance_high_water(state.stored.hardware_id, state.trusted_now)
+        return license_
+
+    def _finish_online(self, checked: License) -> License:
+        if checked.status == "expired":
+            raise LicenseExpired(
+                "the license has expired"
+                + (f" on {checked.expires_at:%Y-%m-%d}" if checked.expires_at else ""),
+                expired_at=checked.grace_ends_at or checked.expires_at,
+            )
+        state = self._offline_state()
+        if state.clock_set_back:
+            return self._finish_offline(state, None)
+        return checked
+
+    def _refusal_during_validate(self, error: LicenseRefused) -> str:
+        """A verdict on the license removes it; a refusal of the request is like no answer."""
+        if error.code in LICENSE_VERDICTS:
+            self._forget()
+            raise error
+        return f"{error.code}: {error.message}"
+
+
+def _is_expired(state: _OfflineState) -> bool:
+    try:
+        evaluate(
+            state.body,
+            product="",
+            now=state.trusted_now,
+            last_online_check=state.last_online,
+            checked_online=False,
+        )
+    except LicenseExpired:
+        return True
+    except Exception:  # any other problem is reported by the real evaluation
+        return False
+    return False
+
+
+def _json(content: bytes) -> Any:
+    import json
+
+    return json.loads(content)
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _unreachable(exc: Exception) -> ServerUnreachable:
+    return ServerUnreachable(f"cannot reach the license server: {type(exc).__name__}: {exc}")
+
+
+def _retry_after(error: ServerUnreachable, response: httpx.Response) -> None:
+    value = response.headers.get("Retry-After")
+    if value is not None:
+        with contextlib.suppress(ValueError):
+            error.retry_after = float(value)
+
+
+class LicenseClient(_ClientCore):
+    """Activate, check, deactivate and validate a license — synchronous.
+
+    >>> client = LicenseClient("https://licensing.example.com", "myapp", [PEM],
+    ...                        HmacCredentials(api_key, shared_key))
+    >>> client.activate(license_key="ABCD-EFGH-IJKL-MNOP")   # once, online
+    >>> client.validate()                                     # at every start, offline
+    """
+
+    def __init__(
+        self,
+        server: str,
+        product: str,
+        public_keys: PublicKeysLike,
+        credentials: Credentials,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **options: Any,
+    ) -> None:
+        super().__init__(server, product, public_keys, credentials, **options)
+        self._transport = transport
+        self._sleep = sleep
+        self._http: httpx.Client | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # ------------------------------------------------------------------ transport
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=self.timeout, transport=self._transport)
+        return self._http
+
+    def _auth_headers(self, timeout: float | None) -> dict[str, str]:
+        credentials = self.credentials
+        if isinstance(credentials, HmacCredentials):
+            return credentials.headers()
+        token = self._tokens.current()
+        if token is None:
+            import httpx
+
+            try:
+                response = self._client().post(
+                    self._token_url(credentials),
+                    data=token_form(credentials),
+                    headers={"Accept": "application/json"},
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(exc) from exc
+            token = self._tokens.accept(response.status_code, _safe_json(response.content))
+        return bearer_headers(token)
+
+    def _send_once(self, request: _Request, timeout: float | None) -> VerifiedAnswer:
+        import httpx
+
+        for fresh_token in (False, True):
+            try:
+                response = self._client().request(
+                    request.method,
+                    f"{self.server}{API}/{request.path}",
+                    params=request.params,
+                    json=request.json,
+                    headers=self._headers(request, self._auth_headers(timeout)),
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(exc) from exc
+            try:
+                return interpret(
+                    self.public_keys, response.status_code, response.headers, response.content
+                )
+            except ServerUnreachable as exc:
+                _retry_after(exc, response)
+                raise
+            except LicenseRefused as exc:
+                if exc.code in _TOKEN_CODES and not fresh_token:
+                    self._tokens.clear()
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, request: _Request, timeout: float | None = None) -> VerifiedAnswer:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._send_once(request, timeout)
+            except ServerUnreachable as exc:
+                if attempt >= self.retries:
+                    raise
+                self._sleep(self._delay(attempt, exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ License API
+
+    def activate(
+        self,
+        license_key: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> License:
+        """Activate this computer online and store the computer-bound license."""
+        request = self._activate_request(license_key, username, password, variables)
+        identity = {"license_key": license_key, "username": username}
+        with self.store.lock:
+            try:
+                answer = self._send(request, timeout)
+            except LicenseRefused as exc:
+                if exc.code != "license_device_exists":
+                    raise
+                # Already active on the server (e.g. reinstalled): fetch its license instead.
+                answer = self._send(self._check_request(identity), timeout)
+            return self._save_activation(answer, identity)
+
+    def check(self, *, timeout: float | None = None) -> License:
+        """Check the stored license online; the answer is stored (status may be ``"expired"``)."""
+        stored = self._stored_for_online()
+        answer = self._send(self._check_request(stored), timeout)
+        return self._save_check(answer, stored)
+
+    def validate(self, *, online: bool = True, force_check: bool = False) -> License:
+        """The call to make at every start: offline, with an online check only when one is due.
+
+        Raises a ``LicenseNotValid`` subclass (or ``LicenseRefused`` when the server withdrew the
+        license) — never returns an unusable license.
+        """
+        state = self._offline_state()
+        reason: str | None = None
+        if online and self._needs_online(state, force_check):
+            try:
+                return self._finish_online(self.check())
+            except NoTrustedAnswer as exc:
+                reason = str(exc)
+            except LicenseRefused as exc:
+                reason = self._refusal_during_validate(exc)
+        return self._finish_offline(state, reason)
+
+    def deactivate(self, *, timeout: float | None = None) -> None:
+        """Release this computer's activation on the server and remove the stored license."""
+        stored = self._stored_for_online()
+        request = _Request("POST", "deactivate_license", json=self._identity(stored))
+        try:
+            answer = self._send(request, timeout)
+        except LicenseRefused as exc:
+            if exc.code != "device_not_found":
+                raise
+        else:
+            if answer.data != "license_deactivated":
+                raise UntrustedResponse("unexpected deactivation answer")
+        self._forget()
+
+    def trial(
+        self, *, email: str | None = None, timeout: float | None = None, **fields: str
+    ) -> Trial:
+        """Ask the server for a trial of this product on this computer."""
+        params: dict[str, Any] = {"hardware_id": self.hardware_id, "product": self.product}
+        if email is not None:
+            params["email"] = email
+        params.update(fields)
+        return trial_from(self._send(_Request("GET", "trial_key", params=params), timeout).data)
+
+    def set_variables(
+        self, variables: Mapping[str, str | int | float | bool], *, timeout: float | None = None
+    ) -> list[DeviceVariable]:
+        body = self._identity(self._stored_for_online())
+        body["variables"] = dict(variables)
+        answer = self._send(_Request("POST", "track_device_variables", json=body), timeout)
+        return variables_from(answer.data)
+
+    def variables(self, *, timeout: float | None = None) -> list[DeviceVariable]:
+        params = self._identity(self._stored_for_online())
+        answer = self._send(_Request("GET", "get_device_variables", params=params), timeout)
+        return variables_from(answer.data)
+
+    def product_details(
+        self,
+        *,
+        include_custom_fields: bool = False,
+        include_latest_version: bool = False,
+        timeout: float | None = None,
+    ) -> ProductDetails:
+        params = {
+            "product": self.product,
+            "include_custom_fields": _query_value(include_custom_fields),
+            "include_latest_version": _query_value(include_latest_version),
+        }
+        answer = self._send(_Request("GET", "product_details", params=params), timeout)
+        return product_details_from(answer.data)
+
+
+class AsyncLicenseClient(_ClientCore):
+    """The same methods as :class:`LicenseClient`, as coroutines (file work stays synchronous)."""
+
+    def __init__(
+        self,
+        server: str,
+        product: str,
+        public_keys: PublicKeysLike,
+        credentials: Credentials,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **options: Any,
+    ) -> None:
+        super().__init__(server, product, public_keys, credentials, **options)
+        self._transport = transport
+        self._sleep = sleep
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
+        return self._http
+
+    async def _auth_headers(self, timeout: float | None) -> dict[str, str]:
+        credentials = self.credentials
+        if isinstance(credentials, HmacCredentials):
+            return credentials.headers()
+        token = self._tokens.current()
+        if token is None:
+            import httpx
+
+            try:
+                response = await self._client().post(
+                    self._token_url(credentials),
+                    data=token_form(credentials),
+                    headers={"Accept": "application/json"},
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(exc) from exc
+            token = self._tokens.accept(response.status_code, _safe_json(response.content))
+        return bearer_headers(token)
+
+    async def _send_once(self, request: _Request, timeout: float | None) -> VerifiedAnswer:
+        import httpx
+
+        for fresh_token in (False, True):
+            try:
+                response = await self._client().request(
+                    request.method,
+                    f"{self.server}{API}/{request.path}",
+                    params=request.params,
+                    json=request.json,
+                    headers=self._headers(request, await self._auth_headers(timeout)),
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(exc) from exc
+            try:
+                return interpret(
+                    self.public_keys, response.status_code, response.headers, response.content
+                )
+            except ServerUnreachable as exc:
+                _retry_after(exc, response)
+                raise
+            except LicenseRefused as exc:
+                if exc.code in _TOKEN_CODES and not fresh_token:
+                    self._tokens.clear()
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, request: _Request, timeout: float | None = None) -> VerifiedAnswer:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._send_once(request, timeout)
+            except ServerUnreachable as exc:
+                if attempt >= self.retries:
+                    raise
+                await self._sleep(self._delay(attempt, exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def activate(
+        self,
+        license_key: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> License:
+        request = self._activate_request(license_key, username, password, variables)
+        identity = {"license_key": license_key, "username": username}
+        await asyncio.to_thread(self.store.lock.acquire)
+        try:
+            try:
+                answer = await self._send(request, timeout)
+            except LicenseRefused as exc:
+                if exc.code != "license_device_exists":
+                    raise
+                check = self._check_request(identity)
+                answer = await self._send(check, timeout)
+            return self._save_activation(answer, identity)
+        finally:
+            self.store.lock.release()
+
+    async def check(self, *, timeout: float | None = None) -> License:
+        stored = self._stored_for_online()
+        answer = await self._send(self._check_request(stored), timeout)
+        return self._save_check(answer, stored)
+
+    async def validate(self, *, online: bool = True, force_check: bool = False) -> License:
+        state = self._offline_state()
+        reason: str | None = None
+        if online and self._needs_online(state, force_check):
+            try:
+                return self._finish_online(await self.check())
+            except NoTrustedAnswer as exc:
+                reason = str(exc)
+            except LicenseRefused as exc:
+                reason = self._refusal_during_validate(exc)
+        return self._finish_offline(state, reason)
+
+    async def deactivate(self, *, timeout: float | None = None) -> None:
+        stored = self._stored_for_online()
+        request = _Request("POST", "deactivate_license", json=self._identity(stored))
+        try:
+            answer = await self._send(request, timeout)
+        except LicenseRefused as exc:
+            if exc.code != "device_not_found":
+                raise
+        else:
+            if answer.data != "license_deactivated":
+                raise UntrustedResponse("unexpected deactivation answer")
+        self._forget()
+
+    async def trial(
+        self, *, email: str | None = None, timeout: float | None = None, **fields: str
+    ) -> Trial:
+        params: dict[str, Any] = {"hardware_id": self.hardware_id, "product": self.product}
+        if email is not None:
+            params["email"] = email
+        params.update(fields)
+        answer = await self._send(_Request("GET", "trial_key", params=params), timeout)
+        return trial_from(answer.data)
+
+    async def set_variables(
+        self, variables: Mapping[str, str | int | float | bool], *, timeout: float | None = None
+    ) -> list[DeviceVariable]:
+        body = self._identity(self._stored_for_online())
+        body["variables"] = dict(variables)
+        answer = await self._send(_Request("POST", "track_device_variables", json=body), timeout)
+        return variables_from(answer.data)
+
+    async def variables(self, *, timeout: float | None = None) -> list[DeviceVariable]:
+        params = self._identity(self._stored_for_online())
+        answer = await self._send(_Request("GET", "get_device_variables", params=params), timeout)
+        return variables_from(answer.data)
+
+    async def product_details(
+        self,
+        *,
+        include_custom_fields: bool = False,
+        include_latest_version: bool = False,
+        timeout: float | None = None,
+    ) -> ProductDetails:
+        params = {
+            "product": self.product,
+            "include_custom_fields": _query_value(include_custom_fields),
+            "include_latest_version": _query_value(include_latest_version),
+        }
+        answer = await self._send(_Request("GET", "product_details", params=params), timeout)
+        return product_details_from(answer.data)
+
+
+def _safe_json(content: bytes) -> Any:
+    try:
+        return _json(content)
+    except ValueError:
+        return None

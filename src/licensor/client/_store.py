@@ -1,0 +1,200 @@
+"""The computer-bound license on disk: exact signed bytes, written atomically, readable by the user only.
+
+Files in the storage directory, per product:
+
+* ``<product>.license.json`` — the activation answer and the latest check answer, each as the exact
+  signed body bytes plus its body signature, so it re-verifies offline with the public keys.
+* ``<product>.clock.json`` — the high-water mark of trusted time, MAC'd with a key derived from
+  the hardware id and product.
+* ``<product>.lock`` — serialises processes of the application that start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from licensor.client._errors import TamperedLicense
+from licensor.client._filelock import InterProcessLock
+from licensor.client._verify import BodySignature
+from licensor.protocol.signing import compact_json, iso_ms_z, parse_iso_datetime
+
+FORMAT = 1
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class SignedAnswer:
+    """One answer of the server exactly as received: body bytes and the body signature."""
+
+    body: bytes
+    signature: BodySignature
+
+    def to_json(self) -> dict[str, Any]:
+        return {"body": self.body.decode("utf-8"), "signature": self.signature.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignedAnswer:
+        if not isinstance(data, dict) or set(data) != {"body", "signature"}:
+            raise ValueError("not a signed answer")
+        if not isinstance(data["body"], str):
+            raise ValueError("not a signed answer")
+        return cls(data["body"].encode("utf-8"), BodySignature.from_json(data["signature"]))
+
+
+@dataclass(frozen=True)
+class StoredLicense:
+    product: str
+    hardware_id: str
+    license_key: str | None
+    username: str | None
+    activation: SignedAnswer
+    check: SignedAnswer | None
+
+    def to_bytes(self) -> bytes:
+        return compact_json(
+            {
+                "format": FORMAT,
+                "product": self.product,
+                "hardware_id": self.hardware_id,
+                "license_key": self.license_key,
+                "username": self.username,
+                "activation": self.activation.to_json(),
+                "check": self.check.to_json() if self.check else None,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, content: bytes) -> StoredLicense:
+        """Parse, and insist the bytes are exactly what ``to_bytes`` writes: no byte can change unseen."""
+        try:
+            data = json.loads(content)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("unknown format")
+            strings = ("product", "hardware_id")
+            if not all(isinstance(data.get(name), str) for name in strings):
+                raise ValueError("missing identity")
+            for name in ("license_key", "username"):
+                if data.get(name) is not None and not isinstance(data[name], str):
+                    raise ValueError("bad identity")
+            stored = cls(
+                product=data["product"],
+                hardware_id=data["hardware_id"],
+                license_key=data.get("license_key"),
+                username=data.get("username"),
+                activation=SignedAnswer.from_json(data.get("activation")),
+                check=SignedAnswer.from_json(data["check"]) if data.get("check") else None,
+            )
+        except (ValueError, KeyError, UnicodeError) as exc:
+            raise TamperedLicense(f"the stored license is unreadable: {exc}") from exc
+        if stored.to_bytes() != content or (stored.license_key is None) == (
+            stored.username is None
+        ):
+            raise TamperedLicense("the stored license was modified")
+        return stored
+
+
+def clock_key(hardware_id: str, product: str) -> bytes:
+    """The MAC key of the time high-water mark, derived from what binds the license."""
+    return hashlib.sha256(f"licensor-clock-v1\0{hardware_id}\0{product}".encode()).digest()
+
+
+def _clock_mac(key: bytes, product: str, high_water: str) -> str:
+    return hmac.new(key, f"{product}\0{high_water}".encode(), hashlib.sha256).hexdigest()
+
+
+def safe_name(product: str) -> str:
+    cleaned = _SAFE.sub("_", product)
+    if cleaned != product or not cleaned or cleaned.startswith("."):
+        cleaned = f"{cleaned.lstrip('.')}-{hashlib.sha256(product.encode()).hexdigest()[:8]}"
+    return cleaned
+
+
+def default_storage_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("licensor", appauthor=False))
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """tmp file (0600) + fsync + ``os.replace`` + fsync of the directory: all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if sys.platform != "win32":
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sys.platform != "win32":
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class LicenseStore:
+    """Where one product's computer-bound license lives on this computer."""
+
+    def __init__(self, directory: Path, product: str) -> None:
+        self.directory = directory
+        self.product = product
+        name = safe_name(product)
+        self.license_path = directory / f"{name}.license.json"
+        self.clock_path = directory / f"{name}.clock.json"
+        self.lock = InterProcessLock(directory / f"{name}.lock")
+
+    def load(self) -> StoredLicense | None:
+        try:
+            content = self.license_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        stored = StoredLicense.from_bytes(content)
+        if stored.product != self.product:
+            raise TamperedLicense("the stored license is for another product")
+        return stored
+
+    def save(self, stored: StoredLicense) -> None:
+        write_atomically(self.license_path, stored.to_bytes())
+
+    def delete(self) -> None:
+        self.license_path.unlink(missing_ok=True)
+        self.clock_path.unlink(missing_ok=True)
+
+    def load_high_water(self, key: bytes) -> datetime | None:
+        try:
+            content = self.clock_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(content)
+            high_water, mac = data["high_water"], data["mac"]
+            if compact_json({"format": FORMAT, "high_water": high_water, "mac": mac}) != content:
+                raise ValueError("not canonical")
+            if not hmac.compare_digest(_clock_mac(key, self.product, high_water), mac):
+                raise ValueError("MAC mismatch")
+            return parse_iso_datetime(high_water)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise TamperedLicense(f"the stored time record was modified: {exc}") from exc
+
+    def save_high_water(self, moment: datetime, key: bytes) -> None:
+        high_water = iso_ms_z(moment)
+        mac = _clock_mac(key, self.product, high_water)
+        write_atomically(
+            self.clock_path, compact_json({"format": FORMAT, "high_water": high_water, "mac": mac})
+        )
