@@ -109,9 +109,11 @@ def test_volume_serial_is_a_uuid_or_unavailable() -> None:
     try:
         value = hardware.read_binding(Binding.VOLUME_SERIAL)
     except BindingUnavailable as exc:
-        assert exc.binding == "volume_serial"
+        unavailable = exc
+    else:
+        assert re.fullmatch(r"[0-9A-Fa-f-]{8,36}", value)
         return
-    assert re.fullmatch(r"[0-9A-Fa-f-]{8,36}", value)
+    assert unavailable.binding == "volume_serial"
 
 
 @linux_only

@@ -358,10 +358,8 @@ class _ClientCore:
             activation=SignedAnswer(answer.content, answer.signature),
             check=None,
         )
-        self.store.save(stored)
         signed_now = server_date(body)
-        self._advance_high_water(self.hardware_id, max(self._now(), signed_now), reset=True)
-        return evaluate(
+        license_ = evaluate(
             body,
             product=self.product,
             now=max(self._now(), signed_now),
@@ -369,13 +367,16 @@ class _ClientCore:
             checked_online=True,
             allow_expired=True,
         )
+        self.store.save(stored)
+        self._advance_high_water(self.hardware_id, max(self._now(), signed_now), reset=True)
+        return license_
 
     def _save_check(self, answer: VerifiedAnswer, stored: StoredLicense) -> License:
         body = self._license_answer(answer, self._identity(stored))
         signed_now = server_date(body)
         previous = [server_date(b) for b in self._verify_stored(stored)]
         last_online = max(previous)
-        if signed_now < last_online - self.clock_tolerance:
+        if signed_now < last_online:
             raise UntrustedResponse("the answer is older than one already seen (replayed)")
         with self.store.lock:
             current = self.store.load()
@@ -443,6 +444,9 @@ class _ClientCore:
                 now=state.now,
                 high_water=state.trusted_now,
             )
+        # Record the time even when the license is refused below: a clock set back later must
+        # not bring an expired license back.
+        self._advance_high_water(state.stored.hardware_id, state.trusted_now)
         if state.too_long:
             raise OfflineTooLong(
                 f"no successful online check since {state.last_online:%Y-%m-%d %H:%M} UTC "
@@ -450,7 +454,7 @@ class _ClientCore:
                 + (f"; last attempt: {reason}" if reason else ""),
                 last_online=state.last_online,
             )
-        license_ = evaluate(
+        return evaluate(
             state.body,
             product=self.product,
             now=state.trusted_now,
@@ -458,8 +462,6 @@ class _ClientCore:
             checked_online=False,
             offline_reason=reason,
         )
-        self._advance_high_water(state.stored.hardware_id, state.trusted_now)
-        return license_
 
     def _finish_online(self, checked: License) -> License:
         if checked.status == "expired":
