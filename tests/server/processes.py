@@ -1,0 +1,112 @@
+"""Real server processes for end-to-end tests: ``licensor serve`` in a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from licensor.keyring import Keyring
+from licensor.protocol.signing import PublicKeySet
+from licensor.secrets_at_rest import MasterKey
+from licensor.services import catalogue
+from licensor.settings import Settings
+from licensor.store import migrate
+from licensor.store.db import Database
+
+MASTER_KEY = base64.b64encode(b"e2e-master-key-for-tests-only!!!").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """A data directory + database prepared for ``licensor serve``, with one company's key."""
+
+    env: dict[str, str]
+    db: Database
+    master_key: MasterKey
+    company_id: int
+    api_key: str
+    shared_key: str
+    public_keys: PublicKeySet
+
+
+def prepare(database_url: str, data_dir: Path) -> Deployment:
+    env = {
+        **os.environ,
+        "LICENSOR_DATA_DIR": str(data_dir),
+        "LICENSOR_DATABASE_URL": database_url,
+        "LICENSOR_MASTER_KEY": MASTER_KEY,
+    }
+    settings = Settings(data_dir=data_dir, database_url=database_url, master_key=MASTER_KEY)
+    migrate.upgrade(database_url)
+    keyring = Keyring.load_or_create(settings.resolved_keys_dir)
+    db = Database(database_url)
+    master = MasterKey.from_base64(MASTER_KEY)
+    with db.transaction(write=True) as session:
+        company = catalogue.create_company(session, "E2E")
+        key = catalogue.create_api_key(session, master, company.id)
+    keys = PublicKeySet.from_pem([k["public_key"] for k in keyring.public_keys()])
+    return Deployment(env, db, master, company.id, key.api_key, key.shared_key, keys)
+
+
+@contextmanager
+def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
+    """Start ``licensor serve`` and yield its base URL once it answers ``/health``."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "licensor.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=deployment.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise RuntimeError(f"licensor serve exited early:\n{output}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("licensor serve did not become healthy in 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
