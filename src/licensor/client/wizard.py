@@ -1,0 +1,503 @@
+"""The License Wizard: what an end user sees to activate, inspect and move a license.
+
+``licensor-wizard`` runs in the terminal; ``licensor-wizard --gui`` opens a Tk window with the same
+pages. The vendor starts it with the server URL, product, credentials, public key file(s), binding
+and storage location (on the command line or in a TOML ``--config`` file). Installers can script it:
+``licensor-wizard [options] activate --key KEY`` / ``status`` / ``deactivate --yes``.
+
+Exit codes (stable, for installers):
+
+====  ===========================================================================
+0     done: activated, the license is valid (status), or deactivated
+2     usage or configuration error (missing option, unreadable key file, ...)
+3     the server refused (a definite answer: wrong key, no seats left, expired ...)
+4     the server could not be reached, or its answer could not be verified
+5     no valid license on this computer (status: not activated, expired, ...)
+6     this computer's identity (hardware binding) cannot be read
+130   cancelled by the user
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from licensor.client._auth import Credentials, HmacCredentials, OAuthCredentials
+from licensor.client._client import LicenseClient
+from licensor.client._errors import (
+    BindingUnavailable,
+    ClockTamperingDetected,
+    LicenseDisabled,
+    LicenseExpired,
+    LicenseNotValid,
+    LicenseRefused,
+    LicensorError,
+    NotActivated,
+    NoTrustedAnswer,
+    OfflineTooLong,
+    ServerUnreachable,
+    TamperedLicense,
+    WrongComputer,
+)
+from licensor.client._license import License
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 4
+EXIT_NOT_LICENSED = 5
+EXIT_BINDING = 6
+EXIT_CANCELLED = 130
+
+_SIGN_IN_PROBLEM = (
+    "The application could not sign in to the license server. Please contact the vendor."
+)
+
+PLAIN_MESSAGES: dict[str, str] = {
+    "license_not_found": "No license matches what you entered. Check it for typing mistakes.",
+    "invalid_credentials": "The username or password is not correct.",
+    "license_not_enabled": "This license has been disabled by the vendor. Please contact them.",
+    "license_not_active": "This license is not active.",
+    "license_expired": "This license has expired. Renew it to continue.",
+    "trial_expired": "The trial period has ended.",
+    "trial_not_allowed": "This product does not offer a trial.",
+    "license_activated_max_times": (
+        "This license is already activated on as many computers as it allows. "
+        "Deactivate it on another computer first, or contact the vendor."
+    ),
+    "license_user_activated_max_times": (
+        "Your account has used all its activations. Deactivate another computer first."
+    ),
+    "license_transferred_max_times": (
+        "This license has been moved between computers as many times as it allows. "
+        "Contact the vendor to move it again."
+    ),
+    "license_device_exists": "This computer is already activated for this license.",
+    "license_start_date_error": "This license cannot be used yet: its start date is ahead.",
+    "vm_not_allowed": "This license cannot be used in a virtual machine.",
+    "blacklisted": "This computer has been blocked by the vendor. Please contact them.",
+    "product_version_not_supported": (
+        "This version of the application is not covered by your license."
+    ),
+    "offline_floating_cloud_not_supported": "This license cannot be activated offline.",
+    "unknown_product": (
+        "The license server does not know this product: the application is misconfigured. "
+        "Please contact the vendor."
+    ),
+    "disabled_product": "This product is not available from the license server any more.",
+    "archived_product": "This product is not available from the license server any more.",
+    "device_not_found": "This computer is not activated on the license server.",
+    "date_header_diff": ("Your computer's date and time are wrong. Correct them, then try again."),
+    "too_many_requests": "The license server is busy. Try again in a minute.",
+    "invalid_api_key": _SIGN_IN_PROBLEM,
+    "revoked_api_key": _SIGN_IN_PROBLEM,
+    "read_only_api_key": _SIGN_IN_PROBLEM,
+    "signature_mismatch": _SIGN_IN_PROBLEM,
+    "api_key_product_not_allowed": _SIGN_IN_PROBLEM,
+    "oauth_required": _SIGN_IN_PROBLEM,
+    "oauth_token_expired": _SIGN_IN_PROBLEM,
+    "oauth_token_malformed": _SIGN_IN_PROBLEM,
+    "invalid_client": _SIGN_IN_PROBLEM,
+}
+
+
+def explain(error: BaseException) -> str:
+    """The error in plain words for the person in front of the computer."""
+    if isinstance(error, LicenseRefused):
+        return PLAIN_MESSAGES.get(error.code, f"The license server refused: {error.message}")
+    if isinstance(error, ServerUnreachable):
+        return "The license server cannot be reached. Check the internet connection and try again."
+    if isinstance(error, NoTrustedAnswer):
+        return (
+            "The answer from the license server could not be verified (it may have been "
+            "altered on the way). Try again on another network, or contact the vendor."
+        )
+    if isinstance(error, NotActivated):
+        return "This computer has no activated license."
+    if isinstance(error, LicenseExpired):
+        when = f" on {error.expired_at:%Y-%m-%d}" if error.expired_at else ""
+        return f"The license expired{when}. Renew it, then check again."
+    if isinstance(error, WrongComputer):
+        return "The stored license belongs to another computer. Activate it on this computer."
+    if isinstance(error, TamperedLicense):
+        return "The stored license is damaged or was modified. Please activate again."
+    if isinstance(error, ClockTamperingDetected):
+        return "Your computer's clock is set earlier than it was. Correct the date and time."
+    if isinstance(error, OfflineTooLong):
+        return "The license needs to be confirmed online. Connect to the internet and try again."
+    if isinstance(error, LicenseDisabled):
+        return "This license has been disabled by the vendor. Please contact them."
+    if isinstance(error, BindingUnavailable):
+        return f"This computer's identity cannot be read ({error.binding}): {error.reason}."
+    return str(error)
+
+
+def exit_code(error: BaseException) -> int:
+    if isinstance(error, LicenseRefused):
+        return EXIT_REFUSED
+    if isinstance(error, NoTrustedAnswer):
+        return EXIT_UNREACHABLE
+    if isinstance(error, BindingUnavailable):
+        return EXIT_BINDING
+    if isinstance(error, LicenseNotValid):
+        return EXIT_NOT_LICENSED
+    return EXIT_USAGE
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigError(ValueError):
+    """The wizard was started with missing or unusable settings."""
+
+
+@dataclass
+class WizardConfig:
+    server: str
+    product: str
+    credentials: Credentials
+    public_keys: list[str | bytes]
+    binding: str = "recommended"
+    storage_dir: str | None = None
+    app_ver: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def client(self) -> LicenseClient:
+        return LicenseClient(
+            self.server,
+            self.product,
+            self.public_keys,
+            self.credentials,
+            binding=self.binding,
+            storage_dir=self.storage_dir,
+            app_ver=self.app_ver,
+            **self.options,
+        )
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc}") from exc
+    section = data.get("licensor", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    return section
+
+
+def build_config(args: argparse.Namespace) -> WizardConfig:
+    settings: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    base = Path(args.config).resolve().parent if args.config else Path.cwd()
+    for name in (
+        "server",
+        "product",
+        "api_key",
+        "shared_key",
+        "client_id",
+        "client_secret",
+        "token_url",
+        "binding",
+        "storage_dir",
+        "app_ver",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    if args.public_key:
+        settings["public_keys"] = list(args.public_key)
+    missing = [name for name in ("server", "product") if not settings.get(name)]
+    if missing:
+        raise ConfigError("missing " + ", ".join(f"--{m.replace('_', '-')}" for m in missing))
+    credentials: Credentials
+    if settings.get("api_key") and settings.get("shared_key"):
+        credentials = HmacCredentials(str(settings["api_key"]), str(settings["shared_key"]))
+    elif settings.get("client_id") and settings.get("client_secret"):
+        credentials = OAuthCredentials(
+            str(settings["client_id"]),
+            str(settings["client_secret"]),
+            settings.get("token_url"),
+        )
+    else:
+        raise ConfigError(
+            "credentials are missing: give --api-key and --shared-key, "
+            "or --client-id and --client-secret"
+        )
+    raw_keys = settings.get("public_keys") or []
+    if isinstance(raw_keys, str):
+        raw_keys = [raw_keys]
+    if not raw_keys:
+        raise ConfigError("missing --public-key (the vendor's public key file)")
+    pems: list[str | bytes] = []
+    for item in raw_keys:
+        text = str(item)
+        if "-----BEGIN" in text:
+            pems.append(text)
+            continue
+        path = Path(text) if Path(text).is_absolute() else base / text
+        try:
+            pems.append(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the public key file {path}: {exc.strerror}") from exc
+    storage_dir = settings.get("storage_dir")
+    return WizardConfig(
+        server=str(settings["server"]),
+        product=str(settings["product"]),
+        credentials=credentials,
+        public_keys=pems,
+        binding=str(settings.get("binding") or "recommended"),
+        storage_dir=str(storage_dir) if storage_dir else None,
+        app_ver=str(settings["app_ver"]) if settings.get("app_ver") else None,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="licensor-wizard",
+        description="Activate, inspect and deactivate this computer's license.",
+        epilog="Exit codes: 0 ok, 2 usage, 3 refused by the server, 4 server unreachable or "
+        "answer not verifiable, 5 no valid license, 6 hardware identity unreadable, "
+        "130 cancelled.",
+    )
+    parse.add_argument("--config", help="TOML file with the settings below ([licensor] table)")
+    parse.add_argument("--server", help="license server URL")
+    parse.add_argument("--product", help="product short code")
+    parse.add_argument("--api-key", dest="api_key")
+    parse.add_argument("--shared-key", dest="shared_key")
+    parse.add_argument("--client-id", dest="client_id", help="OAuth client id")
+    parse.add_argument("--client-secret", dest="client_secret", help="OAuth client secret")
+    parse.add_argument("--token-url", dest="token_url", help="OAuth token endpoint override")
+    parse.add_argument(
+        "--public-key", action="append", help="the vendor's public key (PEM file); repeatable"
+    )
+    parse.add_argument("--binding", help="hardware binding (default: recommended)")
+    parse.add_argument("--storage-dir", dest="storage_dir", help="where the license is stored")
+    parse.add_argument("--app-ver", dest="app_ver", help="application version sent to the server")
+    parse.add_argument("--gui", action="store_true", help="open a window instead of the terminal")
+    commands = parse.add_subparsers(dest="command")
+    activate = commands.add_parser("activate", help="activate online and exit")
+    activate.add_argument("--key", help="license key")
+    activate.add_argument("--username", help="username (user-based products)")
+    activate.add_argument("--password", help="password (prompted when omitted)")
+    commands.add_parser("status", help="show the license on this computer and exit")
+    deactivate = commands.add_parser("deactivate", help="deactivate this computer and exit")
+    deactivate.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parse
+
+
+# --------------------------------------------------------------------------- terminal pages
+
+
+class Terminal:
+    """Prompts and messages; coloured with rich when it is installed and output is a terminal."""
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self._console: Any = None
+        if self.stdout.isatty() and not os.environ.get("NO_COLOR"):
+            try:
+                from rich.console import Console
+            except ImportError:
+                pass
+            else:
+                self._console = Console(file=self.stdout, highlight=False)
+
+    def say(self, text: str = "", style: str | None = None) -> None:
+        if self._console is not None:
+            self._console.print(text, style=style, markup=False)
+        else:
+            self.stdout.write(text + "\n")
+            self.stdout.flush()
+
+    def ask(self, prompt: str, *, secret: bool = False) -> str:
+        if secret and self.stdin is sys.stdin and sys.stdin.isatty():
+            return getpass.getpass(prompt, stream=self.stdout)
+        self.stdout.write(prompt)
+        self.stdout.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\r\n")
+
+
+def describe(license_: License) -> list[tuple[str, str]]:
+    """The lines of the status page."""
+    if license_.expires_at is None:
+        validity = "does not expire"
+    else:
+        validity = f"until {license_.expires_at:%Y-%m-%d %H:%M} UTC"
+        if license_.days_left is not None:
+            validity += f" ({license_.days_left} days left)"
+    state = {
+        "active": "Active",
+        "grace_period": "Expired — in grace period",
+        "expired": "Expired",
+    }[license_.status]
+    rows = [
+        ("Status", state),
+        ("License", license_.license_key or license_.username or "?"),
+        ("Type", (license_.license_type or "?") + (" (trial)" if license_.is_trial else "")),
+        ("Valid", validity),
+        ("Computer", license_.hardware_id[:16] + "…"),
+        ("Last online check", f"{license_.last_online_check:%Y-%m-%d %H:%M} UTC"),
+    ]
+    if license_.features:
+        rows.append(("Features", ", ".join(f.code for f in license_.features)))
+    if license_.offline_reason:
+        rows.append(("Note", "working offline: the server could not be asked"))
+    return rows
+
+
+def activate_page(
+    client: LicenseClient,
+    term: Terminal,
+    *,
+    key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> int:
+    term.say("Activate online", style="bold")
+    if key is None and username is None:
+        user_based = False
+        # Unknown (offline)? Ask for a key; the activation itself reports any problem.
+        with contextlib.suppress(LicensorError):
+            user_based = client.product_details(timeout=5).user_based
+        if user_based:
+            username = term.ask("Username (e-mail): ").strip()
+        else:
+            key = term.ask("License key: ").strip()
+    if username is not None and password is None:
+        password = term.ask("Password: ", secret=True)
+    if not (key or username):
+        term.say("Nothing entered.", style="yellow")
+        return EXIT_USAGE
+    term.say("Contacting the license server…")
+    try:
+        license_ = client.activate(license_key=key, username=username, password=password)
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        if isinstance(exc, LicenseRefused):
+            term.say(f"(server code: {exc.code})", style="dim")
+        return exit_code(exc)
+    term.say("This computer is activated.", style="green")
+    for name, value in describe(license_):
+        term.say(f"  {name:<18} {value}")
+    return EXIT_OK
+
+
+def status_page(client: LicenseClient, term: Terminal) -> int:
+    term.say("License status", style="bold")
+    try:
+        license_ = client.validate()
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        if isinstance(exc, LicenseRefused):
+            term.say(f"(server code: {exc.code})", style="dim")
+        return exit_code(exc) if not isinstance(exc, LicenseRefused) else EXIT_NOT_LICENSED
+    for name, value in describe(license_):
+        term.say(f"  {name:<18} {value}")
+    return EXIT_OK
+
+
+def deactivate_page(client: LicenseClient, term: Terminal, *, confirmed: bool = False) -> int:
+    term.say("Deactivate", style="bold")
+    try:
+        stored = client.stored_license()
+    except LicensorError as exc:
+        stored = None
+        term.say(explain(exc), style="yellow")
+    if stored is None:
+        term.say("This computer has no activated license.")
+        return EXIT_NOT_LICENSED
+    if not confirmed:
+        answer = term.ask(
+            f"Deactivate {stored.license_key or stored.username} on this computer? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            term.say("Nothing was changed.")
+            return EXIT_CANCELLED
+    try:
+        client.deactivate()
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        return exit_code(exc)
+    term.say(
+        "This computer is deactivated. You can now activate the license on another computer.",
+        style="green",
+    )
+    return EXIT_OK
+
+
+def menu(client: LicenseClient, term: Terminal) -> int:
+    pages: dict[str, Callable[[], int]] = {
+        "1": lambda: activate_page(client, term),
+        "2": lambda: status_page(client, term),
+        "3": lambda: deactivate_page(client, term),
+    }
+    last = EXIT_OK
+    term.say(f"License Wizard — {client.product} ({client.server})", style="bold")
+    while True:
+        term.say("")
+        term.say("  1) Activate online")
+        term.say("  2) License status")
+        term.say("  3) Deactivate this computer")
+        term.say("  q) Quit")
+        choice = term.ask("Choose: ").strip().lower()
+        if choice in ("q", "quit", "exit"):
+            return last
+        page = pages.get(choice)
+        if page is None:
+            term.say("Please type 1, 2, 3 or q.")
+            continue
+        term.say("")
+        last = page()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"licensor-wizard: {exc}\n")
+        return EXIT_USAGE
+    try:
+        client = config.client()
+    except (LicensorError, ValueError, TypeError) as exc:
+        sys.stderr.write(f"licensor-wizard: {exc}\n")
+        return EXIT_USAGE
+    try:
+        if args.gui:
+            from licensor.client._wizard_tk import run_window
+
+            return run_window(client)
+        term = Terminal()
+        if args.command == "activate":
+            return activate_page(
+                client, term, key=args.key, username=args.username, password=args.password
+            )
+        if args.command == "status":
+            return status_page(client, term)
+        if args.command == "deactivate":
+            return deactivate_page(client, term, confirmed=args.yes)
+        return menu(client, term)
+    except (KeyboardInterrupt, EOFError):
+        sys.stdout.write("\n")
+        return EXIT_CANCELLED
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
