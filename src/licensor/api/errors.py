@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -53,7 +53,17 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database.unavailable", extra={"error": type(exc).__name__})
         return error_response("service_unavailable", "The license database is unavailable")
 
+    async def conflict(_request: Request, exc: Exception) -> Response:
+        log.info("request.conflict", extra={"error": type(exc).__name__})
+        return error_response("conflict")
+
+    async def out_of_range(_request: Request, exc: Exception) -> Response:
+        log.warning("request.data_error", extra={"error": type(exc).__name__})
+        return error_response("validation_error", "A value does not fit its field")
+
     app.add_exception_handler(LicensorError, licensor_error)
+    app.add_exception_handler(IntegrityError, conflict)
+    app.add_exception_handler(DataError, out_of_range)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OperationalError, database_unavailable)

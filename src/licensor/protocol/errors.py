@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "idempotency_key_reused": ErrorSpec(
         422, "This Idempotency-Key was already used with a different request"
     ),
+    "conflict": ErrorSpec(409, "A concurrent request changed the same data; retry"),
     "service_unavailable": ErrorSpec(503, "The service is temporarily unavailable"),
     "internal_error": ErrorSpec(500, "Internal server error"),
     # authentication
