@@ -28,6 +28,11 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "idempotency_key_reused": ErrorSpec(
         422, "This Idempotency-Key was already used with a different request"
     ),
+    "unauthorized": ErrorSpec(401, "A valid management token is required"),
+    "forbidden": ErrorSpec(403, "This token's role does not allow this action"),
+    "license_has_active_devices": ErrorSpec(
+        409, "The license still has active devices; deactivate them or force"
+    ),
     "conflict": ErrorSpec(409, "A concurrent request changed the same data; retry"),
     "service_unavailable": ErrorSpec(503, "The service is temporarily unavailable"),
     "internal_error": ErrorSpec(500, "Internal server error"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,20 @@ from licensor.store import repository
 
 TOKEN_ISSUER = "licensor"
 SHARED_KEY_CONTEXT = b"api_keys.shared_key"
+# Longest stored API key / OAuth client id (store/models.py); longer values cannot match.
+MAX_CREDENTIAL_ID = 100
+
+_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_WEEKDAY = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = r"\d{2}:\d{2}:\d{2}"
+# RFC 7231 §7.1.1.1 HTTP-date: IMF-fixdate, and the obsolete RFC 850 and asctime forms that
+# every recipient must accept. All are GMT; numeric offsets and other zones are not HTTP-dates.
+_HTTP_DATE = re.compile(
+    rf"{_DAY}, \d{{2}} {_MONTH} \d{{4}} {_TIME} GMT"
+    rf"|{_WEEKDAY}, \d{{2}}-{_MONTH}-\d{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH} [ \d]\d {_TIME} \d{{4}}"
+)
 
 
 class OAuthError(Exception):
@@ -41,6 +56,8 @@ def check_date(date_value: str | None, now: datetime, window_seconds: int) -> No
     if not date_value:
         raise LicensorError("missing_headers", "must have required property 'date'")
     try:
+        if _HTTP_DATE.fullmatch(date_value.strip()) is None:
+            raise ValueError(date_value)
         sent = parse_http_date(date_value)
     except ValueError:
         raise LicensorError(
@@ -91,7 +108,9 @@ def authenticate_hmac(
         raise LicensorError(
             "authorization_invalid_headers", 'The headers value in the authorization must be "date"'
         )
-    api_key = repository.api_key_by_key(session, pairs["apikey"])
+    api_key = (
+        repository.api_key_by_key(session, pairs["apikey"]) if _storable(pairs["apikey"]) else None
+    )
     if api_key is None:
         raise LicensorError("invalid_api_key")
     if api_key.revoked:
@@ -118,6 +137,12 @@ def authenticate_hmac(
         api_key=api_key.api_key,
         shared_key=shared_key,
     )
+
+
+def _storable(credential_id: str) -> bool:
+    """Whether a presented key / client id could be stored at all (else it cannot match, and
+    looking it up would make PostgreSQL refuse the query over a NUL byte)."""
+    return len(credential_id) <= MAX_CREDENTIAL_ID and "\x00" not in credential_id
 
 
 # -- OAuth -------------------------------------------------------------------------------------
@@ -154,7 +179,9 @@ def issue_token(
         )
     if not client_id or not client_secret:
         raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
-    client = repository.oauth_client_by_client_id(session, client_id)
+    client = (
+        repository.oauth_client_by_client_id(session, client_id) if _storable(client_id) else None
+    )
     if client is None or client.revoked:
         keys.master_key.verify_secret(client_secret, "0" * 64)  # same work whether or not found
         raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")

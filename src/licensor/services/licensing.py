@@ -29,7 +29,7 @@ from licensor.core.licensing import (
     decide_device_access,
 )
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
-from licensor.services import payload
+from licensor.services import audit, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import repository
 from licensor.store.models import Device, IdempotencyRecord, License, LicenseUser, Product
@@ -289,6 +289,20 @@ def activate(
     repository.record_event(session, license_.id, device.id, ref.hardware_id, "activation", now)
     if decision.counts_transfer:
         repository.record_event(session, license_.id, device.id, ref.hardware_id, "transfer", now)
+    audit.record(
+        session,
+        company_id=caller.company_id,
+        actor=_actor(caller),
+        action="device.activate",
+        object_type="device",
+        object_id=device.id,
+        after={
+            "license_id": license_.id,
+            "hardware_id": ref.hardware_id,
+            "transfer": decision.counts_transfer,
+        },
+        now=now,
+    )
     body = _signed_body(session, "activation", caller, keys, algorithm, resolved, device, now)
     if idempotency_key:
         session.add(
@@ -368,17 +382,39 @@ def deactivate(session: Session, caller: Caller, ref: LicenseRef, *, now: dateti
     _require_write(caller)
     resolved = _resolve(session, caller, ref, lock=True, verify_password=False)
     device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    license_ = resolved.license
+    release_seat(session, resolved.license, device, now=now)
+    audit.record(
+        session,
+        company_id=caller.company_id,
+        actor=_actor(caller),
+        action="device.deactivate",
+        object_type="device",
+        object_id=device.id,
+        after={"license_id": resolved.license.id, "hardware_id": ref.hardware_id},
+        now=now,
+    )
+    return Answer("license_deactivated")
+
+
+def release_seat(session: Session, license_: License, device: Device, *, now: datetime) -> None:
+    """Free an active device's seat (License API deactivation and vendor deactivation alike)."""
     device.active = False
     device.deactivated_at = now
     repository.free_seat(session, license_.id)
-    license_.last_deactivated_hardware_id = ref.hardware_id
+    license_.last_deactivated_hardware_id = device.hardware_id
     user = repository.license_user(session, device.license_user_id)
     if user is not None and user.total_activations > 0:
         user.total_activations -= 1
-    repository.record_event(session, license_.id, device.id, ref.hardware_id, "deactivation", now)
+    repository.record_event(
+        session, license_.id, device.id, device.hardware_id, "deactivation", now
+    )
     session.flush()
-    return Answer("license_deactivated")
+
+
+def _actor(caller: Caller) -> str:
+    if caller.client_id:
+        return f"oauth:{caller.client_id}"
+    return f"api-key:{(caller.api_key or '')[:8]}"
 
 
 # -- device variables --------------------------------------------------------------------------

@@ -1,0 +1,773 @@
+"""Vendor use cases behind the management API and the CLI: one company at a time, by role.
+
+Every change is written to the audit log with the state before and after.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from licensor.core.errors import LicensorError
+from licensor.core.keys import normalize_license_key
+from licensor.core.licensing import LicenseType, valid_version_spec
+from licensor.secrets_at_rest import MasterKey
+from licensor.services import audit, catalogue, licensing, views
+from licensor.store import admin_repository as admin_repo
+from licensor.store import repository
+from licensor.store.models import (
+    AdminToken,
+    ApiKey,
+    BlacklistEntry,
+    Customer,
+    License,
+    OAuthClient,
+    Product,
+)
+
+Role = Literal["admin", "support", "read-only"]
+ROLES: tuple[Role, ...] = ("admin", "support", "read-only")
+TOKEN_PREFIX = "lsa_"
+MAX_PAGE = 500
+
+# What each role may do. ``read``: everything visible; ``device``: deactivate devices;
+# ``write``: change the catalogue and licenses; ``credentials``: tokens, API keys, OAuth clients.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "read": frozenset({"admin", "support", "read-only"}),
+    "device": frozenset({"admin", "support"}),
+    "write": frozenset({"admin"}),
+    "credentials": frozenset({"admin"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    company_id: int
+    actor: str
+    role: Role
+
+    def require(self, permission: str) -> None:
+        if self.role not in PERMISSIONS[permission]:
+            raise LicensorError(
+                "forbidden", f"The {self.role} role does not allow this ({permission})"
+            )
+
+
+def authenticate(
+    session: Session, master_key: MasterKey, token: str | None, now: datetime
+) -> Admin:
+    if not token or not token.startswith(TOKEN_PREFIX):
+        raise LicensorError("unauthorized")
+    found = admin_repo.admin_token_by_hash(session, master_key.hash_secret(token))
+    if found is None or found.revoked:
+        raise LicensorError("unauthorized")
+    found.last_used_at = now
+    return Admin(found.company_id, f"token:{found.name}", found.role)  # type: ignore[arg-type]
+
+
+def local_admin(company_id: int) -> Admin:
+    """The operator at the server's own terminal: full rights on one company."""
+    return Admin(company_id, "cli:local", "admin")
+
+
+def _page(offset: int, limit: int) -> tuple[int, int]:
+    if offset < 0:
+        raise LicensorError("validation_error", "page: must be >= 1")
+    if not 1 <= limit <= MAX_PAGE:
+        raise LicensorError("validation_error", f"per_page: between 1 and {MAX_PAGE}")
+    return offset, limit
+
+
+def _not_found(kind: str, ident: object) -> LicensorError:
+    return LicensorError("not_found", f"{kind} {ident} not found")
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def create_token(
+    session: Session, master_key: MasterKey, admin: Admin, *, name: str, role: str, now: datetime
+) -> dict[str, Any]:
+    admin.require("credentials")
+    if role not in ROLES:
+        raise LicensorError("validation_error", "role: must be admin, support or read-only")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise LicensorError("validation_error", "name: 1-200 characters")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = AdminToken(
+        company_id=admin.company_id,
+        name=name,
+        role=role,
+        prefix=plaintext[:10],
+        token_hash=master_key.hash_secret(plaintext),
+        created_at=now,
+    )
+    session.add(token)
+    session.flush()
+    view = views.token_view(token)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="token.create",
+        object_type="token",
+        object_id=token.id,
+        after=view,
+        now=now,
+    )
+    return {**view, "token": plaintext}
+
+
+def bootstrap_token(
+    session: Session,
+    master_key: MasterKey,
+    company_id: int,
+    *,
+    name: str,
+    role: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The first token of a company, made at the server's terminal."""
+    return create_token(session, master_key, local_admin(company_id), name=name, role=role, now=now)
+
+
+def list_tokens(session: Session, admin: Admin) -> list[dict[str, Any]]:
+    admin.require("credentials")
+    return [views.token_view(t) for t in admin_repo.admin_tokens(session, admin.company_id)]
+
+
+def revoke_token(session: Session, admin: Admin, token_id: int, now: datetime) -> dict[str, Any]:
+    admin.require("credentials")
+    token = admin_repo.owned(session, AdminToken, admin.company_id, token_id)
+    if token is None:
+        raise _not_found("token", token_id)
+    before = views.token_view(token)
+    token.revoked = True
+    session.flush()
+    after = views.token_view(token)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="token.revoke",
+        object_type="token",
+        object_id=token_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+# -- licenses ----------------------------------------------------------------------------------
+
+
+def _license_out(session: Session, license_: License) -> dict[str, Any]:
+    product = session.get(Product, license_.product_id)
+    customer = repository.customer(session, license_.customer_id)
+    return views.license_view(
+        license_,
+        product.short_code if product else "",
+        customer_email=customer.email if customer else None,
+        users=list(repository.license_users(session, license_.id)),
+    )
+
+
+def _owned_license(session: Session, admin: Admin, license_id: int) -> License:
+    found: License | None = admin_repo.owned(session, License, admin.company_id, license_id)
+    if found is None:
+        raise _not_found("license", license_id)
+    return found
+
+
+def list_licenses(
+    session: Session,
+    admin: Admin,
+    *,
+    product: str | None = None,
+    customer: str | None = None,
+    enabled: bool | None = None,
+    order_id: str | None = None,
+    expires_before: datetime | None = None,
+    page: int = 1,
+    per_page: int = 50,
+    sort: str = "id",
+) -> dict[str, Any]:
+    admin.require("read")
+    if sort.lstrip("-") not in admin_repo.LICENSE_SORTS:
+        raise LicensorError(
+            "validation_error",
+            "sort: one of " + ", ".join(f"[-]{s}" for s in admin_repo.LICENSE_SORTS),
+        )
+    offset, limit = _page((page - 1) * per_page, per_page)
+    product_id = customer_id = None
+    if product is not None:
+        found = repository.product_by_code(session, admin.company_id, product)
+        if found is None:
+            return {"items": [], "page": page, "per_page": per_page, "total": 0}
+        product_id = found.id
+    if customer is not None:
+        found_customer = repository.customer_by_email(
+            session, admin.company_id, customer.strip().lower()
+        )
+        if found_customer is None:
+            return {"items": [], "page": page, "per_page": per_page, "total": 0}
+        customer_id = found_customer.id
+    rows, total = admin_repo.license_page(
+        session,
+        admin.company_id,
+        admin_repo.LicenseFilter(product_id, customer_id, enabled, order_id, expires_before),
+        offset=offset,
+        limit=limit,
+        sort=sort,
+    )
+    products = admin_repo.products_by_id(session, {r.product_id for r in rows})
+    customers = admin_repo.customers_by_id(
+        session, {r.customer_id for r in rows if r.customer_id is not None}
+    )
+    items = [
+        views.license_view(
+            row,
+            products[row.product_id].short_code,
+            customer_email=customers[row.customer_id].email if row.customer_id else None,
+        )
+        for row in rows
+    ]
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+def get_license(session: Session, admin: Admin, license_id: int) -> dict[str, Any]:
+    admin.require("read")
+    return _license_out(session, _owned_license(session, admin, license_id))
+
+
+def find_license_by_key(session: Session, admin: Admin, key: str) -> dict[str, Any]:
+    admin.require("read")
+    lookup = normalize_license_key(key)
+    for product in repository.products(session, admin.company_id):
+        found = repository.license_by_key(
+            session, repository.LicenseScope(admin.company_id, product.id), lookup
+        )
+        if found is not None:
+            return _license_out(session, found)
+    raise _not_found("license", "with this key")
+
+
+def issue_licenses(
+    session: Session,
+    admin: Admin,
+    product: str,
+    spec: catalogue.LicenseSpec,
+    *,
+    count: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    admin.require("write")
+    ids = catalogue.create_licenses(session, admin.company_id, product, spec, count=count, now=now)
+    issued = [_license_out(session, row) for row in repository.licenses_by_ids(session, ids)]
+    for item in issued:
+        audit.record(
+            session,
+            company_id=admin.company_id,
+            actor=admin.actor,
+            action="license.create",
+            object_type="license",
+            object_id=item["id"],
+            after=item,
+            now=now,
+        )
+    return issued
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseChanges:
+    """Fields a vendor may change after issuing; ``None`` = unchanged."""
+
+    enabled: bool | None = None
+    license_type: str | None = None
+    max_activations: int | None = None
+    allow_unlimited_activations: bool | None = None
+    validity_period: datetime | None = None
+    clear_validity_period: bool = False
+    start_date: datetime | None = None
+    max_transfers: int | None = None
+    prevent_vm: bool | None = None
+    grace_period: int | None = None
+    maintenance_period: datetime | None = None
+    version_spec: str | None = None
+    order_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    custom_fields: dict[str, Any] | None = None
+
+
+def update_license(
+    session: Session,
+    admin: Admin,
+    license_id: int,
+    changes: LicenseChanges,
+    *,
+    now: datetime,
+    action: str = "license.update",
+) -> dict[str, Any]:
+    admin.require("write")
+    license_ = _owned_license(session, admin, license_id)
+    license_ = repository.lock_license(session, license_.id)
+    before = _license_out(session, license_)
+    if changes.license_type is not None:
+        if changes.license_type not in {t.value for t in LicenseType}:
+            raise LicensorError(
+                "validation_error",
+                "license_type: must be perpetual, time-limited, subscription or consumption",
+            )
+        license_.license_type = changes.license_type
+    if changes.max_activations is not None:
+        if changes.max_activations < 0:
+            raise LicensorError("validation_error", "max_activations: must be >= 0")
+        license_.max_activations = changes.max_activations
+    if changes.max_transfers is not None:
+        if changes.max_transfers < -1:
+            raise LicensorError("validation_error", "max_transfers: 0, N or -1")
+        license_.max_transfers = changes.max_transfers
+    if changes.grace_period is not None:
+        if changes.grace_period < 0:
+            raise LicensorError("validation_error", "grace_period: must be >= 0 hours")
+        license_.grace_period = changes.grace_period
+        license_.allow_grace_period = changes.grace_period > 0
+    if changes.version_spec is not None:
+        if changes.version_spec and not valid_version_spec(changes.version_spec):
+            raise LicensorError("validation_error", "version_spec: not a PEP 440 specifier")
+        license_.version_spec = changes.version_spec or None
+    if changes.maintenance_period is not None:
+        license_.maintenance_period = changes.maintenance_period
+        license_.enable_maintenance_period = True
+    if changes.clear_validity_period:
+        license_.validity_period = None
+    for name in (
+        "enabled",
+        "allow_unlimited_activations",
+        "validity_period",
+        "start_date",
+        "prevent_vm",
+        "custom_fields",
+    ):
+        value = getattr(changes, name)
+        if value is not None:
+            setattr(license_, name, value)
+    if changes.order_id is not None:
+        license_.order_store_id = changes.order_id
+    if changes.metadata is not None:
+        license_.metadata_ = changes.metadata
+    if license_.license_type in ("time-limited", "subscription") and not (
+        license_.validity_period or license_.validity_days
+    ):
+        raise LicensorError(
+            "validation_error", "validity_period: a time-limited license needs a validity period"
+        )
+    license_.updated_at = now
+    session.flush()
+    after = _license_out(session, license_)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action=action,
+        object_type="license",
+        object_id=license_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+def set_enabled(
+    session: Session, admin: Admin, license_id: int, enabled: bool, *, now: datetime
+) -> dict[str, Any]:
+    return update_license(
+        session,
+        admin,
+        license_id,
+        LicenseChanges(enabled=enabled),
+        now=now,
+        action="license.enable" if enabled else "license.disable",
+    )
+
+
+def extend_license(
+    session: Session,
+    admin: Admin,
+    license_id: int,
+    *,
+    days: int | None = None,
+    until: datetime | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Push the expiry: to ``until``, or ``days`` after the later of now and the current end."""
+    if (days is None) == (until is None):
+        raise LicensorError("validation_error", "give either days or until")
+    if days is not None:
+        if days <= 0:
+            raise LicensorError("validation_error", "days: must be > 0")
+        license_ = _owned_license(session, admin, license_id)
+        base = max(license_.validity_period or now, now)
+        until = base + timedelta(days=days)
+    return update_license(
+        session,
+        admin,
+        license_id,
+        LicenseChanges(validity_period=until),
+        now=now,
+        action="license.extend",
+    )
+
+
+def reset_license(
+    session: Session, admin: Admin, license_id: int, *, now: datetime
+) -> dict[str, Any]:
+    """Deactivate every device and set the activation count back to zero."""
+    admin.require("write")
+    license_ = repository.lock_license(session, _owned_license(session, admin, license_id).id)
+    before = _license_out(session, license_)
+    for device in repository.devices(session, license_.id):
+        if device.active:
+            licensing.release_seat(session, license_, device, now=now)
+    session.refresh(license_)
+    license_.last_deactivated_hardware_id = None
+    license_.total_consumptions = 0
+    session.flush()
+    after = _license_out(session, license_)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="license.reset",
+        object_type="license",
+        object_id=license_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+def delete_license(
+    session: Session, admin: Admin, license_id: int, *, force: bool, now: datetime
+) -> None:
+    admin.require("write")
+    license_ = repository.lock_license(session, _owned_license(session, admin, license_id).id)
+    if license_.times_activated > 0 and not force:
+        raise LicensorError(
+            "license_has_active_devices",
+            f"License {license_id} has {license_.times_activated} active "
+            "device(s); deactivate them or use force",
+        )
+    before = _license_out(session, license_)
+    session.delete(license_)
+    session.flush()
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="license.delete",
+        object_type="license",
+        object_id=license_id,
+        before=before,
+        now=now,
+    )
+
+
+# -- devices and blacklist ---------------------------------------------------------------------
+
+
+def list_devices(session: Session, admin: Admin, license_id: int) -> list[dict[str, Any]]:
+    admin.require("read")
+    license_ = _owned_license(session, admin, license_id)
+    return [views.device_view(d) for d in repository.devices(session, license_.id)]
+
+
+def deactivate_device(
+    session: Session, admin: Admin, device_id: int, *, now: datetime
+) -> dict[str, Any]:
+    admin.require("device")
+    device = admin_repo.device_of_company(session, admin.company_id, device_id)
+    if device is None:
+        raise _not_found("device", device_id)
+    if not device.active:
+        raise LicensorError("device_not_found", f"device {device_id} is not active")
+    license_ = repository.lock_license(session, device.license_id)
+    before = views.device_view(device)
+    licensing.release_seat(session, license_, device, now=now)
+    after = views.device_view(device)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="device.deactivate",
+        object_type="device",
+        object_id=device_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+def blacklist_add(
+    session: Session,
+    admin: Admin,
+    hardware_id: str,
+    *,
+    product: str | None,
+    reason: str,
+    now: datetime,
+) -> dict[str, Any]:
+    admin.require("write")
+    if not hardware_id or len(hardware_id) > 256 or "\x00" in hardware_id:
+        raise LicensorError("validation_error", "hardware_id: 1-256 characters")
+    entry = catalogue.blacklist_device(
+        session, admin.company_id, hardware_id, product_code=product, reason=reason
+    )
+    view = views.blacklist_view(entry)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="blacklist.add",
+        object_type="blacklist",
+        object_id=entry.id,
+        after=view,
+        now=now,
+    )
+    return view
+
+
+def blacklist_remove(session: Session, admin: Admin, entry_id: int, *, now: datetime) -> None:
+    admin.require("write")
+    entry = admin_repo.owned(session, BlacklistEntry, admin.company_id, entry_id)
+    if entry is None:
+        raise _not_found("blacklist entry", entry_id)
+    before = views.blacklist_view(entry)
+    session.delete(entry)
+    session.flush()
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="blacklist.remove",
+        object_type="blacklist",
+        object_id=entry_id,
+        before=before,
+        now=now,
+    )
+
+
+def list_blacklist(session: Session, admin: Admin) -> list[dict[str, Any]]:
+    admin.require("read")
+    return [views.blacklist_view(e) for e in admin_repo.blacklist(session, admin.company_id)]
+
+
+# -- customers, products -----------------------------------------------------------------------
+
+
+def list_customers(
+    session: Session, admin: Admin, *, search: str | None = None, page: int = 1, per_page: int = 50
+) -> dict[str, Any]:
+    admin.require("read")
+    offset, limit = _page((page - 1) * per_page, per_page)
+    rows, total = admin_repo.customer_page(
+        session, admin.company_id, search, offset=offset, limit=limit
+    )
+    return {
+        "items": [views.customer_view(c) for c in rows],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }
+
+
+def get_customer(session: Session, admin: Admin, customer_id: int) -> dict[str, Any]:
+    admin.require("read")
+    customer = admin_repo.owned(session, Customer, admin.company_id, customer_id)
+    if customer is None:
+        raise _not_found("customer", customer_id)
+    return views.customer_view(customer)
+
+
+def create_customer(
+    session: Session, admin: Admin, email: str, fields: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    admin.require("write")
+    if "@" not in email or len(email) > 320:
+        raise LicensorError("validation_error", "email: not an e-mail address")
+    if repository.customer_by_email(session, admin.company_id, email.strip().lower()):
+        raise LicensorError("validation_error", "email: this customer already exists", status=409)
+    customer = catalogue.find_or_create_customer(session, admin.company_id, email, **fields)
+    view = views.customer_view(customer)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="customer.create",
+        object_type="customer",
+        object_id=customer.id,
+        after=view,
+        now=now,
+    )
+    return view
+
+
+def list_products(session: Session, admin: Admin) -> list[dict[str, Any]]:
+    admin.require("read")
+    return [views.product_view(p) for p in repository.products(session, admin.company_id)]
+
+
+def create_product(
+    session: Session, admin: Admin, spec: catalogue.ProductSpec, *, now: datetime
+) -> dict[str, Any]:
+    admin.require("write")
+    product = catalogue.create_product(session, admin.company_id, spec)
+    view = views.product_view(product)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="product.create",
+        object_type="product",
+        object_id=product.id,
+        after=view,
+        now=now,
+    )
+    return view
+
+
+# -- API credentials ---------------------------------------------------------------------------
+
+
+def create_api_key(
+    session: Session,
+    master_key: MasterKey,
+    admin: Admin,
+    *,
+    read_only: bool,
+    products: list[str] | None,
+    label: str,
+    now: datetime,
+) -> dict[str, Any]:
+    admin.require("credentials")
+    key = catalogue.create_api_key(
+        session,
+        master_key,
+        admin.company_id,
+        read_only=read_only,
+        product_codes=products,
+        label=label,
+    )
+    stored = repository.api_key_by_key(session, key.api_key)
+    assert stored is not None
+    view = views.api_key_view(stored)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="api_key.create",
+        object_type="api_key",
+        object_id=stored.id,
+        after=view,
+        now=now,
+    )
+    return {**view, "shared_key": key.shared_key}
+
+
+def revoke_api_key(session: Session, admin: Admin, key_id: int, *, now: datetime) -> dict[str, Any]:
+    admin.require("credentials")
+    key = admin_repo.owned(session, ApiKey, admin.company_id, key_id)
+    if key is None:
+        raise _not_found("api key", key_id)
+    before = views.api_key_view(key)
+    key.revoked = True
+    session.flush()
+    after = views.api_key_view(key)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="api_key.revoke",
+        object_type="api_key",
+        object_id=key_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+def list_credentials(session: Session, admin: Admin) -> dict[str, Any]:
+    admin.require("credentials")
+    return {
+        "api_keys": [views.api_key_view(k) for k in admin_repo.api_keys(session, admin.company_id)],
+        "oauth_clients": [
+            views.oauth_client_view(c) for c in admin_repo.oauth_clients(session, admin.company_id)
+        ],
+    }
+
+
+def revoke_oauth_client(
+    session: Session, admin: Admin, client_id: int, *, now: datetime
+) -> dict[str, Any]:
+    admin.require("credentials")
+    client = admin_repo.owned(session, OAuthClient, admin.company_id, client_id)
+    if client is None:
+        raise _not_found("oauth client", client_id)
+    before = views.oauth_client_view(client)
+    client.revoked = True
+    session.flush()
+    after = views.oauth_client_view(client)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="oauth_client.revoke",
+        object_type="oauth_client",
+        object_id=client_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+def list_audit(
+    session: Session,
+    admin: Admin,
+    *,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> dict[str, Any]:
+    admin.require("read")
+    offset, limit = _page((page - 1) * per_page, per_page)
+    rows, total = admin_repo.audit_page(
+        session,
+        admin.company_id,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+        offset=offset,
+        limit=limit,
+    )
+    return {
+        "items": [views.audit_view(e) for e in rows],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }
