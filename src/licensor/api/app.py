@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from licensor import __version__
 from licensor.api.errors import error_response, install_error_handlers
+from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.state import AppState
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(well_known_router)
+    app.include_router(management_router)
 
     @app.get("/health", tags=["Operations"])
     def health(request: Request) -> Response:

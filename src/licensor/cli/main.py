@@ -413,8 +413,19 @@ def license_create(
                 )
         else:
             ids = catalogue.create_licenses(session, owner.id, product, spec, count=count, now=now)
+        from licensor.services import audit
         from licensor.store import repository
 
+        audit.record(
+            session,
+            company_id=owner.id,
+            actor="cli:local",
+            action="license.create",
+            object_type="license",
+            object_id=ids[0] if count == 1 else f"{ids[0]}..{ids[-1]}",
+            after={"product": product, "count": count, "license_type": license_type},
+            now=now,
+        )
         rows = repository.licenses_by_ids(session, ids)
         issued = [{"id": row.id, "license_key": row.license_key} for row in rows]
     if user:
@@ -443,6 +454,17 @@ def blacklist_add(
         )
         data = {"id": entry.id, "hardware_id": hardware_id, "product": product}
     emit(as_json, data, f"Device {hardware_id} blacklisted.")
+
+
+from licensor.cli import admin as _admin  # noqa: E402 - registers onto the apps above
+
+_admin.add_license_commands(license_app)
+app.add_typer(_admin.device_app, name="device")
+app.add_typer(_admin.customer_app, name="customer")
+app.add_typer(_admin.token_app, name="token")
+app.add_typer(_admin.export_app, name="export")
+app.add_typer(_admin.import_app, name="import")
+app.command("audit")(_admin.audit_command)
 
 
 def run() -> None:

@@ -1,0 +1,106 @@
+"""Request bodies of the management API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Short = Annotated[str, Field(max_length=200), NoNul]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IssueLicenses(_Body):
+    product: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+    license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] = "perpetual"
+    max_activations: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    allow_unlimited_activations: bool = False
+    validity_period: datetime | None = None
+    validity_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    start_date: datetime | None = None
+    max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] = 0
+    prevent_vm: bool | None = None
+    is_trial: bool = False
+    trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    grace_period: Annotated[int, Field(ge=0, le=100_000)] = 0
+    maintenance_period: datetime | None = None
+    version_spec: Short | None = None
+    order_id: Short = ""
+    customer_email: Annotated[str, Field(max_length=320), NoNul] | None = None
+    license_key: Short | None = None
+    user_email: Annotated[str, Field(max_length=320), NoNul] | None = None
+    user_password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class UpdateLicense(_Body):
+    enabled: bool | None = None
+    license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] | None = None
+    max_activations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    allow_unlimited_activations: bool | None = None
+    validity_period: datetime | None = None
+    start_date: datetime | None = None
+    max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
+    prevent_vm: bool | None = None
+    grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    maintenance_period: datetime | None = None
+    version_spec: Short | None = None
+    order_id: Short | None = None
+    metadata: dict[str, Any] | None = None
+    custom_fields: dict[str, Any] | None = None
+
+
+class ExtendLicense(_Body):
+    days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    until: datetime | None = None
+
+
+class CreateToken(_Body):
+    name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    role: Literal["admin", "support", "read-only"]
+
+
+class CreateApiKey(_Body):
+    read_only: bool = False
+    products: list[Annotated[str, Field(max_length=100)]] | None = None
+    label: Short = ""
+
+
+class BlacklistDevice(_Body):
+    hardware_id: Annotated[str, Field(min_length=1, max_length=256), NoNul]
+    product: Annotated[str, Field(max_length=100), NoNul] | None = None
+    reason: Annotated[str, Field(max_length=500), NoNul] = ""
+
+
+class CreateCustomer(_Body):
+    email: Annotated[str, Field(min_length=3, max_length=320), NoNul]
+    first_name: Short = ""
+    last_name: Short = ""
+    company_name: Short = ""
+    phone: Annotated[str, Field(max_length=50), NoNul] = ""
+    reference: Short = ""
+
+
+class CreateProduct(_Body):
+    short_code: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    name: Short
+    authorization_method: Literal["license-key", "user"] = "license-key"
+    prevent_vm: bool = False
+    version_spec: Short | None = None
+    allow_trial: bool = False
+    trial_days: Annotated[int, Field(ge=0, le=100_000)] = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
