@@ -21,9 +21,7 @@ router = APIRouter(prefix="/api/management/v1", tags=["Management API v1"])
 
 
 @contextmanager
-def admin_transaction(
-    request: Request, *, write: bool
-) -> Iterator[tuple[Session, Admin, AppState]]:
+def admin_transaction(request: Request) -> Iterator[tuple[Session, Admin, AppState]]:
     state = app_state(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
