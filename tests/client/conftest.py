@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 if str(SRC) not in sys.path:  # the package may not be installed in the test environment
     sys.path.insert(0, str(SRC))
 
+from _display import start_display  # noqa: E402
 from _fake_license_server import FakeLicenseServer, public_pem  # noqa: E402
 
 from licensor.client import HmacCredentials, LicenseClient  # noqa: E402
@@ -97,3 +98,9 @@ def make_client(
     yield factory
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    """DISPLAY of a private Xvfb for this test (skipped when Xvfb is not installed)."""
+    yield from start_display()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _display import drive_tk_wizard
 from _fake_license_server import FakeLicenseServer
 from _terminal import TerminalSession
 
@@ -224,53 +223,6 @@ def test_every_seed_error_code_has_plain_words() -> None:
 # --------------------------------------------------------------------------- Tk under Xvfb
 
 
-@pytest.fixture
-def display() -> Iterator[str]:
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb x11-apps netpbm)")
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        number = pipe.readline().strip()
-    previous = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{number}"
-    try:
-        yield f":{number}"
-    finally:
-        if previous is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = previous
-        xvfb.terminate()
-        xvfb.wait(10)
-
-
-def artefacts_dir() -> Path:
-    base = os.environ.get("LICENSOR_TEST_ARTEFACTS") or "/tmp/licensor-test-artefacts"
-    path = Path(base) / "wizard"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def screenshot(display: str, name: str) -> Path | None:
-    if not (shutil.which("xwd") and shutil.which("xwdtopnm") and shutil.which("pnmtopng")):
-        return None
-    target = artefacts_dir() / f"{name}.png"
-    xwd = subprocess.run(
-        ["xwd", "-root", "-silent", "-display", display], capture_output=True, check=True
-    )
-    pnm = subprocess.run(["xwdtopnm"], input=xwd.stdout, capture_output=True, check=True)
-    png = subprocess.run(["pnmtopng"], input=pnm.stdout, capture_output=True, check=True)
-    target.write_bytes(png.stdout)
-    return target
-
-
 def test_tk_wizard_pages(
     display: str,
     live: str,
@@ -278,9 +230,7 @@ def test_tk_wizard_pages(
     public_keys: list[str],
     tmp_path: Path,
 ) -> None:
-    tk = pytest.importorskip("tkinter")
     from licensor.client import HmacCredentials
-    from licensor.client._wizard_tk import WizardWindow
 
     client = LicenseClient(
         live,
@@ -290,53 +240,8 @@ def test_tk_wizard_pages(
         storage_dir=tmp_path / "gui",
         send_device_facts=False,
     )
-    root = tk.Tk()
-    answers: list[str] = []
-
-    def confirm(text: str) -> bool:
-        answers.append(text)
-        return True
-
-    window = WizardWindow(root, client, confirm=confirm)
-    window.use_user_login(client.product_details().user_based)
-    shots: list[Any] = []
-
-    def show(index: int, name: str) -> None:
-        window.pages.select(index)
-        for _ in range(5):
-            root.update()
-        shots.append(screenshot(display, name))
-
     try:
-        window.key_entry.insert(0, "NOPE")
-        window.activate_button.invoke()
-        assert "No license matches" in str(window.activate_message.cget("text"))
-        assert window.last_exit == 3
-        window.key_entry.delete(0, "end")
-        window.key_entry.insert(0, "KEY-1111")
-        window.activate_button.invoke()
-        assert "This computer is activated" in str(window.activate_message.cget("text"))
-        show(0, "1-activate")
-
-        show(1, "2-status")
-        status = window.status_text.get("1.0", "end")
-        assert "Active" in status and "KEY-1111" in status
-
-        show(2, "3-deactivate-before")
-        window.deactivate_button.invoke()
-        assert answers == ["Deactivate KEY-1111 on this computer?"]
-        assert "is deactivated" in str(window.deactivate_message.cget("text"))
-        show(2, "4-deactivated")
-        window.refresh_button.invoke()
-        assert "no activated license" in window.status_text.get("1.0", "end")
-        show(1, "5-status-after")
+        drive_tk_wizard(client, display, "fake-server", "KEY-1111")
     finally:
-        root.destroy()
         client.close()
     assert not any(server.licenses["KEY-1111"].devices.values())
-    for shot in shots:
-        if shot is not None:
-            assert shot.stat().st_size > 1000  # a real picture of the page
-
-
-Runner = Callable[..., Any]

@@ -1,0 +1,403 @@
+"""End to end: the client and both wizards against a real ``licensor serve`` process.
+
+The server is started with ``licensor init`` + ``licensor serve`` on a free port in a temporary data
+directory; products, licenses and credentials are made with the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _display import drive_tk_wizard
+from _terminal import TerminalSession
+
+from conftest import Clock
+from licensor.client import (
+    ClockTamperingDetected,
+    HmacCredentials,
+    LicenseClient,
+    LicenseRefused,
+    NotActivated,
+    OAuthCredentials,
+    ServerUnreachable,
+    TamperedLicense,
+    UntrustedResponse,
+    WrongComputer,
+)
+
+pytest.importorskip("fastapi", reason="the server extra is not installed")
+pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+CLI = "from licensor.cli.main import run; run()"
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RealServer:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    api_key: str
+    shared_key: str
+    public_keys: str
+
+    def cli(self, *args: str) -> Any:
+        result = subprocess.run(
+            [sys.executable, "-c", CLI, *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    pool: dict[str, list[str]]
+
+    def new_key(self, kind: str = "plain") -> str:
+        """A fresh license issued at start-up (one CLI call per kind keeps the suite fast)."""
+        return self.pool[kind].pop()
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+    data_dir = tmp_path_factory.mktemp("server") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENSOR_")}
+    env["LICENSOR_DATA_DIR"] = str(data_dir)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+
+    def cli(*args: str) -> Any:
+        result = subprocess.run(
+            [sys.executable, "-c", CLI, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    created = json.loads(cli("init", "--json"))
+    cli("product", "create", "app", "--name", "App", "--json")
+    cli("product", "create", "team", "--name", "Team", "--authorization-method", "user", "--json")
+    public_keys = cli("public-key")
+    port = free_port()
+    log = (data_dir.parent / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLI, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v4/public_keys", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                "licensor serve did not start: " + (data_dir.parent / "serve.log").read_text()
+            )
+        time.sleep(0.2)
+    kinds = {
+        "plain": ["--max-activations", "2"],
+        "one-seat": ["--max-activations", "1"],
+        "until-2030": ["--type", "time-limited", "--validity-period", "2030-01-01"],
+        "expired": ["--type", "time-limited", "--validity-period", "2020-01-01"],
+    }
+    pool: dict[str, list[str]] = {}
+    for kind, options in kinds.items():
+        issued = json.loads(
+            cli("license", "create", "--product", "app", "--count", "8", *options, "--json")
+        )
+        pool[kind] = [item["license_key"] for item in issued]
+    try:
+        yield RealServer(
+            url, data_dir, env, created["api_key"], created["shared_key"], public_keys, pool
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def make_real_client(
+    real_server: RealServer, tmp_path: Path
+) -> Iterator[Callable[..., LicenseClient]]:
+    made: list[LicenseClient] = []
+
+    def factory(**options: Any) -> LicenseClient:
+        settings: dict[str, Any] = {"storage_dir": tmp_path / "store", "app_ver": "1.0.0"}
+        settings.update(options)
+        server = settings.pop("server", real_server.url)
+        product = settings.pop("product", "app")
+        credentials = settings.pop(
+            "credentials", HmacCredentials(real_server.api_key, real_server.shared_key)
+        )
+        client = LicenseClient(server, product, [real_server.public_keys], credentials, **settings)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close()
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_activate_restart_offline_deactivate(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    key = real_server.new_key()
+    activated = make_real_client().activate(license_key=key)
+    assert activated.status == "active" and activated.license_key == key
+    shutil.copytree(tmp_path / "store", tmp_path / "before-deactivation")
+
+    # The application restarts with the network down: validate() works offline.
+    offline = make_real_client(server=closed_port_url(), retries=0).validate()
+    assert offline.status == "active" and not offline.checked_online
+    assert offline.license_key == key
+
+    online = make_real_client().check()
+    assert online.checked_online and "license_signature_v2" in online.raw
+
+    make_real_client().deactivate()
+    with pytest.raises(NotActivated):
+        make_real_client().validate()
+
+    # A stored copy from before the deactivation is refused as soon as the server is asked.
+    stale = make_real_client(storage_dir=tmp_path / "before-deactivation")
+    with pytest.raises(LicenseRefused) as refused:
+        stale.validate(force_check=True)
+    assert refused.value.code in {"device_not_found", "license_not_active"}
+
+
+def test_copied_flipped_and_clock_set_back_are_refused(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    key = real_server.new_key()
+    client = make_real_client()
+    client.activate(license_key=key)
+
+    shutil.copytree(tmp_path / "store", tmp_path / "other-computer")
+    other = make_real_client(storage_dir=tmp_path / "other-computer", hardware_id="f" * 64)
+    with pytest.raises(WrongComputer):
+        other.validate(online=False)
+
+    shutil.copytree(tmp_path / "store", tmp_path / "flipped")
+    flipped = make_real_client(storage_dir=tmp_path / "flipped")
+    path = flipped.store.license_path
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+    with pytest.raises(TamperedLicense):
+        flipped.validate(online=False)
+
+    clock = Clock(datetime.now(UTC) - timedelta(days=3))
+    with pytest.raises(ClockTamperingDetected):
+        make_real_client(clock=clock, server=closed_port_url(), retries=0).validate()
+
+
+class ManInTheMiddle(httpx.BaseTransport):
+    """Forwards to the real server and changes ``validity_period`` in the answer."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        content = response.read()
+        if b'"validity_period"' in content:
+            data = json.loads(content)
+            data["validity_period"] = "2099-12-31T00:00:00.000Z"
+            content = json.dumps(data, separators=(",", ":")).encode()
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
+        return httpx.Response(response.status_code, headers=headers, content=content)
+
+
+def test_man_in_the_middle_changing_validity_is_refused(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer
+) -> None:
+    key = real_server.new_key("until-2030")
+    client = make_real_client(transport=ManInTheMiddle())
+    with pytest.raises(UntrustedResponse):
+        client.activate(license_key=key)
+    assert not client.store.license_path.exists()
+    honest = make_real_client().activate(license_key=key)
+    assert honest.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+class LoseFirstAnswer(httpx.BaseTransport):
+    """The first activation reaches the server, but its answer is lost on the way back."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.read()
+        if self.lost == 0 and request.url.path.endswith("activate_license"):
+            self.lost += 1
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+
+def test_retried_activation_uses_one_seat(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer
+) -> None:
+    key = real_server.new_key("one-seat")
+    transport = LoseFirstAnswer()
+    sleeps: list[float] = []
+    activated = make_real_client(transport=transport, sleep=sleeps.append).activate(license_key=key)
+    assert transport.lost == 1 and len(sleeps) == 1
+    assert activated.times_activated == 1
+
+
+def test_refusals_carry_the_servers_codes(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    with pytest.raises(LicenseRefused) as not_found:
+        make_real_client().activate(license_key="NOPE-NOPE-NOPE")
+    assert not_found.value.code == "license_not_found"
+
+    expired = real_server.new_key("expired")
+    with pytest.raises(LicenseRefused) as refused:
+        make_real_client().activate(license_key=expired)
+    assert refused.value.code == "license_expired"
+
+    one_seat = real_server.new_key("one-seat")
+    make_real_client(storage_dir=tmp_path / "a", hardware_id="1" * 64).activate(
+        license_key=one_seat
+    )
+    with pytest.raises(LicenseRefused) as full:
+        make_real_client(storage_dir=tmp_path / "b", hardware_id="2" * 64).activate(
+            license_key=one_seat
+        )
+    assert full.value.code == "license_activated_max_times"
+
+    with pytest.raises(ServerUnreachable):
+        make_real_client(server=closed_port_url(), retries=0).product_details()
+
+
+def test_oauth_and_user_based_products(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    oauth = real_server.cli("oauth-client", "create")
+    credentials = OAuthCredentials(oauth["client_id"], oauth["client_secret"])
+    key = real_server.new_key()
+    client = make_real_client(credentials=credentials)
+    assert client.activate(license_key=key).status == "active"
+    assert client.check().checked_online
+
+    real_server.cli(
+        "license", "create", "--product", "team", "--user", "ann@example.com",
+        "--password", "pw-123456",
+    )  # fmt: skip
+    team = make_real_client(product="team", storage_dir=tmp_path / "team")
+    assert team.product_details().user_based
+    license_ = team.activate(username="ann@example.com", password="pw-123456")
+    assert license_.username == "ann@example.com"
+    assert team.validate().status == "active"
+    team.deactivate()
+
+
+def test_variables_and_product_details(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer
+) -> None:
+    client = make_real_client()
+    client.activate(license_key=real_server.new_key())
+    saved = client.set_variables({"seats": 3})
+    assert {v.variable: v.value for v in saved}["seats"] == "3"
+    assert [v.variable for v in client.variables()] == ["seats"]
+    assert client.product_details().short_code == "app"
+
+
+# --------------------------------------------------------------------------- both wizards
+
+
+def wizard_argv(real_server: RealServer, tmp_path: Path) -> list[str]:
+    key_file = tmp_path / "vendor.pem"
+    key_file.write_text(real_server.public_keys)
+    return [
+        sys.executable, "-m", "licensor.client.wizard",
+        "--server", real_server.url, "--product", "app",
+        "--api-key", real_server.api_key, "--shared-key", real_server.shared_key,
+        "--public-key", str(key_file), "--storage-dir", str(tmp_path / "wizard"),
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_terminal_wizard_against_the_real_server(real_server: RealServer, tmp_path: Path) -> None:
+    key = real_server.new_key()
+    env = {k: v for k, v in real_server.env.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    session = TerminalSession(wizard_argv(real_server, tmp_path), env)
+    try:
+        session.expect(r"Choose: ")
+        session.send("1")
+        session.expect(r"License key: ")
+        session.send(key)
+        session.expect(r"This computer is activated")
+        session.expect(r"Choose: ")
+        session.send("2")
+        session.expect(r"Status\s+Active")
+        session.expect(rf"License\s+{key}")
+        session.expect(r"Choose: ")
+        session.send("3")
+        session.expect(r"\[y/N\] ")
+        session.send("yes")
+        session.expect(r"This computer is deactivated")
+        session.expect(r"Choose: ")
+        session.send("2")
+        session.expect(r"no activated license")
+        session.expect(r"Choose: ")
+        session.send("q")
+        assert session.wait() == 5  # the last page said: no valid license
+    finally:
+        session.kill()
+
+
+def test_tk_wizard_against_the_real_server(
+    display: str,
+    real_server: RealServer,
+    make_real_client: Callable[..., LicenseClient],
+    tmp_path: Path,
+) -> None:
+    key = real_server.new_key()
+    client = make_real_client(storage_dir=tmp_path / "gui")
+    drive_tk_wizard(client, display, "real-server", key)
+    with pytest.raises(NotActivated):
+        client.validate()
