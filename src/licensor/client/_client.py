@@ -7,12 +7,9 @@ call goes online, so an application that validates offline never loads the netwo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -227,6 +224,8 @@ class _ClientCore:
         body.update(self._device_fields())
         if variables:
             body["variables"] = dict(variables)
+        import uuid
+
         return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
 
     def _identity(self, holder: StoredLicense | Mapping[str, Any]) -> dict[str, Any]:
@@ -266,6 +265,8 @@ class _ClientCore:
         """Exponential backoff with jitter; a ``Retry-After`` the server sent is honoured (capped)."""
         if error.retry_after is not None:
             return min(error.retry_after, self.max_backoff)
+        import random
+
         ceiling = min(self.max_backoff, self.backoff * (2.0**attempt))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -742,7 +743,7 @@ class AsyncLicenseClient(_ClientCore):
         credentials: Credentials,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(server, product, public_keys, credentials, **options)
@@ -829,7 +830,13 @@ class AsyncLicenseClient(_ClientCore):
             except ServerUnreachable as exc:
                 if attempt >= self.retries:
                     raise
-                await self._sleep(self._delay(attempt, exc))
+                delay = self._delay(attempt, exc)
+                if self._sleep is not None:
+                    await self._sleep(delay)
+                else:
+                    import asyncio
+
+                    await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def activate(
@@ -843,6 +850,8 @@ class AsyncLicenseClient(_ClientCore):
     ) -> License:
         request = self._activate_request(license_key, username, password, variables)
         identity = {"license_key": license_key, "username": username}
+        import asyncio
+
         await asyncio.to_thread(self.store.lock.acquire)
         try:
             try:
