@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
 
 SIGNING_PREFIX = "licenseSpring"
 HMAC_ALGORITHM = "hmac-sha256"
@@ -21,14 +20,36 @@ class AuthorizationFormatError(ValueError):
     """The Authorization header cannot be read as key="value" pairs."""
 
 
+# English names whatever the locale; formatting and parsing them here keeps ``email`` (slow to
+# import) off the client's start-up path.
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_IMF_FIXDATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT"
+)
+
+
 def http_date(moment: datetime | None = None) -> str:
     """RFC 7231 IMF-fixdate in GMT, e.g. ``Tue, 07 Jun 2011 20:51:35 GMT``."""
     moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return format_datetime(moment.replace(microsecond=0), usegmt=True)
+    return (
+        f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} "
+        f"{moment.year:04d} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} GMT"
+    )
 
 
 def parse_http_date(value: str) -> datetime:
     """Parse an RFC 7231 date; raises ``ValueError`` for anything else."""
+    fixdate = _IMF_FIXDATE.fullmatch(value.strip())
+    if fixdate is not None:
+        day, month, year, hour, minute, second = fixdate.groups()
+        return datetime(
+            int(year), _MONTHS.index(month) + 1, int(day), int(hour), int(minute), int(second),
+            tzinfo=UTC,
+        )  # fmt: skip
+    from email.utils import parsedate_to_datetime  # the obsolete forms RFC 7231 still accepts
+
     try:
         parsed = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError) as exc:

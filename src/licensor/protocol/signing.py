@@ -9,13 +9,17 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+# ``cryptography.hazmat.primitives.serialization`` is imported only where needed: it is the
+# slowest part of ``cryptography`` to import, and an application validating its license at start
+# does not need it (trusted keys are read from their SubjectPublicKeyInfo directly, below).
 
 SignatureAlgorithm = Literal["rsa-sha256", "ed25519"]
 SIGNATURE_ALGORITHMS: tuple[SignatureAlgorithm, ...] = ("rsa-sha256", "ed25519")
@@ -76,9 +80,15 @@ def license_signing_string(
 
 def key_id(public_key: PublicKey) -> str:
     """A stable identifier of a public key: the first 16 hex digits of SHA-256 of its SPKI DER."""
+    from cryptography.hazmat.primitives import serialization
+
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return _spki_key_id(der)
+
+
+def _spki_key_id(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()[:16]
 
 
@@ -126,11 +136,31 @@ def parse_licensor_signature(value: str) -> dict[str, str]:
     return pairs
 
 
-@dataclass(frozen=True)
 class PublicKeySet:
-    """The public keys an application trusts, by key id (several, so keys can rotate)."""
+    """The public keys an application trusts, by key id (several, so keys can rotate).
 
+    Immutable; equal when the key ids are equal.
+    """
+
+    __slots__ = ("keys",)
     keys: Mapping[str, PublicKey]
+
+    def __init__(self, keys: Mapping[str, PublicKey]) -> None:
+        object.__setattr__(self, "keys", MappingProxyType(dict(keys)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PublicKeySet is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PublicKeySet):
+            return NotImplemented
+        return set(self.keys) == set(other.keys)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.keys))
+
+    def __repr__(self) -> str:
+        return f"PublicKeySet(kids={sorted(self.keys)!r})"
 
     @classmethod
     def from_pem(cls, pems: Iterable[str | bytes]) -> PublicKeySet:
@@ -138,10 +168,11 @@ class PublicKeySet:
         for pem in pems:
             data = pem.encode() if isinstance(pem, str) else pem
             for block in _split_pem(data):
-                loaded = serialization.load_pem_public_key(block)
-                if not isinstance(loaded, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-                    raise SignatureError("only RSA and Ed25519 public keys are supported")
-                keys[key_id(loaded)] = loaded
+                try:
+                    der = base64.b64decode(b"".join(block.splitlines()[1:-1]), validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise SignatureError("a PEM public key is not valid base64") from exc
+                keys[_spki_key_id(der)] = _load_spki(der)
         if not keys:
             raise SignatureError("no public key given")
         return cls(keys)
@@ -176,3 +207,59 @@ def _split_pem(data: bytes) -> list[bytes]:
         rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", data, flags=re.DOTALL
     )
     return [bytes(b) for b in blocks]
+
+
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+_RSA_ALGORITHM_IDENTIFIER = bytes.fromhex("300d06092a864886f70d0101010500")
+
+
+def _der_item(data: bytes, offset: int, tag: int) -> tuple[bytes, int]:
+    """The contents of the DER item of ``tag`` at ``offset``, and the offset after it."""
+    if offset + 2 > len(data) or data[offset] != tag:
+        raise ValueError("unexpected DER")
+    length = data[offset + 1]
+    offset += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4 or offset + count > len(data):
+            raise ValueError("unexpected DER length")
+        length = int.from_bytes(data[offset : offset + count], "big")
+        offset += count
+    if offset + length > len(data):
+        raise ValueError("truncated DER")
+    return data[offset : offset + length], offset + length
+
+
+def _rsa_from_spki(der: bytes) -> rsa.RSAPublicKey:
+    spki, end = _der_item(der, 0, 0x30)
+    if end != len(der) or not spki.startswith(_RSA_ALGORITHM_IDENTIFIER):
+        raise ValueError("not an RSA SubjectPublicKeyInfo")
+    bits, end = _der_item(spki, len(_RSA_ALGORITHM_IDENTIFIER), 0x03)
+    if end != len(spki) or not bits or bits[0] != 0:
+        raise ValueError("unexpected RSA key bits")
+    sequence, end = _der_item(bits, 1, 0x30)
+    modulus, after = _der_item(sequence, 0, 0x02)
+    exponent, end = _der_item(sequence, after, 0x02)
+    if end != len(sequence):
+        raise ValueError("unexpected RSA key")
+    n, e = int.from_bytes(modulus, "big"), int.from_bytes(exponent, "big")
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+def _load_spki(der: bytes) -> PublicKey:
+    """A public key from its SubjectPublicKeyInfo DER (Ed25519 and RSA read directly)."""
+    if len(der) == 44 and der.startswith(_ED25519_SPKI_PREFIX):
+        return ed25519.Ed25519PublicKey.from_public_bytes(der[12:])
+    try:
+        return _rsa_from_spki(der)
+    except ValueError:
+        pass
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        loaded = serialization.load_der_public_key(der)
+    except ValueError as exc:
+        raise SignatureError(f"not a public key: {exc}") from exc
+    if not isinstance(loaded, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        raise SignatureError("only RSA and Ed25519 public keys are supported")
+    return loaded
