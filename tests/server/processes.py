@@ -24,6 +24,8 @@ from licensor.settings import Settings
 from licensor.store import migrate
 from licensor.store.db import Database
 
+# Generous: a loaded 2-core machine can take a while to import and fork the workers.
+STARTUP_SECONDS = 180
 MASTER_KEY = base64.b64encode(b"e2e-master-key-for-tests-only!!!").decode()
 
 
@@ -69,6 +71,8 @@ def prepare(database_url: str, data_dir: Path) -> Deployment:
 def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
     """Start ``licensor serve`` and yield its base URL once it answers ``/health``."""
     port = free_port()
+    log_path = Path(deployment.env["LICENSOR_DATA_DIR"]) / f"serve-{port}.log"
+    log_file = log_path.open("wb")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -83,16 +87,16 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
             "warning",
         ],
         env=deployment.env,
-        stdout=subprocess.PIPE,
+        stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
+                output = log_path.read_text(errors="replace")
                 raise RuntimeError(f"licensor serve exited early:\n{output}")
             try:
                 if httpx.get(base + "/health", timeout=1).status_code == 200:
@@ -100,7 +104,10 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("licensor serve did not become healthy in 60 s")
+                raise RuntimeError(
+                    f"licensor serve not healthy in {STARTUP_SECONDS} s:\n"
+                    + log_path.read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.2)
         yield base
     finally:
@@ -110,3 +117,4 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        log_file.close()
