@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the system packages the test suite needs are installed:
 # a PostgreSQL server (initdb, pg_ctl, postgres), which tests/harness/postgres.py runs
-# privately for the tests. Idempotent; prints nothing when everything is already there.
+# privately for the tests, and Xvfb + screenshot tools for the Tk wizard tests.
+# Idempotent; prints nothing when everything is already there.
 set -euo pipefail
 
 have_postgres_server() {
@@ -17,12 +18,19 @@ have_postgres_server() {
         command -v postgres >/dev/null 2>&1
 }
 
-if have_postgres_server; then
+# The Tk License Wizard is tested in a real window on a virtual screen, with screenshots.
+have_display_tools() {
+    command -v Xvfb >/dev/null 2>&1 && command -v xwd >/dev/null 2>&1 &&
+        command -v xwdtopnm >/dev/null 2>&1 && command -v pnmtopng >/dev/null 2>&1
+}
+
+packages=()
+have_postgres_server || packages+=(postgresql)
+have_display_tools || packages+=(xvfb x11-apps netpbm)
+if [[ ${#packages[@]} -eq 0 ]]; then
     exit 0
 fi
-
-packages=(postgresql)
-echo "ensure-system-deps: PostgreSQL server not found; installing: ${packages[*]}" >&2
+echo "ensure-system-deps: installing: ${packages[*]}" >&2
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "ensure-system-deps: apt-get not available; install a PostgreSQL server" \
@@ -44,9 +52,8 @@ as_root apt-get update -qq
 as_root env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 
-if ! have_postgres_server; then
-    echo "ensure-system-deps: installed ${packages[*]} but initdb/pg_ctl/postgres are still" \
-        "missing" >&2
+if ! have_postgres_server || ! have_display_tools; then
+    echo "ensure-system-deps: installed ${packages[*]} but some programs are still missing" >&2
     exit 1
 fi
-echo "ensure-system-deps: PostgreSQL server installed" >&2
+echo "ensure-system-deps: installed ${packages[*]}" >&2
