@@ -218,7 +218,7 @@ def test_copied_flipped_and_clock_set_back_are_refused(
 
     shutil.copytree(tmp_path / "store", tmp_path / "flipped")
     flipped = make_real_client(storage_dir=tmp_path / "flipped")
-    path = flipped.store.license_path
+    path = Path(flipped.store.license_path)
     content = bytearray(path.read_bytes())
     content[len(content) // 2] ^= 0x01
     path.write_bytes(bytes(content))
@@ -254,7 +254,7 @@ def test_man_in_the_middle_changing_validity_is_refused(
     client = make_real_client(transport=ManInTheMiddle())
     with pytest.raises(UntrustedResponse):
         client.activate(license_key=key)
-    assert not client.store.license_path.exists()
+    assert not Path(client.store.license_path).exists()
     honest = make_real_client().activate(license_key=key)
     assert honest.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
 

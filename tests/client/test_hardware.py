@@ -195,10 +195,10 @@ def test_unreadable_file_needs_rights(tmp_path: Path, monkeypatch: pytest.Monkey
     path = tmp_path / "product_uuid"
     path.write_text("x")
 
-    def denied(self: Path, *args: object, **kwargs: object) -> str:
+    def denied(path: object) -> str:
         raise PermissionError(13, "Permission denied")  # what a non-root user gets for DMI files
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(hardware, "_text", denied)
     with pytest.raises(BindingUnavailable, match="administrator") as unavailable:
         hardware._read_file(Binding.SMBIOS_UUID, path)
     assert unavailable.value.binding == "smbios_uuid"

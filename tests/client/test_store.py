@@ -38,14 +38,14 @@ def test_stored_license_holds_the_exact_signed_bytes(
     sent = server.idempotent[server.requests[-1].headers["idempotency-key"]]
     assert stored.activation.body == sent[2]  # byte for byte what the server signed
     assert stored.hardware_id == HARDWARE_ID
-    assert stored.to_bytes() == client.store.license_path.read_bytes()
+    assert stored.to_bytes() == Path(client.store.license_path).read_bytes()
 
 
 def test_every_flipped_byte_of_the_license_is_detected(make_client: MakeClient) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
     client.check()
-    path = client.store.license_path
+    path = Path(client.store.license_path)
     original = path.read_bytes()
     undetected = []
     for index in range(len(original)):
@@ -68,7 +68,7 @@ def test_every_flipped_byte_of_the_license_is_detected(make_client: MakeClient) 
 def test_every_flipped_byte_of_the_time_record_is_detected(make_client: MakeClient) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
-    path = client.store.clock_path
+    path = Path(client.store.clock_path)
     original = path.read_bytes()
     for index in range(len(original)):
         tampered = bytearray(original)
@@ -84,7 +84,7 @@ def test_every_flipped_byte_of_the_time_record_is_detected(make_client: MakeClie
 def test_files_are_readable_by_the_user_only(make_client: MakeClient, tmp_path: Path) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
-    for path in (client.store.license_path, client.store.clock_path):
+    for path in (Path(client.store.license_path), Path(client.store.clock_path)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "store").stat().st_mode) == 0o700
 
@@ -125,14 +125,14 @@ def test_product_names_become_safe_file_names(tmp_path: Path) -> None:
     assert "/" not in weird and not weird.startswith(".")
     assert safe_name("a/b") != safe_name("a_b")
     store = LicenseStore(tmp_path, "../x")
-    assert store.license_path.parent == tmp_path
+    assert Path(store.license_path).parent == tmp_path
 
 
 def test_a_license_for_another_product_is_refused(make_client: MakeClient, tmp_path: Path) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
     other = LicenseStore(tmp_path / "store", "other")
-    other.license_path.write_bytes(client.store.license_path.read_bytes())
+    Path(other.license_path).write_bytes(Path(client.store.license_path).read_bytes())
     with pytest.raises(TamperedLicense, match="another product"):
         other.load()
 

@@ -179,7 +179,9 @@ def test_clock_set_before_the_signed_server_time_is_detected_without_the_clock_f
 ) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
-    client.store.clock_path.unlink()  # deleting the local record does not help: the date is signed
+    Path(
+        client.store.clock_path
+    ).unlink()  # deleting the local record does not help: the date is signed
     network_down(server)
     clock.advance(days=-1)
     with pytest.raises(ClockTamperingDetected):
@@ -306,8 +308,8 @@ def test_features_and_custom_fields(
 def test_tampered_clock_record_is_detected(make_client: MakeClient) -> None:
     client = make_client()
     client.activate(license_key="KEY-1111")
-    data = client.store.clock_path.read_bytes()
-    client.store.clock_path.write_bytes(data.replace(b"2026-03-01", b"2026-02-01"))
+    data = Path(client.store.clock_path).read_bytes()
+    Path(client.store.clock_path).write_bytes(data.replace(b"2026-03-01", b"2026-02-01"))
     with pytest.raises(TamperedLicense):
         make_client().validate()
 
@@ -326,4 +328,4 @@ def test_signed_answer_saying_disabled_raises_license_disabled(
     client = make_client()
     with pytest.raises(LicenseDisabled):
         client.activate(license_key="KEY-1111")
-    assert not client.store.license_path.exists()
+    assert not Path(client.store.license_path).exists()

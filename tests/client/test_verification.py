@@ -9,6 +9,7 @@ import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -71,7 +72,7 @@ def test_activation_is_verified_stored_and_signed_request(
     assert license_.hardware_id == HARDWARE_ID
     assert license_.metadata == {"tier": "pro"}
     assert license_.server_time == clock.now.replace(microsecond=0)
-    assert client.store.license_path.exists()
+    assert Path(client.store.license_path).exists()
 
     sent = server.requests[-1]
     assert sent.headers["licensor-accept-signature"] == "ed25519"
@@ -112,7 +113,7 @@ def test_answer_signed_by_an_untrusted_key_is_refused(
     client = make_client()
     with pytest.raises(UntrustedResponse, match="unknown key"):
         client.activate(license_key="KEY-1111")
-    assert not client.store.license_path.exists()
+    assert not Path(client.store.license_path).exists()
 
 
 def test_forged_signature_with_a_trusted_kid_is_refused(
@@ -145,7 +146,7 @@ def test_one_altered_byte_is_refused(make_client: MakeClient, server: FakeLicens
     client = make_client()
     with pytest.raises(UntrustedResponse):
         client.activate(license_key="KEY-1111")
-    assert not client.store.license_path.exists()
+    assert not Path(client.store.license_path).exists()
 
 
 def test_man_in_the_middle_extending_validity_is_refused(
@@ -348,7 +349,7 @@ def test_deactivate_removes_the_stored_license(
     client.activate(license_key="KEY-1111")
     client.deactivate()
     assert server.licenses["KEY-1111"].devices[HARDWARE_ID] is False
-    assert not client.store.license_path.exists()
+    assert not Path(client.store.license_path).exists()
     with pytest.raises(NotActivated):
         client.validate()
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from licensor.client._errors import LicenseRefused, ServerUnreachable
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
@@ -13,12 +12,14 @@ TOKEN_PATH = "/api/v4/oauth/token"
 TOKEN_REFRESH_MARGIN = 30.0  # seconds before expiry at which a cached token is replaced
 
 
-@dataclass(frozen=True)
-class HmacCredentials:
+class HmacCredentials(NamedTuple):
     """The company API key and shared key (License API v4 §1.2)."""
 
     api_key: str
-    shared_key: str = field(repr=False)
+    shared_key: str
+
+    def __repr__(self) -> str:
+        return f"HmacCredentials(api_key={self.api_key!r}, shared_key='***')"
 
     def headers(self) -> dict[str, str]:
         date = http_date()
@@ -30,13 +31,18 @@ class HmacCredentials:
         }
 
 
-@dataclass(frozen=True)
-class OAuthCredentials:
+class OAuthCredentials(NamedTuple):
     """An OAuth client id and secret; the token comes from ``{server}/api/v4/oauth/token``."""
 
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str
     token_url: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"OAuthCredentials(client_id={self.client_id!r}, client_secret='***', "
+            f"token_url={self.token_url!r})"
+        )
 
 
 Credentials = HmacCredentials | OAuthCredentials

@@ -11,11 +11,9 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from licensor import __version__
 from licensor.client._auth import (
@@ -101,7 +99,11 @@ def load_public_keys(keys: PublicKeysLike) -> PublicKeySet:
         return keys
     pems: list[str | bytes] = []
     for item in keys:
-        pems.append(Path(item).read_bytes() if isinstance(item, os.PathLike) else item)
+        if isinstance(item, os.PathLike):
+            with open(item, "rb") as handle:
+                pems.append(handle.read())
+        else:
+            pems.append(item)
     return PublicKeySet.from_pem(pems)
 
 
@@ -109,8 +111,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     method: str
     path: str
     params: dict[str, Any] | None = None
@@ -118,8 +119,7 @@ class _Request:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True)
-class _OfflineState:
+class _OfflineState(NamedTuple):
     stored: StoredLicense
     body: dict[str, Any]
     last_online: datetime
@@ -162,7 +162,7 @@ class _ClientCore:
         self.binding = binding
         self.user_defined_binding = user_defined_binding
         self._hardware_id = hardware_id
-        self.storage_dir = Path(storage_dir) if storage_dir is not None else None
+        self.storage_dir = os.fspath(storage_dir) if storage_dir is not None else None
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff

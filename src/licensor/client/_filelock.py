@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from types import TracebackType
 
 
@@ -16,8 +15,8 @@ class LockTimeout(TimeoutError):
 class InterProcessLock:
     """Exclusive lock held by one process (and one holder) at a time; re-entrant per instance."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
         self.timeout = timeout
         self._fd: int | None = None
         self._depth = 0
@@ -26,7 +25,7 @@ class InterProcessLock:
         if self._depth:
             self._depth += 1
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
         try:

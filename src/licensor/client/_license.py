@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from licensor.client._errors import LicenseDisabled, LicenseExpired, UntrustedResponse
 from licensor.protocol.auth import parse_http_date
@@ -15,18 +14,19 @@ from licensor.protocol.signing import parse_iso_datetime
 LicenseStatus = Literal["active", "grace_period", "expired"]
 
 
-@dataclass(frozen=True)
-class Feature:
+class Feature(NamedTuple):
     """A product feature granted by the license."""
 
     code: str
     name: str
     expires_at: datetime | None
-    raw: Mapping[str, Any] = field(repr=False)
+    raw: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Feature(code={self.code!r}, name={self.name!r}, expires_at={self.expires_at!r})"
 
 
-@dataclass(frozen=True)
-class License:
+class License(NamedTuple):
     """A verified license, evaluated at a trusted time.
 
     ``status`` is ``"active"``, ``"grace_period"`` (past ``expires_at`` but inside the grace period)
@@ -53,7 +53,13 @@ class License:
     last_online_check: datetime
     checked_online: bool
     offline_reason: str | None
-    raw: Mapping[str, Any] = field(repr=False)
+    raw: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={value!r}" for name, value in self._asdict().items() if name != "raw"
+        )
+        return f"License({shown})"
 
     @property
     def is_valid(self) -> bool:
@@ -63,38 +69,35 @@ class License:
         return any(feature.code == code for feature in self.features)
 
 
-@dataclass(frozen=True)
-class DeviceVariable:
+class DeviceVariable(NamedTuple):
     variable: str
     value: Any
     device_id: int | None
     created_at: Any
 
 
-@dataclass(frozen=True)
-class ProductDetails:
+class ProductDetails(NamedTuple):
     product_id: Any
     product_name: str
     short_code: str
     authorization_method: str
     allow_trial: bool
     trial_days: int | None
-    raw: Mapping[str, Any] = field(repr=False)
+    raw: Mapping[str, Any]
 
     @property
     def user_based(self) -> bool:
         return self.authorization_method == "user"
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(NamedTuple):
     """A trial issued by the server: activate it with ``activate(license_key=...)``."""
 
     license_key: str | None
     username: str | None
     password: str | None
     trial_days: int | None
-    raw: Mapping[str, Any] = field(repr=False)
+    raw: Mapping[str, Any]
 
 
 def _optional_datetime(value: Any) -> datetime | None:

@@ -11,16 +11,15 @@ Files in the storage directory, per product:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from licensor.client._errors import TamperedLicense
 from licensor.client._filelock import InterProcessLock
@@ -31,8 +30,7 @@ FORMAT = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-@dataclass(frozen=True)
-class SignedAnswer:
+class SignedAnswer(NamedTuple):
     """One answer of the server exactly as received: body bytes and the body signature."""
 
     body: bytes
@@ -50,8 +48,7 @@ class SignedAnswer:
         return cls(data["body"].encode("utf-8"), BodySignature.from_json(data["signature"]))
 
 
-@dataclass(frozen=True)
-class StoredLicense:
+class StoredLicense(NamedTuple):
     product: str
     hardware_id: str
     license_key: str | None
@@ -118,16 +115,28 @@ def safe_name(product: str) -> str:
     return cleaned
 
 
-def default_storage_dir() -> Path:
+def default_storage_dir() -> str:
     from platformdirs import user_data_dir
 
-    return Path(user_data_dir("licensor", appauthor=False))
+    return user_data_dir("licensor", appauthor=False)
 
 
-def write_atomically(path: Path, content: bytes) -> None:
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def write_atomically(path: str | os.PathLike[str], content: bytes) -> None:
     """tmp file (0600) + fsync + ``os.replace`` + fsync of the directory: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -138,10 +147,10 @@ def write_atomically(path: Path, content: bytes) -> None:
             os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
         raise
     if sys.platform != "win32":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -151,17 +160,17 @@ def write_atomically(path: Path, content: bytes) -> None:
 class LicenseStore:
     """Where one product's computer-bound license lives on this computer."""
 
-    def __init__(self, directory: Path, product: str) -> None:
-        self.directory = directory
+    def __init__(self, directory: str | os.PathLike[str], product: str) -> None:
+        self.directory = os.fspath(directory)
         self.product = product
         name = safe_name(product)
-        self.license_path = directory / f"{name}.license.json"
-        self.clock_path = directory / f"{name}.clock.json"
-        self.lock = InterProcessLock(directory / f"{name}.lock")
+        self.license_path = os.path.join(self.directory, f"{name}.license.json")
+        self.clock_path = os.path.join(self.directory, f"{name}.clock.json")
+        self.lock = InterProcessLock(os.path.join(self.directory, f"{name}.lock"))
 
     def load(self) -> StoredLicense | None:
         try:
-            content = self.license_path.read_bytes()
+            content = _read_bytes(self.license_path)
         except FileNotFoundError:
             return None
         stored = StoredLicense.from_bytes(content)
@@ -173,12 +182,12 @@ class LicenseStore:
         write_atomically(self.license_path, stored.to_bytes())
 
     def delete(self) -> None:
-        self.license_path.unlink(missing_ok=True)
-        self.clock_path.unlink(missing_ok=True)
+        _unlink(self.license_path)
+        _unlink(self.clock_path)
 
     def load_high_water(self, key: bytes) -> datetime | None:
         try:
-            content = self.clock_path.read_bytes()
+            content = _read_bytes(self.clock_path)
         except FileNotFoundError:
             return None
         try:

@@ -6,8 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from licensor.client._errors import LicenseRefused, ServerUnreachable, UntrustedResponse
 from licensor.protocol.signing import (
@@ -27,8 +26,7 @@ RSA_HEADER = "LicenseSignature"
 RSA_KID_HEADER = "Licensor-Key-Id"
 
 
-@dataclass(frozen=True)
-class BodySignature:
+class BodySignature(NamedTuple):
     """How an answer's body was signed: enough to re-verify the stored bytes offline."""
 
     algorithm: SignatureAlgorithm
@@ -50,8 +48,7 @@ class BodySignature:
         return cls(algorithm, kid, signature)
 
 
-@dataclass(frozen=True)
-class VerifiedAnswer:
+class VerifiedAnswer(NamedTuple):
     """A 2xx answer whose body signature verified: the exact bytes, parsed, and how they were signed."""
 
     status: int

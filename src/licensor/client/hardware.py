@@ -14,7 +14,6 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from licensor.client._errors import BindingUnavailable
@@ -118,9 +117,14 @@ def _clean(binding: Binding, value: str | None, source: str) -> str:
     return text
 
 
-def _read_file(binding: Binding, path: str | Path) -> str:
+def _text(path: str | os.PathLike[str]) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def _read_file(binding: Binding, path: str | os.PathLike[str]) -> str:
     try:
-        return _clean(binding, Path(path).read_text(errors="replace"), str(path))
+        return _clean(binding, _text(path), os.fspath(path))
     except PermissionError as exc:
         raise BindingUnavailable(binding, f"{path} needs administrator rights") from exc
     except OSError as exc:
@@ -276,21 +280,22 @@ def _linux_machine_id() -> str:
 def _linux_volume_serial() -> str:
     binding = Binding.VOLUME_SERIAL
     try:
-        root = parse_mountinfo_root(Path("/proc/self/mountinfo").read_text())
+        root = parse_mountinfo_root(_text("/proc/self/mountinfo"))
     except OSError as exc:
         raise BindingUnavailable(binding, "/proc/self/mountinfo cannot be read") from exc
     if root is None:
         raise BindingUnavailable(binding, "the root file system is not in /proc/self/mountinfo")
     major, minor, source = root
-    by_uuid = Path("/dev/disk/by-uuid")
-    if by_uuid.is_dir():
-        for link in sorted(by_uuid.iterdir()):
+    by_uuid = "/dev/disk/by-uuid"
+    if os.path.isdir(by_uuid):
+        for name in sorted(os.listdir(by_uuid)):
+            link = os.path.join(by_uuid, name)
             try:
-                st_rdev = link.stat().st_rdev
+                st_rdev = os.stat(link).st_rdev
             except OSError:
                 continue
             if os.major(st_rdev) == major and os.minor(st_rdev) == minor:
-                return _clean(binding, link.name, str(link))
+                return _clean(binding, name, link)
     if source.startswith("/dev/"):
         return _ext_superblock_uuid(source)
     raise BindingUnavailable(binding, f"no file system UUID for the root device {source or '?'}")
@@ -315,23 +320,23 @@ def _ext_superblock_uuid(device: str) -> str:
 
 def _linux_mac() -> str:
     binding = Binding.MAC_ADDRESS
-    net = Path("/sys/class/net")
+    net = "/sys/class/net"
     candidates: list[tuple[int, str, str]] = []
     try:
-        interfaces = sorted(net.iterdir())
+        interfaces = sorted(os.listdir(net))
     except OSError as exc:
         raise BindingUnavailable(binding, "/sys/class/net cannot be read") from exc
     for interface in interfaces:
-        if _VIRTUAL_INTERFACES.match(interface.name):
+        if _VIRTUAL_INTERFACES.match(interface):
             continue
         try:
-            address = (interface / "address").read_text().strip().lower()
+            address = _text(os.path.join(net, interface, "address")).strip().lower()
         except OSError:
             continue
         if not _MAC.match(address) or address == "00:00:00:00:00:00":
             continue
-        physical = 0 if (interface / "device").exists() else 1
-        candidates.append((physical, interface.name, address))
+        physical = 0 if os.path.exists(os.path.join(net, interface, "device")) else 1
+        candidates.append((physical, interface, address))
     if not candidates:
         raise BindingUnavailable(binding, "no network adapter with a hardware address")
     return min(candidates)[2]
@@ -441,6 +446,8 @@ def _windows_mac() -> str:
 
 
 def _computer_name() -> str:
+    if hasattr(os, "uname"):  # the same name as socket.gethostname(), without importing socket
+        return _clean(Binding.COMPUTER_NAME, os.uname().nodename, "the host name")
     import socket
 
     return _clean(Binding.COMPUTER_NAME, socket.gethostname(), "the host name")
@@ -461,7 +468,7 @@ def _container() -> str:
         raise BindingUnavailable(Binding.CONTAINER, "not running in a container")
     for source in ("/proc/self/cgroup", "/proc/self/mountinfo"):
         try:
-            found = parse_container_id(Path(source).read_text())
+            found = parse_container_id(_text(source))
         except OSError:
             continue
         if found:
@@ -599,7 +606,7 @@ def _dmi_strings() -> list[str]:
     found = []
     for name in ("sys_vendor", "product_name", "board_vendor", "bios_vendor", "product_version"):
         try:
-            found.append(Path("/sys/class/dmi/id", name).read_text().strip())
+            found.append(_text(os.path.join("/sys/class/dmi/id", name)).strip())
         except OSError:
             continue
     return found
@@ -666,15 +673,15 @@ def is_vm() -> bool:
 def _container_kind_from_files() -> str | None:
     if not sys.platform.startswith("linux"):
         return None
-    if Path("/.dockerenv").exists():
+    if os.path.exists("/.dockerenv"):
         return "docker"
-    if Path("/run/.containerenv").exists():
+    if os.path.exists("/run/.containerenv"):
         return "podman"
     marker = os.environ.get("container")  # noqa: SIM112 - systemd sets it lower-case
     if marker:
         return marker
     try:
-        cgroup = Path("/proc/1/cgroup").read_text()
+        cgroup = _text("/proc/1/cgroup")
     except OSError:
         cgroup = ""
     for needle in ("kubepods", "docker", "containerd", "libpod", "lxc"):
@@ -710,7 +717,7 @@ def os_ver() -> str:
         return f"Windows {platform.release()} ({platform.version()})"
     pretty = ""
     try:
-        for line in Path("/etc/os-release").read_text().splitlines():
+        for line in _text("/etc/os-release").splitlines():
             if line.startswith("PRETTY_NAME="):
                 pretty = line.partition("=")[2].strip().strip('"')
     except OSError:
