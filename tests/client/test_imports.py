@@ -105,3 +105,12 @@ def test_wizard_console_script_is_declared() -> None:
     assert pyproject["project"]["scripts"]["licensor-wizard"] == "licensor.client.wizard:main"
     assert callable(wizard.main)
     assert set(pyproject["project"]["dependencies"]) >= {"cryptography>=42", "httpx>=0.27"}
+
+
+def test_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "licensor-wizard"
+    if not script.exists():
+        pytest.skip("the package is not installed in this environment (pip install -e .)")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "Exit codes" in result.stdout
