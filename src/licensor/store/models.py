@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -126,6 +127,24 @@ class Product(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # QLM-style activation (DECISIONS §5); licenses may override the limits.
+    max_activations_per_system: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # 0 = no limit
+    max_activations_per_system_vm_only: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    max_release_count: Mapped[int] = mapped_column(
+        Integer, default=-1, server_default="-1"
+    )  # -1 = unlimited
+    max_release_period_days: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # 0 = count every release ever made
+    release_requires_deactivation_code: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # Which fields find a license in "activate by field"; null = OrderID and ReceiptID.
+    activation_lookup_fields: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ProductRelease(Base):
@@ -165,6 +184,15 @@ class Customer(Base):
     country: Mapped[str] = mapped_column(String(200), default="")
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    privacy_consent: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    privacy_consent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Users whose e-mail shares this customer's domain may ask for its licenses (QLM's
+    # AllowOrganizationUsersToAcquireLicenses).
+    allow_organization_users: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # Customer account for activation by username and password (Argon2id); null = none.
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class License(Base):
@@ -211,6 +239,13 @@ class License(Base):
     first_activated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    receipt_id: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # QLM features: 4 sets x 8 flags (protocol.computer_key.feature_bit).
+    feature_flags: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # null = the product's value
+    max_activations_per_system: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_release_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_release_period_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class LicenseUser(Base):
@@ -256,6 +291,14 @@ class Device(Base):
     last_activated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_check_at: Mapped[datetime | None] = mapped_column(nullable=True)
     deactivated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    computer_type: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    affiliate_id: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    user_data: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Activations of this license on this computer (QLM's ActivationCount, for
+    # max_activations_per_system); re-activations count unless told not to.
+    activation_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The last Computer Key issued to this computer (checks Deactivation Verification Codes).
+    computer_key: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DeviceVariable(Base):
@@ -279,6 +322,40 @@ class LicenseEvent(Base):
     hardware_id: Mapped[str] = mapped_column(String(256), default="")
     event: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LicenseRelease(Base):
+    """Releases (deactivations) asked for by customers: MaxReleaseCount is counted from here."""
+
+    __tablename__ = "license_releases"
+    __table_args__ = (Index("ix_license_releases_license", "license_id", "released_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    hardware_id: Mapped[str] = mapped_column(String(256))
+    method: Mapped[str] = mapped_column(String(30))  # online | deactivation_code
+    released_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthorizationCode(Base):
+    """A 6-digit code e-mailed for activation: stored only as a keyed hash, 10 minutes, 5 tries."""
+
+    __tablename__ = "authorization_codes"
+    __table_args__ = (
+        Index("ix_authorization_codes_email", "company_id", "email"),
+        Index("ix_authorization_codes_hardware", "company_id", "hardware_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    hardware_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    code_hash: Mapped[str] = mapped_column(String(128))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class BlacklistEntry(Base):
