@@ -1,6 +1,6 @@
 """An application that refuses to start without a valid license — the whole integration.
 
-Run it against a Licensor server (see docs/client.md for the vendor side):
+Run it against a Licensor server (see "Client library: protect your app" in README.md for the vendor side):
 
     python examples/protect_app.py --server http://127.0.0.1:8080 --product demo \\
         --api-key KEY --shared-key SECRET --public-key vendor.pem            # first start: asks
