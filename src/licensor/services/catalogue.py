@@ -312,7 +312,7 @@ def _license_row(
         "enabled": spec.enabled,
         "order_store_id": spec.order_store_id,
         "custom_fields": spec.custom_fields,
-        "metadata": spec.metadata,
+        "metadata_": spec.metadata,
         "max_consumptions": 0,
         "total_consumptions": 0,
         "allow_unlimited_consumptions": False,

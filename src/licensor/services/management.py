@@ -6,6 +6,7 @@ Every change is written to the audit log with the state before and after.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -141,27 +142,43 @@ def list_tokens(session: Session, admin: Admin) -> list[dict[str, Any]]:
     return [views.token_view(t) for t in admin_repo.admin_tokens(session, admin.company_id)]
 
 
-def revoke_token(session: Session, admin: Admin, token_id: int, now: datetime) -> dict[str, Any]:
+def _revoke(
+    session: Session,
+    admin: Admin,
+    model: Any,
+    object_id: int,
+    *,
+    kind: str,
+    view: Callable[[Any], dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Revoke a credential (token, API key, OAuth client) of the admin's company."""
     admin.require("credentials")
-    token = admin_repo.owned(session, AdminToken, admin.company_id, token_id)
-    if token is None:
-        raise _not_found("token", token_id)
-    before = views.token_view(token)
-    token.revoked = True
+    credential = admin_repo.owned(session, model, admin.company_id, object_id)
+    if credential is None:
+        raise _not_found(kind.replace("_", " "), object_id)
+    before = view(credential)
+    credential.revoked = True
     session.flush()
-    after = views.token_view(token)
+    after = view(credential)
     audit.record(
         session,
         company_id=admin.company_id,
         actor=admin.actor,
-        action="token.revoke",
-        object_type="token",
-        object_id=token_id,
+        action=f"{kind}.revoke",
+        object_type=kind,
+        object_id=object_id,
         before=before,
         after=after,
         now=now,
     )
     return after
+
+
+def revoke_token(session: Session, admin: Admin, token_id: int, now: datetime) -> dict[str, Any]:
+    return _revoke(
+        session, admin, AdminToken, token_id, kind="token", view=views.token_view, now=now
+    )
 
 
 # -- licenses ----------------------------------------------------------------------------------
@@ -684,26 +701,7 @@ def create_api_key(
 
 
 def revoke_api_key(session: Session, admin: Admin, key_id: int, *, now: datetime) -> dict[str, Any]:
-    admin.require("credentials")
-    key = admin_repo.owned(session, ApiKey, admin.company_id, key_id)
-    if key is None:
-        raise _not_found("api key", key_id)
-    before = views.api_key_view(key)
-    key.revoked = True
-    session.flush()
-    after = views.api_key_view(key)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="api_key.revoke",
-        object_type="api_key",
-        object_id=key_id,
-        before=before,
-        after=after,
-        now=now,
-    )
-    return after
+    return _revoke(session, admin, ApiKey, key_id, kind="api_key", view=views.api_key_view, now=now)
 
 
 def list_credentials(session: Session, admin: Admin) -> dict[str, Any]:
@@ -719,26 +717,15 @@ def list_credentials(session: Session, admin: Admin) -> dict[str, Any]:
 def revoke_oauth_client(
     session: Session, admin: Admin, client_id: int, *, now: datetime
 ) -> dict[str, Any]:
-    admin.require("credentials")
-    client = admin_repo.owned(session, OAuthClient, admin.company_id, client_id)
-    if client is None:
-        raise _not_found("oauth client", client_id)
-    before = views.oauth_client_view(client)
-    client.revoked = True
-    session.flush()
-    after = views.oauth_client_view(client)
-    audit.record(
+    return _revoke(
         session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="oauth_client.revoke",
-        object_type="oauth_client",
-        object_id=client_id,
-        before=before,
-        after=after,
+        admin,
+        OAuthClient,
+        client_id,
+        kind="oauth_client",
+        view=views.oauth_client_view,
         now=now,
     )
-    return after
 
 
 # -- audit -------------------------------------------------------------------------------------
