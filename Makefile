@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SRC := src tests
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run lint format clean
+.PHONY: help venv test run lint format clean bench
 
 help:
 	@echo "make venv    create $(VENV) and install the project with the dev extra"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make clean   remove $(VENV), caches and build output"
+	@echo "make bench   benchmark (a few minutes): bench-results/report.md, results.json, ratios.png"
 
 venv: $(STAMP)
 
@@ -50,3 +51,6 @@ clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
 	find src -maxdepth 1 -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+bench: venv
+	$(BIN)/python bench/run.py

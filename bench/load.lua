@@ -1,0 +1,75 @@
+-- wrk script for the Licensor benchmark: a different request every time, a JSON summary at the end.
+--
+--   wrk -t1 -c64 -d10s -H 'Date: ...' -H 'Authorization: ...' -s bench/load.lua URL -- MODE FILE TAG
+--
+-- MODE  get:        each line of FILE is a path (with its query string), taken in turn
+--       activate:   each line is a license key; POST a fresh hardware_id "act-TAG-N" every request
+--       deactivate: each line is "license_key hardware_id"; each pair is used once (then errors)
+-- The signed Date/Authorization headers come from the command line (-H) and stay valid for the
+-- run (the server accepts 15 minutes of skew).
+
+local mode, tag
+local items = {}
+local count = 0
+local next_item = 0
+local sent = 0
+
+local function split(line)
+  local a, b = line:match("^(%S+)%s+(%S+)$")
+  return a, b
+end
+
+function init(args)
+  mode = args[1]
+  tag = args[3] or "t"
+  for line in io.lines(args[2]) do
+    if #line > 0 then
+      count = count + 1
+      items[count] = line
+    end
+  end
+  if count == 0 then
+    error("no lines in " .. args[2])
+  end
+end
+
+local function take()
+  next_item = next_item + 1
+  if next_item > count then
+    if mode == "deactivate" then
+      return nil -- pool exhausted: the caller sends a request that fails (counted as an error)
+    end
+    next_item = 1
+  end
+  return items[next_item]
+end
+
+function request()
+  sent = sent + 1
+  if mode == "get" then
+    return wrk.format("GET", take())
+  elseif mode == "activate" then
+    local body = '{"product":"bench","license_key":"' .. take() ..
+      '","hardware_id":"act-' .. tag .. '-' .. sent ..
+      '","is_vm":false,"os_ver":"Linux","hostname":"bench","app_ver":"1.0","sdk_ver":"bench"}'
+    return wrk.format("POST", "/api/v4/activate_license", nil, body)
+  else
+    local line = take()
+    local key, hw = "exhausted", "exhausted"
+    if line then key, hw = split(line) end
+    local body = '{"product":"bench","license_key":"' .. key .. '","hardware_id":"' .. hw .. '"}'
+    return wrk.format("POST", "/api/v4/deactivate_license", nil, body)
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH-JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
+end

@@ -1,0 +1,349 @@
+"""Ratios, the targets of issue 4, and the Markdown / JSON / PNG outputs of the benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Targets (issue 4), all at 2 workers, ratios to the reference measured in the same block.
+RATIO_TARGETS = {
+    ("check_license", "rsa"): 0.5,
+    ("check_license", "ed25519"): 0.5,
+    ("activate_license", "ed25519"): 0.2,
+    ("activate_license", "rsa"): 0.08,
+}
+SCALE_LIMIT = 1.2  # 1M-license figures within 1.2x of the 1k-license ones
+TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
+OPEN_LOOP_P99_MS = 50.0
+TARGET_WORKERS = 2
+LABELS = {
+    ("check_license", "rsa"): "check RSA",
+    ("check_license", "ed25519"): "check Ed25519",
+    ("activate_license", "rsa"): "activate RSA",
+    ("activate_license", "ed25519"): "activate Ed25519",
+    ("deactivate_license", "-"): "deactivate",
+    ("check_license_1dev", "rsa"): "check RSA, 1 device",
+    ("reference", "-"): "reference",
+}
+
+
+def size_label(licenses: int) -> str:
+    if licenses >= 1_000_000 and licenses % 1_000_000 == 0:
+        return f"{licenses // 1_000_000}M"
+    if licenses >= 1000 and licenses % 1000 == 0:
+        return f"{licenses // 1000}k"
+    return str(licenses)
+
+
+def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each endpoint's throughput over the reference measured in the same block."""
+    reference = {r["block"]: r["throughput"] for r in results if r["endpoint"] == "reference"}
+    for r in results:
+        ref = reference.get(r["block"])
+        r["reference_throughput"] = ref
+        r["ratio"] = r["throughput"] / ref if ref else None
+    return results
+
+
+def _find(
+    results: list[dict[str, Any]],
+    db: str,
+    licenses: int,
+    workers: int,
+    endpoint: str,
+    signature: str,
+) -> dict[str, Any] | None:
+    for r in results:
+        if (r["db"], r["licenses"], r["workers"], r["endpoint"], r["signature"]) == (
+            db,
+            licenses,
+            workers,
+            endpoint,
+            signature,
+        ):
+            return r
+    return None
+
+
+def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
+    results = document["results"]
+    targets: list[dict[str, Any]] = []
+    dbs = sorted({r["db"] for r in results}, key=lambda d: d != "sqlite")
+    sizes = sorted({r["licenses"] for r in results})
+    small, big = (sizes[0], sizes[-1]) if sizes else (None, None)
+
+    def add(name: str, where: str, value: str, ok: bool | None, note: str = "") -> None:
+        targets.append(
+            {
+                "target": name,
+                "where": where,
+                "value": value,
+                "status": "n/a" if ok is None else ("PASS" if ok else "FAIL"),
+                "note": note,
+            }
+        )
+
+    for db in dbs:
+        for licenses in sizes:
+            where = f"{db} {size_label(licenses)} {TARGET_WORKERS}w"
+            for (endpoint, signature), limit in RATIO_TARGETS.items():
+                r = _find(results, db, licenses, TARGET_WORKERS, endpoint, signature)
+                name = f"{LABELS[(endpoint, signature)]} ratio >= {limit}"
+                if r is None or r["ratio"] is None:
+                    add(name, where, "not measured", None)
+                else:
+                    add(name, where, f"{r['ratio']:.3f}", r["ratio"] >= limit, _validity(r))
+            for r in results:
+                if (r["db"], r["licenses"], r["workers"]) != (db, licenses, TARGET_WORKERS):
+                    continue
+                if r["endpoint"] in ("reference", "check_license_1dev"):
+                    continue
+                label = LABELS[(r["endpoint"], r["signature"])]
+                if not r["p50_ms"]:
+                    add(
+                        f"{label} p99 <= 4 x p50 (64 conn.)",
+                        where,
+                        "no answer in the run",
+                        False,
+                        _validity(r),
+                    )
+                    continue
+                ok = r["p99_ms"] <= TAIL_LIMIT * r["p50_ms"]
+                add(
+                    f"{label} p99 <= 4 x p50 (64 conn.)",
+                    where,
+                    f"p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms "
+                    f"({r['p99_ms'] / r['p50_ms']:.1f}x)",
+                    ok,
+                    _validity(r),
+                )
+            loops = [
+                o
+                for o in document.get("open_loop", [])
+                if (o["db"], o["licenses"], o["workers"]) == (db, licenses, TARGET_WORKERS)
+            ]
+            for o in loops:
+                p99 = o["latency_ms"]["p99"]
+                note = "" if o["ok"] == o["scheduled"] else f"{o['scheduled'] - o['ok']} not ok"
+                add(
+                    f"check open loop @ half peak p99 <= {OPEN_LOOP_P99_MS:.0f} ms",
+                    where,
+                    f"{p99:.1f} ms at {o['rate']:.0f} req/s",
+                    p99 <= OPEN_LOOP_P99_MS and o["ok"] == o["scheduled"],
+                    note,
+                )
+            if not loops:
+                add(
+                    f"check open loop @ half peak p99 <= {OPEN_LOOP_P99_MS:.0f} ms",
+                    where,
+                    "not measured",
+                    None,
+                )
+        if small is not None and big is not None and big != small:
+            for endpoint, signature in [*RATIO_TARGETS, ("deactivate_license", "-")]:
+                a = _find(results, db, small, TARGET_WORKERS, endpoint, signature)
+                b = _find(results, db, big, TARGET_WORKERS, endpoint, signature)
+                name = (
+                    f"{LABELS[(endpoint, signature)]} at {size_label(big)} within "
+                    f"{SCALE_LIMIT}x of {size_label(small)}"
+                )
+                where = f"{db} {TARGET_WORKERS}w"
+                if not (a and b and a["ratio"] and b["ratio"]):
+                    add(name, where, "not measured", None)
+                    continue
+                slowdown = a["ratio"] / b["ratio"]
+                add(
+                    name,
+                    where,
+                    f"ratio {a['ratio']:.3f} -> {b['ratio']:.3f} ({slowdown:.2f}x slower; "
+                    f"raw {a['throughput']:.0f} -> {b['throughput']:.0f} req/s)",
+                    slowdown <= SCALE_LIMIT,
+                )
+        elif small is not None:
+            add(
+                f"1M within {SCALE_LIMIT}x of 1k",
+                f"{db} {TARGET_WORKERS}w",
+                "not measured (--quick)",
+                None,
+            )
+    return targets
+
+
+def _validity(r: dict[str, Any]) -> str:
+    notes = []
+    if not r["requests"]:
+        notes.append("no request completed within the run")
+    if r["error_count"]:
+        notes.append(f"{r['error_count']} errors")
+    if r["cpu"]["other_cores"] > 0.25:
+        notes.append(f"other processes used {r['cpu']['other_cores']:.2f} cores")
+    return "; ".join(notes)
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+
+def markdown(document: dict[str, Any]) -> str:
+    m = document["machine"]
+    lines = [
+        f"# Licensor benchmark ({document['mode']} run, {document['generated_at']})",
+        "",
+        f"Code: {document['source']['tree']} at {document['source']['commit'][:12]}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f". Load average {m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end.",
+        "",
+        f"wrk, {document['settings']['connections']} connections, 1 thread, "
+        f"{document['settings']['duration_s']:.0f} s per run after "
+        f"{document['settings']['warmup_s']:.0f} s of warm-up; ratio = throughput / reference "
+        "throughput measured in the same block (same server software, same worker count). "
+        "Reference: bare Starlette on the same uvicorn, JSON body of "
+        f"{document['answer_sizes'].get('reference_bytes', '?')} bytes (a check answer: RSA "
+        f"{document['answer_sizes'].get('check_rsa_bytes', '?')} B, Ed25519 "
+        f"{document['answer_sizes'].get('check_ed25519_bytes', '?')} B). "
+        "CPU columns: cores used during the run by the server's processes, PostgreSQL, wrk, and "
+        "everything else on the machine (other engineers' jobs: results with a high `other` "
+        "are disturbed); server CPU ms/req = server cores / throughput. `check_license_1dev`: "
+        "every request for the same device (informative, no target).",
+        "",
+        "| block | endpoint | sig | req/s | ratio | p50 ms | p99 ms | p99/p50 | errors "
+        "| server CPU ms/req | server | pg | wrk | other |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
+    ]
+    for r in document["results"]:
+        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
+        tail = f"{r['p99_ms'] / r['p50_ms']:.1f}" if r["p50_ms"] else "-"
+        c = r["cpu"]
+        per = f"{1000 * c['server_cores'] / r['throughput']:.2f}" if r["throughput"] else "-"
+        lines.append(
+            f"| {r['block']} | {r['endpoint']} | {r['signature']} | {r['throughput']:.0f} | "
+            f"{ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
+            f"{per} | "
+            f"{c['server_cores']:.2f} | {c['postgres_cores']:.2f} | {c['wrk_cores']:.2f} | "
+            f"{c['other_cores']:.2f} |"
+        )
+    if document["open_loop"]:
+        lines += [
+            "",
+            "Open loop (check_license, RSA, fixed rate = half the measured peak; latency from the "
+            "scheduled send time; generator: " + document["settings"]["open_loop_generator"] + "):",
+            "",
+            "| block | rate req/s | ok / scheduled | p50 ms | p90 ms | p99 ms | max ms "
+            "| generator lag p99 ms | generator cores |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for o in document["open_loop"]:
+            lat = o["latency_ms"]
+            lines.append(
+                f"| {o['db']} {size_label(o['licenses'])} {o['workers']}w | {o['rate']:.0f} | "
+                f"{o['ok']} / {o['scheduled']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
+                f"{lat['p99']:.2f} | {lat['max']:.1f} | {o['send_lag_ms']['p99']:.1f} | "
+                f"{o['cpu']['generator_cores']:.2f} |"
+            )
+    lines += ["", "Seeding (bulk):", ""]
+    for s in document["seeding"]:
+        lines.append(
+            f"- {s['db']}: {s['licenses']:,} licenses + {s['devices']:,} devices in "
+            f"{s['seconds']:.1f} s"
+        )
+    lines += [
+        "",
+        "## Targets (issue 4; 2 workers)",
+        "",
+        "| status | target | where | value | note |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in document["targets"]:
+        lines.append(
+            f"| {t['status']} | {t['target']} | {t['where']} | {t['value']} | {t['note']} |"
+        )
+    if document["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(document["skipped"])]
+    lines += ["", f"Total time: {document['total_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def chart(document: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    results = [
+        r for r in document["results"] if r["endpoint"] != "reference" and r["ratio"] is not None
+    ]
+    if not results:
+        return False
+    groups = [k for k in LABELS if k != ("reference", "-")]
+    blocks = list(dict.fromkeys(r["block"] for r in results))
+    width = 0.8 / max(1, len(blocks))
+    fig, ax = plt.subplots(figsize=(12, 5.5), dpi=110)
+    colors = plt.get_cmap("tab10")
+    for b_index, block in enumerate(blocks):
+        xs, ys = [], []
+        for g_index, (endpoint, signature) in enumerate(groups):
+            for r in results:
+                if (r["block"], r["endpoint"], r["signature"]) == (block, endpoint, signature):
+                    xs.append(g_index - 0.4 + width * (b_index + 0.5))
+                    ys.append(r["ratio"])
+        bars = ax.bar(xs, ys, width * 0.92, label=block, color=colors(b_index % 10))
+        for bar, value in zip(bars, ys, strict=True):
+            ax.annotate(
+                f"{value:.2f}",
+                (bar.get_x() + bar.get_width() / 2, value),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    for g_index, key in enumerate(groups):
+        limit = RATIO_TARGETS.get(key)
+        if limit is not None:
+            ax.hlines(
+                limit,
+                g_index - 0.42,
+                g_index + 0.42,
+                colors="black",
+                linestyles="--",
+                linewidth=1.2,
+                label="target (2 workers)" if g_index == 0 else None,
+            )
+    ax.set_xticks(range(len(groups)), [LABELS[g] for g in groups])
+    ax.set_ylabel("throughput / reference (same block)")
+    top = max([r["ratio"] for r in results] + [0.55])
+    ax.set_ylim(0, top * 1.25)
+    ax.set_title(
+        "Licensor throughput as a ratio of a bare Starlette endpoint "
+        f"({document['settings']['connections']} connections, wrk)"
+    )
+    ax.legend(fontsize=8, ncol=2, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_all(document: dict[str, Any], out: Path) -> None:
+    text = markdown(document)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    drew = chart(document, out / "ratios.png")
+    print("\n" + text)
+    for t in document["targets"]:
+        print(
+            f"{t['status']:<4}  {t['target']}  [{t['where']}]  {t['value']}"
+            + (f"  ({t['note']})" if t["note"] else "")
+        )
+    print(
+        f"\nbench: wrote {out / 'report.md'}, {out / 'results.json'}"
+        + (f", {out / 'ratios.png'}" if drew else " (no chart: matplotlib missing)")
+    )

@@ -1,0 +1,775 @@
+"""Licensor benchmark (issue 4): `make bench`, or `python bench/run.py [--quick]`.
+
+Starts Licensor (`licensor serve`, uvicorn) on SQLite and on a private PostgreSQL, with 1 and 2
+worker processes, at 1,000 and 1,000,000 licenses (with devices), and measures with wrk at 64
+connections, on 127.0.0.1 only:
+
+* the reference endpoint (bench/reference_app.py: bare Starlette, same uvicorn, same worker count,
+  a JSON body the size of a check answer), measured in every block next to the endpoints;
+* GET check_license (activated devices), POST activate_license (a fresh hardware_id per request),
+  POST deactivate_license (pre-activated devices, each once); check and activate with RSA and
+  with Ed25519 (`Licensor-Accept-Signature: ed25519`);
+* check_license open loop at half the measured peak (bench/openloop.py, fixed timetable, latency
+  from the scheduled time).
+
+Writes bench-results/report.md, results.json and ratios.png, prints the table and PASS/FAIL per
+target of issue 4. Bounded: every run has a fixed duration, and the whole benchmark stops
+starting new runs after --max-minutes. Every process it starts is killed (by process group) on
+exit, Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(BENCH)]
+
+import procs  # noqa: E402
+import report  # noqa: E402
+import seed  # noqa: E402
+
+CONNECTIONS = 64
+ED25519 = {"Licensor-Accept-Signature": "ed25519"}
+
+
+# -- preflight ---------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(
+            "bench: wrk (the HTTP load generator) is missing; installing the Debian package "
+            "`wrk` with apt-get ...",
+            flush=True,
+        )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
+            env=env,
+            check=False,
+            timeout=300,
+        )
+        found = shutil.which("wrk")
+        if found:
+            return found
+    sys.exit(
+        "bench: wrk is required: install it with `apt-get install -y wrk` (as root), then run again"
+    )
+
+
+def ensure_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is not None:
+        return
+    print(
+        f"bench: matplotlib is missing; installing it into {sys.prefix} with pip (for the chart "
+        "only; it is not a project dependency) ...",
+        flush=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "matplotlib"],
+        check=False,
+        timeout=600,
+    )
+
+
+def postgres_available() -> str | None:
+    """None when the PostgreSQL server programs are there, else why not."""
+    from tests.harness.postgres import find_pg_binaries
+
+    try:
+        find_pg_binaries()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def signed_headers(
+    deployment: seed.Deployment, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """HMAC-signed Date/Authorization; valid for the server's 15-minute window."""
+    from licensor.protocol.auth import format_authorization, hmac_signature, http_date
+
+    date = http_date()
+    headers = {
+        "Date": date,
+        "Authorization": format_authorization(
+            deployment.api_key, hmac_signature(deployment.shared_key, date)
+        ),
+        "Content-Type": "application/json",
+    }
+    headers.update(extra or {})
+    return headers
+
+
+def check_path(key: str, hardware_id: str) -> str:
+    query = {
+        "product": seed.PRODUCT,
+        "license_key": key,
+        "hardware_id": hardware_id,
+        "os_ver": "Linux",
+        "hostname": "bench",
+        "app_ver": "1.0",
+        "sdk_ver": "bench",
+    }
+    return "/api/v4/check_license?" + urlencode(query)
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    wrk: str
+    out: Path
+    work: Path
+    deadline: float
+    results: list[dict[str, Any]] = field(default_factory=list)
+    open_loop: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    pg_postmaster: int | None = None
+    runs: int = 0
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def run_wrk(
+    ctx: Context,
+    url: str,
+    headers: dict[str, str],
+    mode: str,
+    data: Path,
+    tag: str,
+    seconds: float,
+    server_session: int,
+) -> dict[str, Any]:
+    cmd = [ctx.wrk, "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd += ["-s", str(BENCH / "load.lua"), url, "--", mode, str(data), tag]
+    out_file = ctx.work / "wrk.out"
+    busy0, total0 = procs.machine_cpu()
+    server0 = procs.session_cpu_seconds(server_session)
+    pg0 = procs.tree_cpu_seconds(ctx.pg_postmaster)
+    load0 = procs.loadavg()
+    with out_file.open("wb") as out:
+        process = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        procs._STARTED[process.pid] = process
+        deadline = time.monotonic() + seconds + 30
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                procs.kill_group(process)
+                raise RuntimeError(f"wrk did not finish: {cmd}")
+            time.sleep(0.05)
+        procs._STARTED.pop(process.pid, None)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    busy1, total1 = procs.machine_cpu()
+    server1 = procs.session_cpu_seconds(server_session)
+    pg1 = procs.tree_cpu_seconds(ctx.pg_postmaster)
+    text = out_file.read_text(errors="replace")
+    match = re.search(r"^BENCH-JSON (\{.*\})$", text, flags=re.M)
+    if process.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text[-2000:]}")
+    data_ = json.loads(match.group(1))
+    wall = data_["duration_us"] / 1e6
+    errors = sum(data_["errors"].values())
+    wrk_cpu = usage.ru_utime + usage.ru_stime
+    machine_busy = busy1 - busy0
+    server_cpu = server1 - server0
+    pg_cpu = max(0.0, pg1 - pg0)  # backends that exited take their CPU time with them
+    return {
+        "requests": data_["requests"],
+        "seconds": wall,
+        "throughput": (data_["requests"] - data_["errors"]["status"]) / wall if wall else 0.0,
+        "p50_ms": data_["latency_us"]["p50"] / 1000,
+        "p90_ms": data_["latency_us"]["p90"] / 1000,
+        "p99_ms": data_["latency_us"]["p99"] / 1000,
+        "p999_ms": data_["latency_us"]["p999"] / 1000,
+        "max_ms": data_["latency_us"]["max"] / 1000,
+        "errors": data_["errors"],
+        "error_count": errors,
+        "bytes_per_answer": data_["bytes"] / data_["requests"] if data_["requests"] else 0,
+        "cpu": {
+            "cores": os.cpu_count(),
+            "machine_busy_cores": machine_busy / wall if wall else 0.0,
+            "server_cores": server_cpu / wall if wall else 0.0,
+            "postgres_cores": pg_cpu / wall if wall else 0.0,
+            "wrk_cores": wrk_cpu / wall if wall else 0.0,
+            "other_cores": max(0.0, machine_busy - server_cpu - pg_cpu - wrk_cpu) / wall
+            if wall
+            else 0.0,
+            "loadavg_start": load0,
+            "loadavg_end": procs.loadavg(),
+        },
+    }
+
+
+def measure(
+    ctx: Context,
+    block: dict[str, Any],
+    endpoint: str,
+    signature: str,
+    url: str,
+    headers: dict[str, str],
+    mode: str,
+    data_for: Any,
+    session: int,
+) -> dict[str, Any] | None:
+    """Warm-up run, then the measured run; appended to ctx.results."""
+    budget = ctx.args.warmup + ctx.args.duration + 15
+    if ctx.time_left() < budget:
+        ctx.skipped.append(f"{block['name']} {endpoint} {signature}: time bound reached")
+        print(f"  skip {endpoint} {signature}: --max-minutes reached", flush=True)
+        return None
+    ctx.runs += 1
+    tag = f"{ctx.runs}{random.randrange(10**6)}"
+    if ctx.args.warmup > 0:
+        run_wrk(ctx, url, headers, mode, data_for("warmup"), f"w{tag}", ctx.args.warmup, session)
+    result = run_wrk(
+        ctx, url, headers, mode, data_for("measure"), f"m{tag}", ctx.args.duration, session
+    )
+    result.update(block_fields(block), endpoint=endpoint, signature=signature)
+    ctx.results.append(result)
+    bad = f"  ERRORS {result['errors']}" if result["error_count"] else ""
+    print(
+        f"  {endpoint:<20} {signature:<8} {result['throughput']:8.0f} req/s   "
+        f"p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms   "
+        f"server {result['cpu']['server_cores']:.2f} + pg {result['cpu']['postgres_cores']:.2f} "
+        f"+ wrk {result['cpu']['wrk_cores']:.2f} + other {result['cpu']['other_cores']:.2f} "
+        f"cores{bad}",
+        flush=True,
+    )
+    return result
+
+
+def block_fields(block: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "block": block["name"],
+        "db": block["db"],
+        "licenses": block["licenses"],
+        "workers": block["workers"],
+    }
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_block(
+    ctx: Context,
+    deployment: seed.Deployment,
+    db: str,
+    workers: int,
+    reference_url: str,
+    reference_session: int,
+    open_loop: bool,
+) -> None:
+    block = {
+        "name": f"{db} {report.size_label(deployment.licenses)} {workers}w",
+        "db": db,
+        "licenses": deployment.licenses,
+        "workers": workers,
+    }
+    print(
+        f"\n== {block['name']}: {deployment.licenses:,} licenses, "
+        f"{deployment.licenses * deployment.devices_per_license:,} devices, "
+        f"{workers} worker(s)",
+        flush=True,
+    )
+    log = ctx.out / "logs" / f"licensor-{db}-{deployment.licenses}-{workers}w.log"
+    check_file = write_lines(
+        ctx.work / f"check-{db}-{deployment.licenses}.txt",
+        [check_path(k, h) for k, h in deployment.check_pool],
+    )
+    one_device_file = write_lines(
+        ctx.work / f"check1-{db}-{deployment.licenses}.txt",
+        [check_path(*deployment.check_pool[-1])],
+    )
+    activate_file = write_lines(
+        ctx.work / f"activate-{db}-{deployment.licenses}.txt", deployment.activate_pool
+    )
+    ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
+    # Enough fresh devices for the fastest deactivation rate we expect, per wrk run.
+    per_run = max(
+        1000,
+        min(
+            len(deployment.deactivate_pool) // 8,
+            int(ctx.args.max_deactivate_rate * (ctx.args.duration + 1)),
+        ),
+    )
+
+    def deactivations(_phase: str) -> Path:
+        pairs = deployment.take_deactivations(per_run if _phase == "measure" else per_run // 4)
+        return write_lines(
+            ctx.work / f"deactivate-{db}-{_phase}.txt",
+            [f"{k} {h}" for k, h in pairs] or ["none none"],
+        )
+
+    with procs.licensor_server(deployment.env, workers, log) as (url, session):
+        smoke(url, deployment)
+        rsa = signed_headers(deployment)
+        ed = signed_headers(deployment, ED25519)
+        measure(
+            ctx,
+            block,
+            "reference",
+            "-",
+            reference_url,
+            {},
+            "get",
+            lambda _p: ref_file,
+            reference_session,
+        )
+        check_rsa = measure(
+            ctx, block, "check_license", "rsa", url, rsa, "get", lambda _p: check_file, session
+        )
+        measure(
+            ctx, block, "check_license", "ed25519", url, ed, "get", lambda _p: check_file, session
+        )
+        # Informative: every request for the same device (what a signature cache would see).
+        measure(
+            ctx,
+            block,
+            "check_license_1dev",
+            "rsa",
+            url,
+            rsa,
+            "get",
+            lambda _p: one_device_file,
+            session,
+        )
+        measure(
+            ctx,
+            block,
+            "activate_license",
+            "rsa",
+            url,
+            rsa,
+            "activate",
+            lambda _p: activate_file,
+            session,
+        )
+        measure(
+            ctx,
+            block,
+            "activate_license",
+            "ed25519",
+            url,
+            ed,
+            "activate",
+            lambda _p: activate_file,
+            session,
+        )
+        measure(
+            ctx, block, "deactivate_license", "-", url, rsa, "deactivate", deactivations, session
+        )
+        if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
+            run_open_loop(
+                ctx, block, url, deployment, check_file, check_rsa["throughput"] / 2, session
+            )
+
+
+def run_open_loop(
+    ctx: Context,
+    block: dict[str, Any],
+    url: str,
+    deployment: seed.Deployment,
+    check_file: Path,
+    rate: float,
+    session: int,
+) -> None:
+    seconds = ctx.args.open_loop_seconds
+    if ctx.time_left() < seconds + 20:
+        ctx.skipped.append(f"{block['name']} open loop: time bound reached")
+        return
+    rate = max(1.0, round(rate, 1))
+    headers = signed_headers(deployment)
+    cmd = [
+        sys.executable,
+        str(BENCH / "openloop.py"),
+        "--url",
+        url,
+        "--paths",
+        str(check_file),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(seconds),
+        "--connections",
+        str(CONNECTIONS),
+    ]
+    for name, value in headers.items():
+        cmd += ["--header", f"{name}: {value}"]
+    busy0, _ = procs.machine_cpu()
+    server0 = procs.session_cpu_seconds(session)
+    started = time.monotonic()
+    completed = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+        start_new_session=True,
+    )
+    wall = time.monotonic() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"open-loop generator failed:\n{completed.stderr[-2000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    busy1, _ = procs.machine_cpu()
+    result.update(block_fields(block), endpoint="check_license", signature="rsa")
+    result["cpu"] = {
+        "machine_busy_cores": (busy1 - busy0) / wall,
+        "server_cores": (procs.session_cpu_seconds(session) - server0) / wall,
+        "generator_cores": result["cpu_seconds"] / wall,
+    }
+    ctx.open_loop.append(result)
+    lat = result["latency_ms"]
+    print(
+        f"  open loop check rsa @ {rate:.0f} req/s: {result['ok']}/{result['scheduled']} ok, "
+        f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms "
+        f"(generator lag p99 {result['send_lag_ms']['p99']:.1f} ms, "
+        f"{result['cpu']['generator_cores']:.2f} cores)",
+        flush=True,
+    )
+
+
+def smoke(url: str, deployment: seed.Deployment) -> None:
+    """One request of each kind must succeed before any load is sent."""
+    import httpx
+
+    key, hw = deployment.check_pool[0]
+    for extra, header in (({}, "licensesignature"), (ED25519, "licensor-signature")):
+        response = httpx.get(
+            url + check_path(key, hw), headers=signed_headers(deployment, extra), timeout=10
+        )
+        if response.status_code != 200 or header not in response.headers:
+            raise RuntimeError(
+                f"check_license smoke test failed: {response.status_code} {response.text[:300]}"
+            )
+
+
+def reference_body(ctx: Context, deployment: seed.Deployment) -> dict[str, Any]:
+    """Save a real check answer (RSA, the documented default) for the reference app."""
+    import httpx
+
+    key, hw = deployment.check_pool[0]
+    sizes = {}
+    with procs.licensor_server(deployment.env, 1, ctx.out / "logs" / "probe.log") as (url, _):
+        for name, extra in (("rsa", {}), ("ed25519", ED25519)):
+            response = httpx.get(
+                url + check_path(key, hw), headers=signed_headers(deployment, extra), timeout=10
+            )
+            response.raise_for_status()
+            sizes[name] = len(response.content)
+            if name == "rsa":
+                body = response.json()
+                (ctx.work / "reference_body.json").write_bytes(response.content)
+    reference_size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    return {
+        "check_rsa_bytes": sizes["rsa"],
+        "check_ed25519_bytes": sizes["ed25519"],
+        "reference_bytes": reference_size,
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Licensor benchmark (issue 4)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="~1 minute smoke run: 1,000 licenses, 2 workers, short runs",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 8)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each run (2)")
+    parser.add_argument("--open-loop-seconds", type=float, help="open-loop run length (10)")
+    parser.add_argument("--big", type=int, default=1_000_000, help="licenses in the big database")
+    parser.add_argument("--small", type=int, default=1_000, help="licenses in the small database")
+    parser.add_argument(
+        "--big-workers",
+        default="2",
+        help="worker counts at the big size, comma-separated (default 2: 1M on "
+        "both databases x both worker counts does not fit the time bound)",
+    )
+    parser.add_argument(
+        "--check-devices",
+        type=int,
+        default=seed.CHECK_POOL,
+        help="activated devices the check_license load rotates over (default "
+        "10000; each request a different device, as many clients would)",
+    )
+    parser.add_argument(
+        "--rev",
+        help="benchmark this git revision (e.g. HEAD) instead of the "
+        "working tree: its src/ is exported with `git archive` to a temporary "
+        "directory and put first on the servers' PYTHONPATH",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=15.0,
+        help="stop starting new runs after this long (default 15)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="first wait up to this many seconds for the machine to be idle "
+        "(1-minute load average below 1)",
+    )
+    parser.add_argument(
+        "--max-deactivate-rate",
+        type=float,
+        default=3000.0,
+        help="devices prepared per second of a deactivation run",
+    )
+    args = parser.parse_args()
+    quick = args.quick
+    args.duration = args.duration or (3.0 if quick else 8.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
+    args.open_loop_seconds = args.open_loop_seconds or (4.0 if quick else 10.0)
+    if not (
+        0 < args.duration <= 60 and 0 <= args.warmup <= 30 and 0 < args.open_loop_seconds <= 60
+    ):
+        parser.error("durations: 0 < --duration <= 60, 0 <= --warmup <= 30, open loop <= 60")
+    return args
+
+
+def wait_idle(seconds: float) -> None:
+    if seconds <= 0:
+        return
+    deadline = time.monotonic() + seconds
+    while procs.loadavg() >= 1.0 and time.monotonic() < deadline:
+        print(
+            f"bench: waiting for the machine to be idle (load {procs.loadavg():.1f}) ...",
+            flush=True,
+        )
+        time.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {}
+    for module in ("uvicorn", "starlette", "fastapi", "sqlalchemy", "psycopg", "cryptography"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001 - informative only
+            versions[module] = "?"
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0:1],
+        "versions": versions,
+        "loadavg_at_start": procs.loadavg(),
+    }
+
+
+def use_revision(rev: str, work: Path) -> dict[str, str]:
+    """Export ``rev``'s src/ and make it the code every process imports."""
+    target = work / "source"
+    target.mkdir()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "src"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    src = str(target / "src")
+    sys.path.insert(0, src)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [src, *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
+    )
+    return {"rev": rev, "commit": commit, "tree": "exported (git archive)"}
+
+
+def working_tree_info() -> dict[str, str]:
+    def git(*a: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *a], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--", "src"))
+    return {
+        "rev": "working tree",
+        "commit": git("rev-parse", "HEAD"),
+        "tree": "working tree" + (" with uncommitted changes in src/" if dirty else ""),
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    procs.install_signal_handlers()
+    wrk = ensure_wrk()
+    ensure_matplotlib()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="licensor-bench-"))
+    source = use_revision(args.rev, work) if args.rev else working_tree_info()
+    print(f"bench: code under test: {source['tree']} at {source['commit'][:12]}", flush=True)
+    started = time.monotonic()
+    ctx = Context(args, wrk, args.out, work, started + args.max_minutes * 60)
+    pg_problem = "--no-postgres given" if args.no_postgres else postgres_available()
+    if pg_problem:
+        print(f"bench: PostgreSQL skipped: {pg_problem}", flush=True)
+        ctx.skipped.append(f"PostgreSQL: {pg_problem}")
+    wait_idle(args.wait_idle)
+    info = machine_info()
+    rng = random.Random(4)
+    small_workers = [2] if args.quick else [1, 2]
+    big_workers = [] if args.quick else [int(w) for w in args.big_workers.split(",") if w]
+    sizes = [(args.small, small_workers)] + ([(args.big, big_workers)] if big_workers else [])
+    seed.CHECK_POOL = args.check_devices
+    seeding: list[dict[str, Any]] = []
+    body_info: dict[str, Any] = {}
+    pg = None
+    try:
+        if not pg_problem:
+            from tests.harness.postgres import PostgresServer
+
+            pg = PostgresServer().start()
+            ctx.pg_postmaster = pg.postmaster_pid
+        reference: dict[int, tuple[str, int]] = {}
+        ref_contexts = []
+        for licenses, worker_counts in sizes:
+            for db in ["sqlite"] + ([] if pg_problem else ["postgresql"]):
+                if ctx.time_left() < 60:
+                    ctx.skipped.append(f"{db} {licenses:,}: time bound reached")
+                    continue
+                name = f"{db}-{licenses}"
+                url = (
+                    f"sqlite:///{work / name / 'licensor.db'}"
+                    if db == "sqlite"
+                    else pg.create_database(f"bench_{licenses}")
+                )  # type: ignore[union-attr]
+                print(f"\nbench: seeding {db} with {licenses:,} licenses ...", flush=True)
+                deployment = seed.prepare(
+                    name, url, work / name, licenses=licenses, min_devices=100_000, rng=rng
+                )
+                devices = deployment.licenses * deployment.devices_per_license
+                print(
+                    f"bench: seeded {licenses:,} licenses + {devices:,} devices in "
+                    f"{deployment.seed_seconds:.1f} s",
+                    flush=True,
+                )
+                seeding.append(
+                    {
+                        "db": db,
+                        "licenses": licenses,
+                        "devices": devices,
+                        "seconds": round(deployment.seed_seconds, 2),
+                    }
+                )
+                if not reference:
+                    body_info = reference_body(ctx, deployment)
+                    for w in sorted(set(small_workers + big_workers)):
+                        cm = procs.reference_server(
+                            work / "reference_body.json",
+                            w,
+                            args.out / "logs" / f"reference-{w}w.log",
+                        )
+                        reference[w] = cm.__enter__()
+                        ref_contexts.append(cm)
+                for workers in worker_counts:
+                    ref_url, ref_session = reference[workers]
+                    run_block(
+                        ctx, deployment, db, workers, ref_url, ref_session, open_loop=workers == 2
+                    )
+                if db == "postgresql" and pg is not None:
+                    pg.drop_database(f"bench_{licenses}")
+                shutil.rmtree(work / name, ignore_errors=True)
+        for cm in reversed(ref_contexts):
+            cm.__exit__(None, None, None)
+    finally:
+        procs.kill_all()
+        if pg is not None:
+            pg.close()
+        shutil.rmtree(work, ignore_errors=True)
+    info["loadavg_at_end"] = procs.loadavg()
+    document = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "settings": {
+            "connections": CONNECTIONS,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "open_loop_s": args.open_loop_seconds,
+            "load_generator": "wrk -t1 (bench/load.lua)",
+            "open_loop_generator": "bench/openloop.py (httpx, fixed timetable, "
+            "latency from scheduled time)",
+        },
+        "machine": info,
+        "source": source,
+        "answer_sizes": body_info,
+        "seeding": seeding,
+        "results": report.with_ratios(ctx.results),
+        "open_loop": ctx.open_loop,
+        "skipped": ctx.skipped,
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
+    document["targets"] = report.evaluate_targets(document)
+    report.write_all(document, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
