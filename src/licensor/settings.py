@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,17 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     db_pool_size: int = 10
     db_connect_timeout_seconds: int = 3
+    # Outgoing mail (authorization codes). No host = mail is not configured.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_from: str = "licensor@localhost"
+    smtp_timeout_seconds: float = 10.0
+    smtp_ca_file: Path | None = None  # trust this CA (PEM) instead of the system's
+    # string.Template file: a "Subject: ..." line, a blank line, then the body.
+    authorization_code_template: Path | None = None
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -54,6 +54,12 @@ class LicenseTerms:
     last_deactivated_hardware_id: str | None
     prevent_vm: bool
     version_spec: str | None
+    # QLM-style limits (DECISIONS §5): 0 = no per-system limit; -1 = unlimited releases;
+    # 0 days = every release ever made counts.
+    max_activations_per_system: int = 0
+    per_system_limit_vm_only: bool = False
+    max_release_count: int = -1
+    max_release_period_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +75,14 @@ class DeviceFacts:
     is_vm: bool
     app_ver: str | None
     app_release_date: datetime | None  # release date of app_ver, when the product knows it
+    activation_count: int = 0  # earlier activations of this license on this computer
 
 
 @dataclass(frozen=True, slots=True)
 class ActivationDecision:
     validity_period: datetime | None  # possibly fixed now (trial days / validity days)
     counts_transfer: bool
+    takes_seat: bool = True  # False: re-activation of a computer that already holds a seat
 
 
 def validity_at_activation(terms: LicenseTerms, now: datetime) -> datetime | None:
@@ -146,8 +154,15 @@ def decide_activation(
     blacklisted: bool,
     user: UserTerms | None,
     now: datetime,
+    allow_reactivation: bool = False,
+    counts_activation: bool = True,
 ) -> ActivationDecision:
-    """May this device take a seat on this license now? Raises the wire error if not."""
+    """May this device take a seat on this license now? Raises the wire error if not.
+
+    ``allow_reactivation``: an already active device is re-activated without a new seat (QLM
+    style) instead of refused with ``license_device_exists`` (License API style).
+    ``counts_activation``: this activation counts against ``max_activations_per_system``.
+    """
     if not terms.enabled:
         raise LicensorError("license_not_enabled")
     if blacklisted:
@@ -166,8 +181,12 @@ def decide_activation(
         terms.version_spec, terms.maintenance_period, device.app_ver, device.app_release_date
     ):
         raise LicensorError("product_version_not_supported")
-    if device_active:
+    if device_active and not allow_reactivation:
         raise LicensorError("license_device_exists")
+    if counts_activation and per_system_limit_reached(terms, device):
+        raise LicensorError("license_exceeded_max_activations_per_system")
+    if device_active:
+        return ActivationDecision(validity_period=validity, counts_transfer=False, takes_seat=False)
     counts_transfer = (
         terms.last_deactivated_hardware_id is not None
         and terms.last_deactivated_hardware_id != device.hardware_id
@@ -186,6 +205,27 @@ def decide_activation(
     ):
         raise LicensorError("license_user_activated_max_times")
     return ActivationDecision(validity_period=validity, counts_transfer=counts_transfer)
+
+
+def per_system_limit_reached(terms: LicenseTerms, device: DeviceFacts) -> bool:
+    """QLM's maxActivationsPerSystem: how often one computer may activate (defeats VM clones)."""
+    limit = terms.max_activations_per_system
+    if limit <= 0 or (terms.per_system_limit_vm_only and not device.is_vm):
+        return False
+    return device.activation_count >= limit
+
+
+def release_window_start(terms: LicenseTerms, now: datetime) -> datetime | None:
+    """Releases made since this moment count against ``max_release_count`` (None = all)."""
+    if terms.max_release_period_days <= 0:
+        return None
+    return now - timedelta(days=terms.max_release_period_days)
+
+
+def decide_release(terms: LicenseTerms, *, releases_in_window: int) -> None:
+    """QLM's MaxReleaseCount within MaxReleasePeriodInDays; raises when the limit is reached."""
+    if terms.max_release_count >= 0 and releases_in_window >= terms.max_release_count:
+        raise LicensorError("license_exceeded_max_releases")
 
 
 def decide_device_access(terms: LicenseTerms, *, device_active: bool, blacklisted: bool) -> None:

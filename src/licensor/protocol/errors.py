@@ -89,4 +89,29 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "invalid_credentials": ErrorSpec(400, "The username or password is not valid"),
     "trial_not_allowed": ErrorSpec(400, "Product does not allow trial"),
     "email_missing": ErrorSpec(400, "An email is missing for user-based product"),
+    # QLM-style activation (DECISIONS §5)
+    "license_exceeded_max_activations_per_system": ErrorSpec(
+        400, "This computer has activated this license the maximum number of times"
+    ),
+    "license_exceeded_max_releases": ErrorSpec(
+        400, "This license has been released the maximum number of times allowed in the period"
+    ),
+    "wrong_deactivation_verification_code": ErrorSpec(
+        400, "The deactivation verification code is not valid for this computer"
+    ),
+    "authorization_code_invalid": ErrorSpec(400, "The authorization code is not valid"),
+    "authorization_code_expired": ErrorSpec(
+        400, "The authorization code has expired: request a new one"
+    ),
+    "authorization_code_used": ErrorSpec(400, "The authorization code has already been used"),
+    "authorization_code_locked": ErrorSpec(
+        400, "Too many wrong authorization codes: request a new one"
+    ),
+    "activation_field_not_allowed": ErrorSpec(400, "This field cannot be used to find a license"),
+    "customer_not_found": ErrorSpec(400, "No customer with this e-mail address"),
+    "computer_key_invalid": ErrorSpec(400, "The Computer Key is not valid"),
+    "computer_key_mismatch": ErrorSpec(
+        400, "The Computer Key belongs to another computer or license"
+    ),
+    "email_not_sent": ErrorSpec(503, "The e-mail could not be sent; try again later"),
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +27,22 @@ from licensor.core.licensing import (
     UserTerms,
     decide_activation,
     decide_device_access,
+    decide_release,
+    release_window_start,
 )
+from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
 from licensor.services import audit, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import repository
-from licensor.store.models import Device, IdempotencyRecord, License, LicenseUser, Product
+from licensor.store.models import (
+    Device,
+    IdempotencyRecord,
+    License,
+    LicenseRelease,
+    LicenseUser,
+    Product,
+)
 
 password_hasher = PasswordHasher()
 
@@ -63,6 +73,17 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivationExtras:
+    """QLM-style activation options (DECISIONS §5); the defaults are the License API's rules."""
+
+    allow_reactivation: bool = False  # same computer again: no new seat, no 409
+    increment_activation_count: bool = True
+    computer_type: str = ""  # "", "PC" or "VM" (VM also means is_vm)
+    affiliate_id: str = ""
+    user_data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A service result the front renders as-is (already in wire shape)."""
 
@@ -77,6 +98,16 @@ class _Resolved:
     license: License
     user: LicenseUser | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    """A device that holds a seat after an activation; ``reactivated`` = it already did."""
+
+    product: Product
+    license: License
+    device: Device
+    reactivated: bool
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -165,7 +196,19 @@ def terms_of(license_: License, product: Product) -> LicenseTerms:
         last_deactivated_hardware_id=license_.last_deactivated_hardware_id,
         prevent_vm=license_.prevent_vm if license_.prevent_vm is not None else product.prevent_vm,
         version_spec=license_.version_spec or product.version_spec,
+        max_activations_per_system=_either(
+            license_.max_activations_per_system, product.max_activations_per_system
+        ),
+        per_system_limit_vm_only=product.max_activations_per_system_vm_only,
+        max_release_count=_either(license_.max_release_count, product.max_release_count),
+        max_release_period_days=_either(
+            license_.max_release_period_days, product.max_release_period_days
+        ),
     )
+
+
+def _either(license_value: int | None, product_value: int) -> int:
+    return license_value if license_value is not None else product_value
 
 
 def _apply_device_info(device: Device, info: DeviceInfo) -> None:
@@ -236,74 +279,14 @@ def activate(
         replay = _replay(session, caller, idempotency_key, request_hash, keys, now)
         if replay is not None:
             return replay
-    license_ = resolved.license
-    product = resolved.product
-    terms = terms_of(license_, product)
-    device = repository.device(session, license_.id, ref.hardware_id)
-    release = repository.release(session, product.id, info.app_ver) if info.app_ver else None
-    user = resolved.user
-    decision = decide_activation(
-        terms,
-        device=DeviceFacts(
-            hardware_id=ref.hardware_id,
-            is_vm=info.is_vm,
-            app_ver=info.app_ver or None,
-            app_release_date=release.release_date if release else None,
-        ),
-        device_active=device is not None and device.active,
-        blacklisted=repository.is_blacklisted(
-            session, caller.company_id, ref.hardware_id, product.id
-        ),
-        user=UserTerms(
-            user.max_activations, user.allow_unlimited_activations, user.total_activations
-        )
-        if user
-        else None,
-        now=now,
+    activated = _activate_resolved(
+        session, caller, resolved, ref.hardware_id, info, ActivationExtras(), now=now
     )
-    if not repository.take_seat(
-        session, license_.id, unlimited=license_.allow_unlimited_activations
-    ):
-        raise LicensorError("license_activated_max_times")
-    session.refresh(license_)
-    if device is None:
-        device = Device(license_id=license_.id, hardware_id=ref.hardware_id, first_activated_at=now)
-        session.add(device)
-    device.active = True
-    device.last_activated_at = now
-    device.deactivated_at = None
-    device.license_user_id = user.id if user else None
-    _apply_device_info(device, info)
-    if decision.counts_transfer:
-        license_.transfer_count += 1
-    license_.last_deactivated_hardware_id = None
-    if license_.validity_period is None and decision.validity_period is not None:
-        license_.validity_period = decision.validity_period
-    if license_.first_activated_at is None:
-        license_.first_activated_at = now
-    if user is not None:
-        user.total_activations += 1
-    session.flush()
     if variables:
-        repository.set_variables(session, device.id, variables, now)
-    repository.record_event(session, license_.id, device.id, ref.hardware_id, "activation", now)
-    if decision.counts_transfer:
-        repository.record_event(session, license_.id, device.id, ref.hardware_id, "transfer", now)
-    audit.record(
-        session,
-        company_id=caller.company_id,
-        actor=_actor(caller),
-        action="device.activate",
-        object_type="device",
-        object_id=device.id,
-        after={
-            "license_id": license_.id,
-            "hardware_id": ref.hardware_id,
-            "transfer": decision.counts_transfer,
-        },
-        now=now,
+        repository.set_variables(session, activated.device.id, variables, now)
+    body = _signed_body(
+        session, "activation", caller, keys, algorithm, resolved, activated.device, now
     )
-    body = _signed_body(session, "activation", caller, keys, algorithm, resolved, device, now)
     if idempotency_key:
         session.add(
             IdempotencyRecord(
@@ -317,6 +300,118 @@ def activate(
         )
         session.flush()
     return Answer(body)
+
+
+def activate_device(
+    session: Session,
+    caller: Caller,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    extras: ActivationExtras,
+    *,
+    now: datetime,
+) -> Activated:
+    """The activation rules of ``activate`` with QLM-style options; the front renders the result
+    (a Computer Key for the QLM front and the ``/api/v4/activate_license_by_*`` endpoints)."""
+    _require_write(caller)
+    resolved = _resolve(session, caller, ref, lock=True, verify_password=True)
+    return _activate_resolved(session, caller, resolved, ref.hardware_id, info, extras, now=now)
+
+
+def _activate_resolved(
+    session: Session,
+    caller: Caller,
+    resolved: _Resolved,
+    hardware_id: str,
+    info: DeviceInfo,
+    extras: ActivationExtras,
+    *,
+    now: datetime,
+) -> Activated:
+    license_ = resolved.license
+    product = resolved.product
+    terms = terms_of(license_, product)
+    device = repository.device(session, license_.id, hardware_id)
+    release = repository.release(session, product.id, info.app_ver) if info.app_ver else None
+    user = resolved.user
+    is_vm = info.is_vm or extras.computer_type == "VM"
+    decision = decide_activation(
+        terms,
+        device=DeviceFacts(
+            hardware_id=hardware_id,
+            is_vm=is_vm,
+            app_ver=info.app_ver or None,
+            app_release_date=release.release_date if release else None,
+            activation_count=device.activation_count if device is not None else 0,
+        ),
+        device_active=device is not None and device.active,
+        blacklisted=repository.is_blacklisted(session, caller.company_id, hardware_id, product.id),
+        user=UserTerms(
+            user.max_activations, user.allow_unlimited_activations, user.total_activations
+        )
+        if user
+        else None,
+        now=now,
+        allow_reactivation=extras.allow_reactivation,
+        counts_activation=extras.increment_activation_count,
+    )
+    if decision.takes_seat:
+        if not repository.take_seat(
+            session, license_.id, unlimited=license_.allow_unlimited_activations
+        ):
+            raise LicensorError("license_activated_max_times")
+        session.refresh(license_)
+        if device is None:
+            device = Device(
+                license_id=license_.id,
+                hardware_id=hardware_id,
+                first_activated_at=now,
+                activation_count=0,
+            )
+            session.add(device)
+        device.active = True
+        device.deactivated_at = None
+        device.license_user_id = user.id if user else None
+        if decision.counts_transfer:
+            license_.transfer_count += 1
+        license_.last_deactivated_hardware_id = None
+        if license_.validity_period is None and decision.validity_period is not None:
+            license_.validity_period = decision.validity_period
+        if license_.first_activated_at is None:
+            license_.first_activated_at = now
+        if user is not None:
+            user.total_activations += 1
+    assert device is not None
+    device.last_activated_at = now
+    if extras.increment_activation_count:
+        device.activation_count += 1
+    if extras.computer_type:
+        device.computer_type = extras.computer_type
+    if extras.affiliate_id:
+        device.affiliate_id = extras.affiliate_id
+    if extras.user_data:
+        device.user_data = extras.user_data
+    _apply_device_info(device, replace(info, is_vm=is_vm))
+    session.flush()
+    event = "activation" if decision.takes_seat else "reactivation"
+    repository.record_event(session, license_.id, device.id, hardware_id, event, now)
+    if decision.counts_transfer:
+        repository.record_event(session, license_.id, device.id, hardware_id, "transfer", now)
+    audit.record(
+        session,
+        company_id=caller.company_id,
+        actor=_actor(caller),
+        action="device.activate" if decision.takes_seat else "device.reactivate",
+        object_type="device",
+        object_id=device.id,
+        after={
+            "license_id": license_.id,
+            "hardware_id": hardware_id,
+            "transfer": decision.counts_transfer,
+        },
+        now=now,
+    )
+    return Activated(product, license_, device, reactivated=not decision.takes_seat)
 
 
 def _replay(
@@ -354,13 +449,28 @@ def check(
     now: datetime,
     algorithm: SignatureAlgorithm = "rsa-sha256",
 ) -> Answer:
+    resolved, device = _checked_device(session, caller, ref, info, now=now)
+    return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
+
+
+def check_device(
+    session: Session, caller: Caller, ref: LicenseRef, info: DeviceInfo, *, now: datetime
+) -> Activated:
+    """The rules of ``check`` (the device must hold a seat); the front renders the result."""
+    resolved, device = _checked_device(session, caller, ref, info, now=now)
+    return Activated(resolved.product, resolved.license, device, reactivated=False)
+
+
+def _checked_device(
+    session: Session, caller: Caller, ref: LicenseRef, info: DeviceInfo, *, now: datetime
+) -> tuple[_Resolved, Device]:
     resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
     device = _device_with_seat(session, caller, resolved, ref.hardware_id)
     if not caller.read_only:
         _apply_device_info(device, info)
         device.last_check_at = now
         session.flush()
-    return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
+    return resolved, device
 
 
 def _device_with_seat(
@@ -378,11 +488,47 @@ def _device_with_seat(
     return device
 
 
-def deactivate(session: Session, caller: Caller, ref: LicenseRef, *, now: datetime) -> Answer:
+def deactivate(
+    session: Session,
+    caller: Caller,
+    ref: LicenseRef,
+    *,
+    now: datetime,
+    deactivation_code: str | None = None,
+) -> Answer:
+    """A customer releases a computer's seat, online or with a Deactivation Verification Code
+    (QLM style); MaxReleaseCount within MaxReleasePeriodInDays applies to both."""
     _require_write(caller)
     resolved = _resolve(session, caller, ref, lock=True, verify_password=False)
     device = _device_with_seat(session, caller, resolved, ref.hardware_id)
+    method = "online"
+    if deactivation_code is not None or resolved.product.release_requires_deactivation_code:
+        if not (
+            deactivation_code
+            and device.computer_key
+            and verify_deactivation_code(
+                deactivation_code, device.computer_key, ref.hardware_id, now.date()
+            )
+        ):
+            raise LicensorError("wrong_deactivation_verification_code")
+        method = "deactivation_code"
+    terms = terms_of(resolved.license, resolved.product)
+    decide_release(
+        terms,
+        releases_in_window=repository.release_count(
+            session, resolved.license.id, since=release_window_start(terms, now)
+        ),
+    )
     release_seat(session, resolved.license, device, now=now)
+    session.add(
+        LicenseRelease(
+            license_id=resolved.license.id,
+            device_id=device.id,
+            hardware_id=ref.hardware_id,
+            method=method,
+            released_at=now,
+        )
+    )
     audit.record(
         session,
         company_id=caller.company_id,
@@ -415,6 +561,11 @@ def _actor(caller: Caller) -> str:
     if caller.client_id:
         return f"oauth:{caller.client_id}"
     return f"api-key:{(caller.api_key or '')[:8]}"
+
+
+def actor_of(caller: Caller) -> str:
+    """How the audit log names a License API (or QLM front) caller."""
+    return _actor(caller)
 
 
 # -- device variables --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from licensor.store.models import (
     ApiKey,
+    AuthorizationCode,
     BlacklistEntry,
     Company,
     Customer,
@@ -20,6 +21,7 @@ from licensor.store.models import (
     IdempotencyRecord,
     License,
     LicenseEvent,
+    LicenseRelease,
     LicenseUser,
     OAuthClient,
     Product,
@@ -304,3 +306,141 @@ def licenses_by_ids(session: Session, ids: Sequence[int]) -> Sequence[License]:
         rows.extend(session.scalars(select(License).where(License.id.in_(chunk))).all())
     rows.sort(key=lambda row: row.id)
     return rows
+
+
+# -- QLM-style activation ----------------------------------------------------------------------
+
+
+def product_in_company(session: Session, company_id: int, product_id: int) -> Product | None:
+    found = session.get(Product, product_id)
+    return found if found is not None and found.company_id == company_id else None
+
+
+def license_in_company(session: Session, company_id: int, license_id: int) -> License | None:
+    found = session.get(License, license_id)
+    return found if found is not None and found.company_id == company_id else None
+
+
+def license_by_key_in_company(session: Session, company_id: int, key_lookup: str) -> License | None:
+    """Keys are unique per company, so a key alone names its product (QLM calls omit it)."""
+    return session.scalars(
+        select(License).where(License.company_id == company_id, License.key_lookup == key_lookup)
+    ).one_or_none()
+
+
+def release_count(session: Session, license_id: int, *, since: datetime | None) -> int:
+    from sqlalchemy import func
+
+    statement = (
+        select(func.count())
+        .select_from(LicenseRelease)
+        .where(LicenseRelease.license_id == license_id)
+    )
+    if since is not None:
+        statement = statement.where(LicenseRelease.released_at >= since)
+    return int(session.scalar(statement) or 0)
+
+
+def organization_customers(session: Session, company_id: int) -> Sequence[Customer]:
+    return session.scalars(
+        select(Customer)
+        .where(Customer.company_id == company_id, Customer.allow_organization_users.is_(True))
+        .order_by(Customer.id)
+    ).all()
+
+
+def licenses_of_customers(
+    session: Session,
+    company_id: int,
+    customer_ids: Sequence[int],
+    product_ids: Sequence[int],
+    *,
+    only_customer_id: int | None = None,
+    only_license_id: int | None = None,
+) -> Sequence[License]:
+    if not customer_ids or not product_ids:
+        return []
+    statement = select(License).where(
+        License.company_id == company_id,
+        License.customer_id.in_(customer_ids),
+        License.product_id.in_(product_ids),
+        License.key_lookup.is_not(None),
+    )
+    if only_customer_id is not None:
+        statement = statement.where(License.customer_id == only_customer_id)
+    if only_license_id is not None:
+        statement = statement.where(License.id == only_license_id)
+    return session.scalars(statement.order_by(License.id)).all()
+
+
+LOOKUP_COLUMNS = {"orderid": License.order_store_id, "receiptid": License.receipt_id}
+
+
+def licenses_by_field(
+    session: Session, scope: LicenseScope, field: str, value: str
+) -> Sequence[tuple[License, Customer | None]]:
+    """Licenses whose ``field`` (``orderid`` or ``receiptid``) equals ``value``, with customers."""
+    statement = scope.apply(
+        select(License, Customer)
+        .outerjoin(Customer, Customer.id == License.customer_id)
+        .where(LOOKUP_COLUMNS[field] == value, License.key_lookup.is_not(None))
+        .order_by(License.id)
+    )
+    return [(row[0], row[1]) for row in session.execute(statement).all()]
+
+
+def latest_authorization_code(
+    session: Session,
+    company_id: int,
+    *,
+    email: str | None,
+    hardware_id: str | None,
+    product_id: int | None,
+) -> AuthorizationCode | None:
+    """The newest code for this e-mail (else this computer), under a row lock."""
+    statement = select(AuthorizationCode).where(AuthorizationCode.company_id == company_id)
+    if email is not None:
+        statement = statement.where(AuthorizationCode.email == email)
+    elif hardware_id is not None:
+        statement = statement.where(AuthorizationCode.hardware_id == hardware_id)
+    else:
+        return None
+    if product_id is not None:
+        statement = statement.where(AuthorizationCode.product_id == product_id)
+    statement = statement.order_by(AuthorizationCode.id.desc()).limit(1).with_for_update()
+    return session.scalars(statement).first()
+
+
+def expire_authorization_codes(
+    session: Session, company_id: int, email: str, product_id: int, now: datetime
+) -> None:
+    """A new code replaces the pending ones of the same e-mail and product."""
+    session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.company_id == company_id,
+            AuthorizationCode.email == email,
+            AuthorizationCode.product_id == product_id,
+            AuthorizationCode.used_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
+
+
+def use_authorization_code(session: Session, code_id: int, now: datetime) -> bool:
+    """Guarded single use: only one request can mark a pending code used."""
+    result = session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == code_id, AuthorizationCode.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def count_failed_authorization_code(session: Session, code_id: int) -> None:
+    session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == code_id)
+        .values(failed_attempts=AuthorizationCode.failed_attempts + 1)
+    )
