@@ -15,6 +15,7 @@ from licensor import __version__
 from licensor.api.errors import error_response, install_error_handlers
 from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
+from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4.computer_keys import router as computer_keys_router
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(computer_keys_router)
+    app.include_router(qlm_router)
     app.include_router(well_known_router)
     app.include_router(management_router)
 

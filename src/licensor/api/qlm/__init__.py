@@ -1,0 +1,1 @@
+"""The QLM HTTP front: ``/qlmservice.asmx/<Method>`` answering ``<QuickLicenseManager>`` XML."""
