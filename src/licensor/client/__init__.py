@@ -5,6 +5,11 @@ Importing this package loads no network code; httpx is imported when a call firs
 
 from licensor.client._auth import HmacCredentials, OAuthCredentials
 from licensor.client._client import AsyncLicenseClient, LicenseClient, load_public_keys
+from licensor.client._computer_key import (
+    ComputerKeyClient,
+    ComputerKeyLicense,
+    verify_computer_key,
+)
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
@@ -30,6 +35,8 @@ __all__ = [
     "Binding",
     "BindingUnavailable",
     "ClockTamperingDetected",
+    "ComputerKeyClient",
+    "ComputerKeyLicense",
     "DeviceVariable",
     "Feature",
     "HmacCredentials",
@@ -52,4 +59,5 @@ __all__ = [
     "UntrustedResponse",
     "WrongComputer",
     "load_public_keys",
+    "verify_computer_key",
 ]
