@@ -491,6 +491,7 @@ def export_licenses(
 
 IMPORT_FIELDS = {
     "license_type": str,
+    "enabled": bool,
     "max_activations": int,
     "allow_unlimited_activations": bool,
     "validity_period": str,

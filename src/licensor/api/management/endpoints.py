@@ -74,7 +74,7 @@ def list_licenses(
             customer=customer,
             enabled=enabled,
             order_id=order_id,
-            expires_before=expires_before,
+            expires_before=_utc(expires_before),
             page=page,
             per_page=per_page,
             sort=sort,
@@ -87,6 +87,7 @@ def issue_licenses(request: Request, body: schemas.IssueLicenses) -> Response:
     """Issue one or many licenses (`count`); answers the issued licenses."""
     spec = catalogue.LicenseSpec(
         license_type=body.license_type,
+        enabled=body.enabled,
         max_activations=body.max_activations,
         allow_unlimited_activations=body.allow_unlimited_activations,
         validity_period=_utc(body.validity_period),

@@ -26,6 +26,7 @@ class IssueLicenses(_Body):
     product: Annotated[str, Field(min_length=1, max_length=100), NoNul]
     count: Annotated[int, Field(ge=1, le=10_000)] = 1
     license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] = "perpetual"
+    enabled: bool = True
     max_activations: Annotated[int, Field(ge=0, le=1_000_000)] = 1
     allow_unlimited_activations: bool = False
     validity_period: datetime | None = None

@@ -1,0 +1,609 @@
+"""The vendor CLI: on this host's database (local mode), and through a real ``licensor serve``
+process with ``--server`` and a management token (remote mode), following the README."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import Result
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from licensor.api.app import create_app
+from licensor.cli import backend
+from licensor.cli.main import app
+from licensor.keyring import Keyring
+from licensor.protocol.signing import PublicKeySet, parse_iso_datetime
+from licensor.services import catalogue, management
+from licensor.settings import Settings
+from licensor.store import repository
+from tests.server.processes import Deployment, prepare, serve
+from tests.server.support import Api, error_of, shared_keys_dir
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A fresh local installation: its own data dir and database, no server, no token."""
+    directory = tmp_path / "data"
+    monkeypatch.setenv("LICENSOR_DATA_DIR", str(directory))
+    monkeypatch.setenv("LICENSOR_KEYS_DIR", str(shared_keys_dir(tmp_path_factory.getbasetemp())))
+    for name in ("LICENSOR_DATABASE_URL", "LICENSOR_MASTER_KEY", "LICENSOR_SERVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("LICENSOR_ADMIN_TOKEN", raising=False)
+    monkeypatch.setattr(backend, "CONFIG_FILE", tmp_path / "no-cli-config.json")
+    return directory
+
+
+def cli(*args: str, code: int = 0) -> Result:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (args, result.output, result.exception)
+    return result
+
+
+def cli_json(*args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def error_text(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+@pytest.fixture
+def license_api(data_dir: Path) -> Iterator[Api]:
+    """``licensor init`` + a product, and the License API of this installation, in process."""
+    made = cli_json("init", "--company", "Acme")
+    cli_json("product", "create", "app", "--name", "App")
+    settings = Settings()
+    keys = PublicKeySet.from_pem(
+        [k["public_key"] for k in Keyring.load(settings.resolved_keys_dir).public_keys()]
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield Api(client, keys, made["api_key"], made["shared_key"])
+
+
+def activate(api: Api, key: str, hw: str) -> httpx.Response:
+    return api.activate(product="app", license_key=key, hardware_id=hw)
+
+
+# -- local mode --------------------------------------------------------------------------------
+
+
+def test_local_vendor_commands(license_api: Api) -> None:
+    issued = cli_json(
+        "license", "create", "--product", "app", "--count", "5", "--customer", "x@y.com"
+    )
+    keys = [item["license_key"] for item in issued]
+    assert len(set(keys)) == 5
+    key = keys[0]
+
+    listed = cli_json("license", "list")
+    assert listed["total"] == 5
+    assert [item["license_key"] for item in listed["items"]] == keys
+    assert {item["customer"] for item in listed["items"]} == {"x@y.com"}
+    assert cli_json("license", "list", "--customer", "X@Y.com")["total"] == 5
+    assert cli_json("license", "list", "--product", "app", "--per-page", "2")["total"] == 5
+    assert len(cli_json("license", "list", "--per-page", "2", "--page", "3")["items"]) == 1
+    assert cli_json("license", "list", "--product", "other")["total"] == 0
+    newest = cli_json("license", "list", "--sort", "-id")["items"]
+    assert [item["license_key"] for item in newest] == keys[::-1]
+
+    shown = cli_json("license", "show", key)
+    assert shown["license_key"] == key
+    assert cli_json("license", "show", str(shown["id"])) == shown
+    assert cli_json("license", "show", key.lower().replace("-", ""))["id"] == shown["id"]
+
+    assert cli_json("license", "disable", key)["enabled"] is False
+    assert [i["license_key"] for i in cli_json("license", "list", "--disabled")["items"]] == [key]
+    assert error_of(activate(license_api, key, "hw-1")) == (400, "license_not_enabled")
+    assert cli_json("license", "enable", str(shown["id"]))["enabled"] is True
+    assert cli_json("license", "list", "--enabled")["total"] == 5
+
+    before = datetime.now(UTC)
+    extended = cli_json("license", "extend", key, "--days", "30")
+    end = parse_iso_datetime(extended["validity_period"])
+    assert before + timedelta(days=30) - timedelta(seconds=1) <= end
+    assert end <= datetime.now(UTC) + timedelta(days=30)
+    until = cli_json("license", "extend", key, "--until", "2031-01-01")
+    assert until["validity_period"] == "2031-01-01T00:00:00.000Z"
+
+    first = activate(license_api, key, "hw-1")
+    assert first.status_code == 200, first.text
+    devices = cli_json("device", "list", key)["items"]
+    assert [(d["id"], d["hardware_id"], d["active"]) for d in devices] == [
+        (first.json()["device_id"], "hw-1", True)
+    ]
+    assert cli_json("device", "list", str(shown["id"]))["items"] == devices
+    done = cli_json("device", "deactivate", str(devices[0]["id"]))
+    assert done["active"] is False
+    assert error_of(license_api.check(product="app", license_key=key, hardware_id="hw-1")) == (
+        400,
+        "license_not_active",
+    )
+    assert activate(license_api, key, "hw-2").status_code == 200  # the seat was freed
+    assert cli_json("license", "show", key)["times_activated"] == 1
+    reset = cli_json("license", "reset", key)
+    assert reset["times_activated"] == 0
+    assert not any(d["active"] for d in cli_json("device", "list", key)["items"])
+
+    banned = cli_json("device", "blacklist", "hw-bad", "--reason", "chargeback")
+    assert banned["hardware_id"] == "hw-bad"
+    assert error_of(activate(license_api, keys[1], "hw-bad")) == (400, "blacklisted")
+
+    customers = cli_json("customer", "list")
+    assert [c["email"] for c in customers["items"]] == ["x@y.com"]
+    assert cli_json("customer", "list", "--search", "Y.COM")["total"] == 1
+    assert cli_json("customer", "list", "--search", "nobody")["total"] == 0
+    customer = cli_json("customer", "show", str(customers["items"][0]["id"]))
+    assert customer["email"] == "x@y.com"
+    assert sorted(item["license_key"] for item in customer["licenses"]) == sorted(keys)
+
+    token = cli_json("token", "create", "--name", "ci", "--role", "support")
+    assert token["token"].startswith("lsa_")
+    assert token["role"] == "support"
+    tokens = cli_json("token", "list")["items"]
+    assert [(t["name"], t["role"], t["revoked"]) for t in tokens] == [("ci", "support", False)]
+    assert token["token"] not in json.dumps(tokens)
+    assert cli_json("token", "revoke", str(token["id"]))["revoked"] is True
+    assert cli_json("token", "list")["items"][0]["revoked"] is True
+
+    log = cli_json("audit", "--per-page", "100")
+    assert log["total"] == len(log["items"])
+    seen = [(e["action"], e["actor"]) for e in log["items"][::-1]]
+    vendor = [a for a in seen if a[1] == "cli:local"]
+    assert vendor == [
+        ("license.create", "cli:local"),
+        ("license.disable", "cli:local"),
+        ("license.enable", "cli:local"),
+        ("license.extend", "cli:local"),
+        ("license.extend", "cli:local"),
+        ("device.deactivate", "cli:local"),
+        ("license.reset", "cli:local"),
+        ("blacklist.add", "cli:local"),
+        ("token.create", "cli:local"),
+        ("token.revoke", "cli:local"),
+    ]
+    api_actor = "api-key:" + license_api.api_key[:8]
+    assert [a for a in seen if a[1] == api_actor] == [
+        ("device.activate", api_actor),
+        ("device.activate", api_actor),
+    ]
+    licenses_only = cli_json("audit", "--action", "license.*")["items"]
+    assert {e["action"] for e in licenses_only} == {
+        "license.create",
+        "license.disable",
+        "license.enable",
+        "license.extend",
+        "license.reset",
+    }
+    one = cli_json("audit", "--object-type", "license", "--object-id", str(shown["id"]))
+    assert [e["action"] for e in one["items"]] == [
+        "license.reset",
+        "license.extend",
+        "license.extend",
+        "license.enable",
+        "license.disable",
+    ]
+    disabled = next(e for e in licenses_only if e["action"] == "license.disable")
+    assert (disabled["before"]["enabled"], disabled["after"]["enabled"]) == (True, False)
+
+
+def test_local_tables_for_people(license_api: Api) -> None:
+    (key,) = cli(
+        "license", "create", "--product", "app", "--customer", "ann@acme.io"
+    ).stdout.split()
+    assert activate(license_api, key, "hw-table-1").status_code == 200
+    table = cli("license", "list").stdout
+    assert key in table
+    assert "1/1" in table  # seats used / seats
+    assert "of 1" in table
+    assert key in cli("license", "show", key).stdout
+    assert "hw-table-1" in cli("device", "list", key).stdout
+    assert "ann@acme.io" in cli("customer", "list").stdout
+    assert "ann@acme.io" in cli("customer", "show", "1").stdout
+    assert "disabled" in cli("license", "disable", key).stdout
+    made = cli("token", "create", "--name", "desk", "--role", "read-only").stdout
+    assert "lsa_" in made
+    assert "shown once" in made
+    listing = cli("token", "list").stdout
+    assert "desk" in listing
+    assert "lsa_" in listing  # the prefix only
+    assert made.split()[1] not in listing
+    assert "license.disable" in cli("audit").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["license", "show", "NOPE-NOPE"], "not found"),
+        (["license", "show", "999"], "license 999 not found"),
+        (["license", "disable", "999"], "not found"),
+        (["license", "extend", "1"], "days"),
+        (["license", "extend", "1", "--until", "someday"], "not a date"),
+        (["device", "deactivate", "999"], "device 999 not found"),
+        (["device", "list", "999"], "not found"),
+        (["device", "blacklist", "hw", "--product", "nope"], "nope"),
+        (["customer", "show", "999"], "not found"),
+        (["token", "create", "--name", "x", "--role", "boss"], "role"),
+        (["token", "revoke", "999"], "not found"),
+        (["license", "list", "--sort", "colour"], "sort"),
+        (["export", "licenses", "--format", "xml"], "csv or json"),
+    ],
+)
+def test_local_errors_are_clear(license_api: Api, args: list[str], message: str) -> None:
+    cli("license", "create", "--product", "app")
+    result = cli(*args, code=2 if args[0] == "export" else 1)
+    assert message in error_text(result)
+    assert "Traceback" not in result.output
+
+
+def test_local_mode_works_on_one_company_at_a_time(license_api: Api) -> None:
+    cli_json("company", "create", "Other")
+    (key,) = cli("license", "create", "--product", "app", "--company", "Acme").stdout.split()
+    several = cli("license", "list", code=1)
+    assert "several companies exist" in error_text(several)
+    assert cli_json("license", "list", "--company", "Acme")["total"] == 1
+    assert cli_json("license", "list", "--company", "Other")["total"] == 0
+    assert "not found" in error_text(cli("license", "show", key, "--company", "Other", code=1))
+    assert "not found" in error_text(cli("license", "disable", "1", "--company", "Other", code=1))
+    assert cli_json("license", "show", key, "--company", "Acme")["enabled"] is True
+
+
+def test_import_refuses_a_file_with_incomplete_rows(license_api: Api, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("product,license_key\napp,AAAA-BBBB\napp,\n")
+    result = cli("import", "licenses", str(bad), code=1)
+    assert "rows [2]" in error_text(result)
+    assert "nothing imported" in error_text(result)
+    assert cli_json("license", "list")["total"] == 0
+
+
+# -- export and import -------------------------------------------------------------------------
+
+ROUND_TRIP_FIELDS = [
+    "product",
+    "license_key",
+    "license_type",
+    "enabled",
+    "validity_period",
+    "validity_days",
+    "grace_period",
+    "max_activations",
+    "allow_unlimited_activations",
+    "max_transfers",
+    "prevent_vm",
+    "version_spec",
+    "order_id",
+    "customer",
+    "is_trial",
+    "trial_days",
+]
+
+
+def comparable(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(item[f] for f in ROUND_TRIP_FIELDS) for item in items)
+
+
+@pytest.mark.parametrize("file_format", ["csv", "json"])
+def test_export_then_import_into_a_fresh_installation(
+    license_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: str
+) -> None:
+    cli_json("product", "create", "pro", "--name", "Pro")
+    cli_json("license", "create", "--product", "app", "--count", "3", "--customer", "a@b.io")
+    cli_json(
+        "license",
+        "create",
+        "--product",
+        "pro",
+        "--type",
+        "subscription",
+        "--validity-period",
+        "2030-06-30",
+        "--grace-period",
+        "48",
+        "--max-activations",
+        "4",
+        "--max-transfers",
+        "-1",
+        "--versions",
+        ">=2,<3",
+        "--order-id",
+        "order-9",
+    )
+    cli_json("license", "create", "--product", "app", "--unlimited-activations", "--prevent-vm")
+    cli_json(
+        "license", "create", "--product", "app", "--type", "time-limited", "--validity-days", "30"
+    )
+    cli_json("license", "create", "--product", "app", "--trial", "--trial-days", "14")
+    disabled = cli_json("license", "create", "--product", "app", "--key", "KEEP-ME-OFF")
+    cli_json("license", "disable", str(disabled["id"]))
+    original = cli_json("license", "list", "--per-page", "500")["items"]
+    assert len(original) == 8
+
+    exported = tmp_path / f"licenses.{file_format}"
+    cli("export", "licenses", "--format", file_format, "--output", str(exported))
+    if file_format == "csv":
+        rows = list(csv.DictReader(io.StringIO(exported.read_text())))
+    else:
+        rows = json.loads(exported.read_text())
+    assert sorted(r["license_key"] for r in rows) == sorted(i["license_key"] for i in original)
+
+    # a fresh installation with the same products
+    monkeypatch.setenv("LICENSOR_DATA_DIR", str(tmp_path / "fresh"))
+    cli_json("init", "--company", "Acme")
+    cli_json("product", "create", "app", "--name", "App")
+    cli_json("product", "create", "pro", "--name", "Pro")
+    assert cli_json("import", "licenses", str(exported)) == {"created": 8, "skipped": 0}
+    imported = cli_json("license", "list", "--per-page", "500")["items"]
+    assert comparable(imported) == comparable(original)
+    assert cli_json("customer", "list")["total"] == 1
+
+    assert cli_json("import", "licenses", str(exported)) == {"created": 0, "skipped": 8}
+    again = cli_json("license", "list", "--per-page", "500")
+    assert again["total"] == 8
+    assert comparable(again["items"]) == comparable(original)
+    assert cli_json("customer", "list")["total"] == 1
+
+
+def test_export_pages_through_more_than_500_licenses(data_dir: Path, tmp_path: Path) -> None:
+    cli_json("init")
+    cli_json("product", "create", "app", "--name", "App")
+    cli_json("product", "create", "pro", "--name", "Pro")
+    issued = cli_json("license", "create", "--product", "app", "--count", "1200")
+    cli_json("license", "create", "--product", "pro", "--count", "3")
+    assert len(issued) == 1200
+
+    out_csv = tmp_path / "all.csv"
+    cli("export", "licenses", "--format", "csv", "--output", str(out_csv))
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert len(rows) == 1203
+    assert len({r["license_key"] for r in rows}) == 1203
+    assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+    assert {r["license_key"] for r in rows} >= {i["license_key"] for i in issued}
+
+    as_json = cli("export", "licenses", "--format", "json").stdout
+    items = json.loads(as_json)
+    assert len(items) == 1203
+    assert len({i["id"] for i in items}) == 1203
+
+    only_app = tmp_path / "app.json"
+    cli("export", "licenses", "--format", "json", "--product", "app", "--output", str(only_app))
+    assert len(json.loads(only_app.read_text())) == 1200
+
+
+# -- remote mode: a real server process --------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    deployment: Deployment
+    url: str
+    env: dict[str, str]  # this host's settings, as on the server host
+    http: httpx.Client
+    api: Api  # the customer's application, over the License API
+
+    def token(self, role: str, name: str) -> str:
+        with self.deployment.db.transaction(write=True) as session:
+            made = management.bootstrap_token(
+                session,
+                self.deployment.master_key,
+                self.deployment.company_id,
+                name=name,
+                role=role,
+                now=datetime.now(UTC),
+            )
+        token: str = made["token"]
+        return token
+
+    def license(self, product: str = "app") -> str:
+        with self.deployment.db.transaction(write=True) as session:
+            if repository.product_by_code(session, self.deployment.company_id, product) is None:
+                catalogue.create_product(
+                    session, self.deployment.company_id, catalogue.ProductSpec(product, product)
+                )
+            made = catalogue.create_license(
+                session,
+                self.deployment.company_id,
+                product,
+                catalogue.LicenseSpec(customer_email="ann@example.com"),
+                now=datetime.now(UTC),
+            )
+        assert made.license_key
+        return made.license_key
+
+
+@pytest.fixture
+def remote(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Remote]:
+    """``licensor serve`` in its own process, on each database."""
+    monkeypatch.setattr(backend, "CONFIG_FILE", tmp_path / "no-cli-config.json")
+    deployment = prepare(database_url, tmp_path / "data")
+    # no stray CLI configuration of the machine running the tests
+    env = {**deployment.env, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    with serve(deployment) as url, httpx.Client(base_url=url, timeout=30) as http:
+        api = Api(http, deployment.public_keys, deployment.api_key, deployment.shared_key)
+        yield Remote(deployment, url, env, http, api)
+
+
+def run_cli(
+    env: dict[str, str], *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m licensor.cli.main ARGS`` in a new process, as a person at a terminal."""
+    full_env = dict(env)
+    full_env.pop("LICENSOR_ADMIN_TOKEN", None)
+    full_env.pop("LICENSOR_SERVER", None)
+    if token is not None:
+        full_env["LICENSOR_ADMIN_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "licensor.cli.main", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def run_json(env: dict[str, str], *args: str, token: str | None = None) -> Any:
+    done = run_cli(env, *args, "--json", token=token)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+def remote_cli(
+    remote: Remote, *args: str, token: str | None, code: int = 0, as_json: bool = True
+) -> Any:
+    """The same CLI in this process (faster), still talking to the server process."""
+    env = {"LICENSOR_ADMIN_TOKEN": token, "LICENSOR_SERVER": None}
+    extra = ["--json"] if as_json else []
+    result = runner.invoke(app, [*args, "--server", remote.url, *extra], env=env)
+    assert result.exit_code == code, (args, result.output, result.exception)
+    return json.loads(result.stdout) if as_json and code == 0 else result
+
+
+def test_readme_newcomer_path_against_a_real_server(remote: Remote) -> None:
+    env = remote.env
+    # on the server host: the first token, a product, a license (README "Managing licenses")
+    shop = run_json(env, "token", "create", "--name", "shop", "--role", "admin")["token"]
+    run_json(env, "product", "create", "photo", "--name", "Photo Pro")
+    issued = run_json(
+        env, "license", "create", "--product", "photo", "--customer", "ann@example.com"
+    )
+    key = issued["license_key"]
+
+    # from anywhere: the management API through --server and LICENSOR_ADMIN_TOKEN
+    server = ("--server", remote.url)
+    listed = run_json(
+        env, "license", "list", "--product", "photo", "--sort", "-created_at", *server, token=shop
+    )
+    assert [item["license_key"] for item in listed["items"]] == [key]
+    assert listed["items"][0]["customer"] == "ann@example.com"
+
+    # the customer's application activates it over the License API
+    activated = remote.api.activate(
+        product="photo", license_key=key, hardware_id="ann-laptop", hostname="ann"
+    )
+    assert activated.status_code == 200, activated.text
+
+    table = run_cli(env, "device", "list", key, *server, token=shop)
+    assert table.returncode == 0, table.stderr
+    assert "ann-laptop" in table.stdout
+    devices = remote_cli(remote, "device", "list", key, token=shop)["items"]
+    assert [(d["hardware_id"], d["active"], d["hostname"]) for d in devices] == [
+        ("ann-laptop", True, "ann")
+    ]
+    device_id = str(devices[0]["id"])
+    done = run_cli(env, "device", "deactivate", device_id, *server, token=shop)
+    assert done.returncode == 0, done.stderr
+    assert f"Device {device_id} deactivated" in done.stdout
+
+    check = remote.api.check(product="photo", license_key=key, hardware_id="ann-laptop")
+    assert error_of(check) == (400, "license_not_active")
+    assert remote_cli(remote, "license", "show", key, token=shop)["times_activated"] == 0
+    log = remote_cli(remote, "audit", "--action", "device.*", token=shop)["items"]
+    assert [(e["action"], e["actor"]) for e in log] == [
+        ("device.deactivate", "token:shop"),
+        ("device.activate", "api-key:" + remote.deployment.api_key[:8]),
+    ]
+
+
+def test_a_support_token_deactivates_devices_but_cannot_disable(remote: Remote) -> None:
+    key = remote.license()
+    shop = remote.token("admin", "shop")
+    server = ("--server", remote.url)
+    made = run_json(
+        remote.env, "token", "create", "--name", "desk", "--role", "support", *server, token=shop
+    )
+    support = made["token"]
+    assert made["role"] == "support"
+    activated = remote.api.activate(product="app", license_key=key, hardware_id="ann-pc")
+    assert activated.status_code == 200, activated.text
+
+    device_id = str(activated.json()["device_id"])
+    freed = run_json(remote.env, "device", "deactivate", device_id, *server, token=support)
+    assert freed["active"] is False
+    refused = run_cli(remote.env, "license", "disable", key, *server, token=support)
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert "The support role does not allow this" in message
+    assert "(forbidden)" in message
+    assert "Traceback" not in refused.stderr + refused.stdout
+    shown = remote_cli(remote, "license", "show", key, token=support)
+    assert (shown["enabled"], shown["times_activated"]) == (True, 0)
+    for args in (
+        ("license", "reset", key),
+        ("license", "extend", key, "--days", "5"),
+        ("device", "blacklist", "hw-x"),
+        ("token", "create", "--name", "x", "--role", "admin"),
+        ("token", "list"),
+    ):
+        result = remote_cli(remote, *args, token=support, code=1)
+        assert "forbidden" in error_text(result), args
+    assert remote_cli(remote, "license", "show", key, token=shop)["validity_period"] is None
+
+
+def test_remote_export_import_and_connection_errors(remote: Remote, tmp_path: Path) -> None:
+    keys = [remote.license() for _ in range(3)]
+    shop = remote.token("admin", "shop")
+    off = remote_cli(remote, "license", "disable", keys[1], token=shop)
+    assert off["enabled"] is False
+    before = remote_cli(remote, "license", "list", token=shop)["items"]
+
+    backup = tmp_path / "backup.csv"
+    remote_cli(remote, "export", "licenses", "--output", str(backup), token=shop, as_json=False)
+    as_json = tmp_path / "backup.json"
+    remote_cli(
+        remote,
+        "export",
+        "licenses",
+        "--format",
+        "json",
+        "--output",
+        str(as_json),
+        token=shop,
+        as_json=False,
+    )
+    assert remote_cli(remote, "import", "licenses", str(as_json), token=shop) == {
+        "created": 0,
+        "skipped": 3,
+    }
+    # lost on the server, restored from the backup through the management API, as they were
+    for item in before[:2]:
+        deleted = remote.http.delete(
+            f"/api/management/v1/licenses/{item['id']}",
+            headers={"Authorization": f"Bearer {shop}"},
+        )
+        assert deleted.status_code == 204, deleted.text
+    restored = remote_cli(remote, "import", "licenses", str(backup), token=shop)
+    assert restored == {"created": 2, "skipped": 1}
+    after = remote_cli(remote, "license", "list", token=shop)["items"]
+    same = ("license_key", "product", "enabled", "customer", "license_type", "max_activations")
+    assert sorted(tuple(i[f] for f in same) for i in after) == sorted(
+        tuple(i[f] for f in same) for i in before
+    )
+
+    # no token, a wrong token, a server that is not there
+    missing = remote_cli(remote, "license", "list", token=None, code=1)
+    assert "LICENSOR_ADMIN_TOKEN" in error_text(missing)
+    wrong = remote_cli(remote, "license", "list", token="lsa_not-a-real-token", code=1)
+    assert "(unauthorized)" in error_text(wrong)
+    gone = runner.invoke(
+        app,
+        ["license", "list", "--server", "http://127.0.0.1:9"],
+        env={"LICENSOR_ADMIN_TOKEN": shop, "LICENSOR_SERVER": None},
+    )
+    assert gone.exit_code == 1
+    assert "cannot reach http://127.0.0.1:9" in error_text(gone)
