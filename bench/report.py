@@ -156,8 +156,10 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                 add(
                     name,
                     where,
-                    f"ratio {a['ratio']:.3f} -> {b['ratio']:.3f} ({slowdown:.2f}x slower; "
-                    f"raw {a['throughput']:.0f} -> {b['throughput']:.0f} req/s)",
+                    f"ratio {a['ratio']:.3f} at {size_label(small)}, {b['ratio']:.3f} at "
+                    f"{size_label(big)} ({size_label(small)}/{size_label(big)} = {slowdown:.2f}; "
+                    f"raw {a['throughput']:.0f} -> {b['throughput']:.0f} req/s; server CPU "
+                    f"{_cpu_per_request(a):.1f} -> {_cpu_per_request(b):.1f} ms/req)",
                     slowdown <= SCALE_LIMIT,
                 )
         elif small is not None:
@@ -168,6 +170,10 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                 None,
             )
     return targets
+
+
+def _cpu_per_request(r: dict[str, Any]) -> float:
+    return 1000 * r["cpu"]["server_cores"] / r["throughput"] if r["throughput"] else float("nan")
 
 
 def _validity(r: dict[str, Any]) -> str:
