@@ -5,6 +5,7 @@ wrong tries, is stored only as a keyed hash; organisations; the vendor's mail te
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from licensor.protocol.computer_key import decode_computer_key
-from tests.server.mailbox import Mailbox, run_mailbox
+from tests.server.mailbox import Mailbox, run_mailbox, self_signed_certificate
 from tests.server.support import Server, error_of, shared_keys_dir, start_server
 
 HW = "c0ffee-computer"
@@ -241,3 +242,49 @@ def test_smtp_server_down(tmp_path: Path, tmp_path_factory: pytest.TempPathFacto
         server.product()
         server.license(customer_email="ann@example.com")
         assert error_of(request_code(server)) == (503, "email_not_sent")
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_smtp_over_tls_with_credentials(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, security: str
+) -> None:
+    certificate = self_signed_certificate(tmp_path)
+    with contextmanager(run_mailbox)(
+        tls=security, certificate=certificate, credentials=("vendor", "s3cret")
+    ) as box:
+        databases = iter(range(10))
+
+        def server_with(**mail: Any) -> Any:
+            number = next(databases)
+            return contextmanager(start_server)(
+                f"sqlite:///{tmp_path / f'licensor-{number}.db'}",
+                tmp_path / f"data-{number}",
+                shared_keys_dir(tmp_path_factory.getbasetemp()),
+                smtp_host="127.0.0.1",
+                smtp_port=box.port,
+                smtp_security=security,
+                smtp_timeout_seconds=5,
+                **mail,
+            )
+
+        with server_with(
+            smtp_username="vendor", smtp_password="s3cret", smtp_ca_file=certificate[0]
+        ) as server:
+            server.product()
+            server.license(customer_email="ann@example.com")
+            assert request_code(server).status_code == 200
+            assert box.logins == ["vendor"]
+            assert use_code(server, box.code_in(box.wait_for(1))).status_code == 200
+        with server_with(
+            smtp_username="vendor", smtp_password="wrong", smtp_ca_file=certificate[0]
+        ) as server:
+            server.product()
+            server.license(customer_email="ann@example.com")
+            assert error_of(request_code(server)) == (503, "email_not_sent")
+        # the server's certificate is checked: without the vendor's CA it is not trusted
+        with server_with(smtp_username="vendor", smtp_password="s3cret") as server:
+            server.product()
+            server.license(customer_email="ann@example.com")
+            assert error_of(request_code(server)) == (503, "email_not_sent")
+        assert len(box.messages) == 1
