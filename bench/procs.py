@@ -64,7 +64,9 @@ def _on_signal(signum: int, _frame: Any) -> None:
 def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    # SIGINT stays KeyboardInterrupt: the `finally` blocks and atexit clean up.
+    # Ctrl-C raises KeyboardInterrupt (even when started with SIGINT ignored, as `cmd &` does):
+    # the `finally` blocks and atexit clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def start(
