@@ -466,6 +466,10 @@ app.add_typer(_admin.export_app, name="export")
 app.add_typer(_admin.import_app, name="import")
 app.command("audit")(_admin.audit_command)
 
+from licensor.cli.qlm import qlm_app as _qlm_app  # noqa: E402 - QLM-style activation commands
+
+app.add_typer(_qlm_app, name="qlm")
+
 
 def run() -> None:
     app()
