@@ -288,3 +288,50 @@ def test_smtp_over_tls_with_credentials(
             server.license(customer_email="ann@example.com")
             assert error_of(request_code(server)) == (503, "email_not_sent")
         assert len(box.messages) == 1
+
+
+def test_concurrent_uses_of_one_code_activate_once(server: Server) -> None:
+    """Eight computers race with the same code (and ten wrong guesses race): one activation, and
+    the lock counts exactly five tries, on both databases."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from licensor.services import qlm
+    from licensor.services.context import Caller, ServerKeys
+    from licensor.services.licensing import ActivationExtras, DeviceInfo
+
+    server.product()
+    server.license(customer_email="ann@example.com", max_activations=10)
+    keys = ServerKeys(server.keyring, server.master_key, server.settings)
+    caller = Caller(company_id=server.company_id)
+
+    def ask() -> str:
+        with server.db.transaction(write=True) as session:
+            return qlm.request_authorization_code(
+                session, caller, keys, email="ann@example.com", product=None, hardware_id=None,
+                now=datetime.now(UTC),
+            ).code  # fmt: skip
+
+    def attempt(code: str, hardware_id: str) -> str:
+        with server.db.transaction(write=True) as session:
+            outcome = qlm.activate_by_authorization_code(
+                session, caller, keys, code=code, hardware_id=hardware_id,
+                email="ann@example.com", product=None, info=DeviceInfo(),
+                extras=ActivationExtras(allow_reactivation=True), now=datetime.now(UTC),
+            )  # fmt: skip
+        return "activated" if isinstance(outcome, qlm.ComputerKeyGrant) else outcome.code
+
+    code = ask()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: attempt(code, f"racer-{n}"), range(8)))
+    assert results.count("activated") == 1, results
+    assert set(results) == {"activated", "authorization_code_used"}
+    assert server.sql("select times_activated from licenses")[0][0] == 1
+
+    code = ask()
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    with ThreadPoolExecutor(8) as pool:
+        guesses = list(pool.map(lambda n: attempt(wrong, HW), range(10)))
+    assert guesses.count("authorization_code_invalid") == 4, guesses
+    assert guesses.count("authorization_code_locked") == 6
+    tries = server.sql("select failed_attempts from authorization_codes order by id desc")[0][0]
+    assert tries == 5
