@@ -453,11 +453,6 @@ def _run(handler: Callable[[Call], Elements], call: Call, method: str, bom: bool
     return _error(code, message, status, method=method, bom=bom)
 
 
-@router.api_route(
-    "/{method}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    summary="A QLM HTTP method (ValidateLicenseHttp, ReleaseLicenseHttp, ...)",
-)
 async def qlm_method(method: str, request: Request) -> Response:
     """GET or form POST with ``is_*`` arguments; answers ``<QuickLicenseManager>`` XML."""
     bom = False
@@ -480,3 +475,17 @@ async def qlm_method(method: str, request: Request) -> Response:
         now=datetime.now(UTC),
     )
     return await run_in_threadpool(_run, handler, call, name, bom)
+
+
+for verb in ("GET", "POST"):
+    router.add_api_route(
+        "/{method}",
+        qlm_method,
+        methods=[verb],
+        operation_id=f"qlm_method_{verb.lower()}",
+        summary=f"A QLM HTTP method by {verb} (ValidateLicenseHttp, ReleaseLicenseHttp, ...)",
+    )
+# Other verbs get QLM's XML error (405), not the JSON one.
+router.add_api_route(
+    "/{method}", qlm_method, methods=["PUT", "PATCH", "DELETE"], include_in_schema=False
+)
