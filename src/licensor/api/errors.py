@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -19,11 +20,18 @@ from licensor.protocol.signing import compact_json
 log = logging.getLogger("licensor.api")
 
 
-def error_response(code: str, message: str | None = None, status: int | None = None) -> Response:
+def error_response(
+    code: str,
+    message: str | None = None,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     spec = ERROR_CODES.get(code)
     status = status if status is not None else (spec.status if spec else 400)
     message = message if message is not None else (spec.message if spec else code)
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    headers = dict(headers or {})
+    if status in (429, 503):
+        headers.setdefault("Retry-After", "1")
     return Response(
         compact_json({"status": status, "code": code, "message": message}),
         status_code=status,
@@ -47,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "validation_error"
         )
         message = None if exc.status_code in (404, 405) else str(exc.detail)
-        return error_response(code, message, exc.status_code)
+        # keeps ``Allow`` on 405 answers (RFC 9110 §15.5.6)
+        return error_response(code, message, exc.status_code, exc.headers)
 
     async def database_unavailable(_request: Request, exc: Exception) -> Response:
         log.warning("database.unavailable", extra={"error": type(exc).__name__})

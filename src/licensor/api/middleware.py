@@ -15,7 +15,8 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json
 
 log = logging.getLogger("licensor.api")
 
-UNSIGNED_PREFIXES = ("/docs", "/redoc", "/openapi.json")
+# FastAPI's documentation pages (exact paths: an unknown path under them is a signed 404).
+UNSIGNED_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 ACCEPT_SIGNATURE_HEADER = b"licensor-accept-signature"
 
 
@@ -37,7 +38,7 @@ class SignResponses:
         self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNSIGNED_PREFIXES):
+        if scope["type"] != "http" or scope["path"] in UNSIGNED_PATHS:
             await self.app(scope, receive, send)
             return
         algorithm = requested_algorithm(scope["headers"])

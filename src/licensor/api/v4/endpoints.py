@@ -100,6 +100,13 @@ def parse_query(request: Request, model: type[Model]) -> Model:
     return _validate(model, data, strict=False)
 
 
+def idempotency_key_of(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is not None and not (0 < len(value) <= IDEMPOTENCY_KEY_MAX and value.isprintable()):
+        raise LicensorError("validation_error", "Idempotency-Key: 1-200 printable characters")
+    return value
+
+
 def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> licensing.LicenseRef:
     return licensing.LicenseRef(
         product=data.product,
@@ -162,13 +169,9 @@ def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Respon
     """Bind the license to ``hardware_id`` and answer with the signed license."""
     state = app_state(request)
     now = utcnow()
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not (
-        0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX and idempotency_key.isprintable()
-    ):
-        raise LicensorError("validation_error", "Idempotency-Key: 1-200 printable characters")
     with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
+        caller = caller_of(session, state, request, now)  # authentication first (v4 §4.3)
+        idempotency_key = idempotency_key_of(request)
         data = parse_json(raw, schemas.ActivateRequest)
         answer = licensing.activate(
             session,

@@ -15,7 +15,16 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _fits_lower_cased(value: str) -> str:
+    # E-mails are stored lower-cased; some characters grow then ("\u0130" becomes two).
+    if len(value.strip().lower()) > EMAIL_MAX:
+        raise ValueError(f"must be at most {EMAIL_MAX} characters once lower-cased")
+    return value
+
+
 NoNul = AfterValidator(_no_nul)
+EMAIL_MAX = 320
+Email = Annotated[str, Field(max_length=EMAIL_MAX), NoNul, AfterValidator(_fits_lower_cased)]
 HardwareId = Annotated[str, Field(min_length=1, max_length=256), NoNul]
 ProductCode = Annotated[str, Field(min_length=1, max_length=100), NoNul]
 LicenseKey = Annotated[str, Field(min_length=1, max_length=200), NoNul]
@@ -89,7 +98,7 @@ class ProductDetailsQuery(_Request):
 class TrialKeyQuery(_Request):
     hardware_id: HardwareId
     product: ProductCode
-    email: Str320 | None = None
+    email: Email | None = None
     password: Password | None = None
     first_name: Str200 = ""
     last_name: Str200 = ""
