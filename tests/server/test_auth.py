@@ -923,3 +923,25 @@ def test_every_answer_is_signed(shared: Shared) -> None:
         headers={"Authorization": "garbage", "Licensor-Accept-Signature": "ed25519"},
     )
     assert verify_response(response, server.public_keys) == "ed25519"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/licensing.trial_key ignores the OAuth client's license/customer scope",
+)
+def test_license_scoped_client_cannot_reach_trials_of_other_devices(server: Server) -> None:
+    server.product("app", allow_trial=True, trial_days=7)
+    victim = server.api.call(
+        "GET", "/api/v4/trial_key", params={"product": "app", "hardware_id": "victim"}
+    ).json()
+    mine = server.license(product="app")
+    api = bearer_api(server, scope="license", license_id=mine.id)
+    licenses_before = server.sql("select count(*) from licenses")[0][0]
+    for hardware_id in ("victim", "new-device"):
+        response = api.call(
+            "GET", "/api/v4/trial_key", params={"product": "app", "hardware_id": hardware_id}
+        )
+        assert victim["license_key"] not in response.text
+        status, _code = error_of(response)
+        assert status == 400
+    assert server.sql("select count(*) from licenses")[0][0] == licenses_before
