@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +49,33 @@ class SigningKey:
 
 
 class Keyring:
+    # Signatures of strings that repeat (license_signature: the same for a device until its
+    # license changes) are kept: RSA PKCS#1 v1.5 and Ed25519 are deterministic, and an RSA
+    # signature costs ~1 ms of CPU.
+    REPEATABLE_CACHE_SIZE = 100_000
+
     def __init__(self, keys: list[SigningKey], active: dict[str, str]) -> None:
         self.keys = {k.kid: k for k in keys}
         self.rsa = self.keys[active["rsa-sha256"]]
         self.ed25519 = self.keys[active["ed25519"]]
+        self._repeatable: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._repeatable_lock = threading.Lock()
+
+    def sign_repeatable(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
+        """Sign ``data`` with the active key, reusing the signature of a recent identical input."""
+        key = self.for_algorithm(algorithm)
+        cache_key = (key.kid, data)
+        with self._repeatable_lock:
+            cached = self._repeatable.get(cache_key)
+            if cached is not None:
+                self._repeatable.move_to_end(cache_key)
+                return cached
+        signature = key.sign(data)
+        with self._repeatable_lock:
+            self._repeatable[cache_key] = signature
+            if len(self._repeatable) > self.REPEATABLE_CACHE_SIZE:
+                self._repeatable.popitem(last=False)
+        return signature
 
     def for_algorithm(self, algorithm: SignatureAlgorithm) -> SigningKey:
         return self.ed25519 if algorithm == "ed25519" else self.rsa

@@ -3,7 +3,10 @@ every error code of the seed, with its status."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -395,3 +398,38 @@ def test_deactivated_device_can_come_back_and_counts_a_seat(server: Server) -> N
     assert again.status_code == 200
     assert again.json()["times_activated"] == 1
     assert again.json()["transfer_count"] == 0
+
+
+def test_steady_state_checks_need_no_write_lock(sqlite_server: Server, tmp_path: Path) -> None:
+    """A check whose device has nothing new to record runs while another writer holds SQLite's
+    write lock; a check bringing new device facts records them."""
+    server = sqlite_server
+    server.product()
+    key = key_of(server)
+    assert server.api.activate(product="app", license_key=key, hardware_id=HW).status_code == 200
+    assert server.api.check(product="app", license_key=key, hardware_id=HW).status_code == 200
+
+    locked, release = threading.Event(), threading.Event()
+    still_locked_during_check: list[bool] = []
+
+    def hold_write_lock() -> None:
+        connection = sqlite3.connect(str(tmp_path / "licensor.db"), isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(timeout=20)
+        still_locked_during_check.append(release.is_set())
+        connection.execute("ROLLBACK")
+        connection.close()
+
+    holder = threading.Thread(target=hold_write_lock)
+    holder.start()
+    assert locked.wait(timeout=20)
+    response = server.api.check(product="app", license_key=key, hardware_id=HW)
+    release.set()
+    holder.join()
+    assert response.status_code == 200
+    assert still_locked_during_check == [True], "the check waited for the write lock"
+
+    changed = server.api.check(product="app", license_key=key, hardware_id=HW, os_ver="Linux 7")
+    assert changed.status_code == 200
+    assert server.sql("select os_ver from devices")[0][0] == "Linux 7"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -439,6 +439,14 @@ def _replay(
 # -- check / deactivate ------------------------------------------------------------------------
 
 
+# A check records "last seen" at most this often; other checks are read-only (no write lock).
+CHECK_TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+class DeviceTouchNeeded(Exception):
+    """A check in a read-only transaction found device data to record: retry it writable."""
+
+
 def check(
     session: Session,
     caller: Caller,
@@ -448,8 +456,11 @@ def check(
     *,
     now: datetime,
     algorithm: SignatureAlgorithm = "rsa-sha256",
+    may_write: bool = True,
 ) -> Answer:
-    resolved, device = _checked_device(session, caller, ref, info, now=now)
+    """The license on this device. With ``may_write=False`` the check raises
+    ``DeviceTouchNeeded`` instead of writing, so the steady state needs no write transaction."""
+    resolved, device = _checked_device(session, caller, ref, info, now=now, may_write=may_write)
     return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
 
 
@@ -462,15 +473,32 @@ def check_device(
 
 
 def _checked_device(
-    session: Session, caller: Caller, ref: LicenseRef, info: DeviceInfo, *, now: datetime
+    session: Session,
+    caller: Caller,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    *,
+    now: datetime,
+    may_write: bool = True,
 ) -> tuple[_Resolved, Device]:
     resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
     device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    if not caller.read_only:
+    stale = device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL
+    if not caller.read_only and (stale or _device_info_changes(device, info)):
+        if not may_write:
+            raise DeviceTouchNeeded
         _apply_device_info(device, info)
         device.last_check_at = now
         session.flush()
     return resolved, device
+
+
+def _device_info_changes(device: Device, info: DeviceInfo) -> bool:
+    return any(
+        getattr(device, name) != value
+        for name, value in asdict(info).items()
+        if name == "is_vm" or value
+    )
 
 
 def _device_with_seat(

@@ -233,8 +233,8 @@ def license_body(
             else ""
         )
     signer = keyring.for_algorithm(algorithm)
-    body["license_signature"] = signer.sign(
-        license_signing_string(device.hardware_id, key_or_user, validity).encode()
+    body["license_signature"] = keyring.sign_repeatable(
+        algorithm, license_signing_string(device.hardware_id, key_or_user, validity).encode()
     )
     if request == "check":
         body["license_signature_v2"] = signer.sign(v2_signing_bytes(body))
