@@ -925,10 +925,6 @@ def test_every_answer_is_signed(shared: Shared) -> None:
     assert verify_response(response, server.public_keys) == "ed25519"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/licensing.trial_key ignores the OAuth client's license/customer scope",
-)
 def test_license_scoped_client_cannot_reach_trials_of_other_devices(server: Server) -> None:
     server.product("app", allow_trial=True, trial_days=7)
     victim = server.api.call(

@@ -57,6 +57,9 @@ class LicenseRef:
     username: str | None = None
     password: str | None = None
     license_id: int | None = None
+    # Set only by a verified single sign-on (services.sso): the user proved who they are at their
+    # organisation's identity provider, so no password is asked.
+    verified_username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +141,18 @@ def _resolve(
         pinned_id=ref.license_id,
     )
     if product.authorization_method == AuthorizationMethod.USER:
-        if not ref.username:
+        username = ref.verified_username or ref.username
+        if not username:
             raise LicensorError(
                 "license_key_or_license_user_required",
                 "A username is required: this product uses user-based licenses",
             )
+        verify_password = verify_password and ref.verified_username is None
         if verify_password and not ref.password:
             raise LicensorError(
                 "missing_parameters", "Some parameters are missing in the request: password."
             )
-        matches = repository.license_users_by_email(session, scope, ref.username.strip().lower())
+        matches = repository.license_users_by_email(session, scope, username.strip().lower())
         if not matches:
             raise LicensorError("license_not_found")
         user, license_ = matches[0]
@@ -695,6 +700,11 @@ def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: d
     product = resolve_product(session, caller, request.product)
     if not product.allow_trial:
         raise LicensorError("trial_not_allowed")
+    if caller.scope != "company":
+        # A client limited to one customer or license must not see or mint company trials.
+        raise LicensorError(
+            "trial_not_allowed", f"Trials need company-wide credentials, not a {caller.scope} scope"
+        )
     user_based = product.authorization_method == AuthorizationMethod.USER
     email = (request.email or "").strip().lower()
     if user_based and not email:
