@@ -143,6 +143,8 @@ def test_local_vendor_commands(license_api: Api) -> None:
     banned = cli_json("device", "blacklist", "hw-bad", "--reason", "chargeback")
     assert banned["hardware_id"] == "hw-bad"
     assert error_of(activate(license_api, keys[1], "hw-bad")) == (400, "blacklisted")
+    twice = cli("device", "blacklist", "hw-bad", code=1)
+    assert "already blacklisted" in error_text(twice)
 
     customers = cli_json("customer", "list")
     assert [c["email"] for c in customers["items"]] == ["x@y.com"]

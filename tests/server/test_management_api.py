@@ -4,8 +4,11 @@ validation naming the field, and writes that are all-or-nothing."""
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -391,6 +394,22 @@ def test_blacklist_add_list_remove(server: Server, admin: Mgmt) -> None:
         400,
         "unknown_product",
     )
+
+
+def test_a_hardware_id_is_blacklisted_once_per_scope(server: Server, admin: Mgmt) -> None:
+    server.product("pro")
+    key = admin.issue()["license_key"]
+    entry = admin.ok(admin.post("/blacklist", {"hardware_id": "dup"}), 201)
+    again = admin.post("/blacklist", {"hardware_id": "dup", "reason": "twice"})
+    assert error_of(again) == (409, "validation_error")
+    assert "already blacklisted" in again.json()["message"]
+    pro = admin.ok(admin.post("/blacklist", {"hardware_id": "dup", "product": "pro"}), 201)
+    assert error_of(admin.post("/blacklist", {"hardware_id": "dup", "product": "pro"}))[0] == 409
+    assert [e["id"] for e in admin.ok(admin.get("/blacklist"))["items"]] == [entry["id"], pro["id"]]
+    # removing the one company-wide entry lets the device in again
+    assert admin.delete(f"/blacklist/{entry['id']}").status_code == 204
+    assert activated(server, key, "dup")["times_activated"] == 1
+    assert admin.ok(admin.post("/blacklist", {"hardware_id": "dup"}), 201)["id"] != entry["id"]
 
 
 # -- customers and products --------------------------------------------------------------------
@@ -1052,3 +1071,68 @@ def test_a_failing_write_leaves_nothing_half_done(server: Server, admin: Mgmt) -
     log = admin.ok(admin.get("/audit"))
     assert log["total"] == audit_total + 1
     assert log["items"][0]["action"] == "device.activate"
+
+
+# -- concurrent vendors ------------------------------------------------------------------------
+
+
+def all_at_once(count: int, action: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """``count`` calls released together, each in its own thread (own transaction)."""
+    barrier = threading.Barrier(count)
+    answers: list[httpx.Response] = []
+
+    def run() -> None:
+        barrier.wait()
+        answers.append(action())
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_concurrent_deactivations_of_one_device_free_one_seat(server: Server, admin: Mgmt) -> None:
+    issued = admin.issue(max_activations=2)
+    key = issued["license_key"]
+    activated(server, key, "hw-keep")
+    for _ in range(4):
+        path = f"/devices/{activated(server, key, 'hw-a')['device_id']}/deactivate"
+        answers = all_at_once(6, partial(admin.post, path))
+        assert sorted(a.status_code for a in answers) == [200, 400, 400, 400, 400, 400]
+        assert admin.ok(admin.get(f"/licenses/{issued['id']}"))["times_activated"] == 1
+    # the other device still holds its seat: the license is not over-sold
+    assert activated(server, key, "hw-a")["times_activated"] == 2
+    assert error_of(activate(server, key, "hw-c")) == (400, "license_activated_max_times")
+    by_vendor = admin.ok(admin.get("/audit", action="device.deactivate"))["items"]
+    assert len(by_vendor) == 4
+
+
+def test_concurrent_extensions_add_up(server: Server, admin: Mgmt) -> None:
+    end = datetime(2030, 1, 1, tzinfo=UTC)
+    issued = admin.issue(license_type="subscription", validity_period=end.isoformat())
+    answers = all_at_once(6, lambda: admin.post(f"/licenses/{issued['id']}/extend", {"days": 10}))
+    assert [a.status_code for a in answers] == [200] * 6
+    final = admin.ok(admin.get(f"/licenses/{issued['id']}"))["validity_period"]
+    assert parse_iso_datetime(final) == end + timedelta(days=60)
+
+
+@pytest.mark.parametrize("role", ["support", "read-only"])
+def test_the_role_is_checked_before_the_request_is(server: Server, admin: Mgmt, role: str) -> None:
+    issued = admin.issue()
+    caller = mgmt(server, role)
+    for method, path, body in [
+        ("POST", f"/licenses/{issued['id']}/extend", {}),
+        ("POST", f"/licenses/{issued['id']}/extend", {"days": 3, "until": "2030-01-01"}),
+        ("POST", "/licenses/999999/extend", {"days": 3}),
+        ("POST", "/licenses/999999/disable", None),
+        ("PATCH", "/licenses/999999", {"max_activations": 2}),
+        ("DELETE", "/licenses/999999", None),
+        ("POST", "/licenses", {"product": "nope"}),
+        ("POST", "/tokens", {"name": " ", "role": "admin"}),
+        ("DELETE", "/tokens/999999", None),
+        ("DELETE", "/blacklist/999999", None),
+    ]:
+        response = caller.call(method, path, json=body)
+        assert error_of(response) == (403, "forbidden"), (method, path, body, response.text)

@@ -425,12 +425,14 @@ def extend_license(
     now: datetime,
 ) -> dict[str, Any]:
     """Push the expiry: to ``until``, or ``days`` after the later of now and the current end."""
+    admin.require("write")
     if (days is None) == (until is None):
         raise LicensorError("validation_error", "give either days or until")
     if days is not None:
         if days <= 0:
             raise LicensorError("validation_error", "days: must be > 0")
-        license_ = _owned_license(session, admin, license_id)
+        # under the row lock: concurrent extensions add up instead of overwriting each other
+        license_ = repository.lock_license(session, _owned_license(session, admin, license_id).id)
         base = max(license_.validity_period or now, now)
         until = base + timedelta(days=days)
     return update_license(
@@ -514,9 +516,10 @@ def deactivate_device(
     device = admin_repo.device_of_company(session, admin.company_id, device_id)
     if device is None:
         raise _not_found("device", device_id)
+    license_ = repository.lock_license(session, device.license_id)
+    # checked under the lock (which re-reads the device): a seat is freed once, not per caller
     if not device.active:
         raise LicensorError("device_not_found", f"device {device_id} is not active")
-    license_ = repository.lock_license(session, device.license_id)
     before = views.device_view(device)
     licensing.release_seat(session, license_, device, now=now)
     after = views.device_view(device)
@@ -546,6 +549,9 @@ def blacklist_add(
     admin.require("write")
     if not hardware_id or len(hardware_id) > 256 or "\x00" in hardware_id:
         raise LicensorError("validation_error", "hardware_id: 1-256 characters")
+    # a second entry would keep the device refused after the first one is removed
+    if admin_repo.blacklist_entry(session, admin.company_id, hardware_id, product) is not None:
+        raise LicensorError("validation_error", "hardware_id: already blacklisted", status=409)
     entry = catalogue.blacklist_device(
         session, admin.company_id, hardware_id, product_code=product, reason=reason
     )

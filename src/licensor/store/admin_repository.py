@@ -134,6 +134,22 @@ def blacklist(session: Session, company_id: int) -> Sequence[BlacklistEntry]:
     ).all()
 
 
+def blacklist_entry(
+    session: Session, company_id: int, hardware_id: str, product_code: str | None
+) -> BlacklistEntry | None:
+    """The entry for this hardware id: of one product by short code, else the company-wide one."""
+    statement = select(BlacklistEntry).where(
+        BlacklistEntry.company_id == company_id, BlacklistEntry.hardware_id == hardware_id
+    )
+    if product_code:
+        statement = statement.join(Product, Product.id == BlacklistEntry.product_id).where(
+            Product.short_code == product_code
+        )
+    else:
+        statement = statement.where(BlacklistEntry.product_id.is_(None))
+    return session.scalars(statement.limit(1)).first()
+
+
 def api_keys(session: Session, company_id: int) -> Sequence[ApiKey]:
     return session.scalars(
         select(ApiKey).where(ApiKey.company_id == company_id).order_by(ApiKey.id)
