@@ -114,4 +114,21 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         400, "The Computer Key belongs to another computer or license"
     ),
     "email_not_sent": ErrorSpec(503, "The e-mail could not be sent; try again later"),
+    # single sign-on (OpenID Connect)
+    "customer_account_not_found": ErrorSpec(400, "No customer account with this code"),
+    "sso_not_configured": ErrorSpec(
+        400, "Single sign-on is not configured for this customer account"
+    ),
+    "sso_token_expired": ErrorSpec(400, "The identity token has expired: log in again"),
+    "sso_token_invalid": ErrorSpec(400, "The identity token is not valid"),
+    "sso_code_invalid": ErrorSpec(
+        400, "The authorization code was refused by the identity provider"
+    ),
+    "sso_redirect_uri_not_allowed": ErrorSpec(
+        400, "This redirect_uri is not allowed for the customer account"
+    ),
+    "sso_user_not_allowed": ErrorSpec(400, "This identity may not use the customer's licenses"),
+    "sso_provider_unavailable": ErrorSpec(
+        503, "The identity provider could not be reached; try again later"
+    ),
 }

@@ -415,3 +415,27 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerAccount(Base):
+    """A vendor's business customer (an organisation with a code) whose users log in through the
+    organisation's OpenID Connect provider (single sign-on)."""
+
+    __tablename__ = "customer_accounts"
+    __table_args__ = (UniqueConstraint("company_id", "code"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # OpenID Connect; a null issuer = SSO not configured.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    oidc_client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Needed in clear at the token endpoint, so encrypted with the master key.
+    oidc_client_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    oidc_redirect_uris: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    oidc_email_claim: Mapped[str] = mapped_column(String(100), default="email")
+    # Unknown users who log in become license users of this license; null = refused.
+    auto_create_license_id: Mapped[int | None] = mapped_column(
+        ForeignKey("licenses.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

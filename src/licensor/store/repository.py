@@ -16,6 +16,7 @@ from licensor.store.models import (
     BlacklistEntry,
     Company,
     Customer,
+    CustomerAccount,
     Device,
     DeviceVariable,
     IdempotencyRecord,
@@ -444,3 +445,22 @@ def count_failed_authorization_code(session: Session, code_id: int) -> None:
         .where(AuthorizationCode.id == code_id)
         .values(failed_attempts=AuthorizationCode.failed_attempts + 1)
     )
+
+
+# -- single sign-on ----------------------------------------------------------------------------
+
+
+def customer_account_by_code(
+    session: Session, company_id: int, code: str
+) -> CustomerAccount | None:
+    return session.scalars(
+        select(CustomerAccount).where(
+            CustomerAccount.company_id == company_id, CustomerAccount.code == code
+        )
+    ).one_or_none()
+
+
+def license_user_on_license(session: Session, license_id: int, email: str) -> LicenseUser | None:
+    return session.scalars(
+        select(LicenseUser).where(LicenseUser.license_id == license_id, LicenseUser.email == email)
+    ).one_or_none()

@@ -19,7 +19,7 @@ from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, licensing
+from licensor.services import auth, licensing, sso
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -118,6 +118,35 @@ def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> l
     )
 
 
+def identity_ref(
+    session: Session,
+    state: AppState,
+    caller: Caller,
+    data: schemas.LicenseIdentity,
+    password: str | None = None,
+    *,
+    now: datetime,
+    create_user: bool = False,
+) -> licensing.LicenseRef:
+    """The license reference, naming the verified user when single sign-on credentials came."""
+    ref = license_ref(data, password)
+    if not isinstance(data, schemas.SsoFields) or not (
+        data.customer_account_code or data.id_token or data.code
+    ):
+        return ref
+    if not data.customer_account_code:
+        raise LicensorError(
+            "missing_parameters",
+            "Some parameters are missing in the request: customer_account_code.",
+        )
+    credentials = sso.SsoCredentials(
+        data.customer_account_code, data.id_token, data.code, data.redirect_uri, data.nonce
+    )
+    return sso.resolve_ref(
+        session, state.keys, caller, ref, credentials, now=now, create_user=create_user
+    )
+
+
 def device_info(data: schemas.DeviceFields) -> licensing.DeviceInfo:
     return licensing.DeviceInfo(
         is_vm=data.is_vm,
@@ -177,7 +206,7 @@ def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Respon
             session,
             caller,
             state.keys,
-            license_ref(data, data.password),
+            identity_ref(session, state, caller, data, data.password, now=now, create_user=True),
             device_info(data),
             variables=variables_as_text(data.variables),
             now=now,
@@ -200,16 +229,18 @@ def check_license(request: Request) -> Response:
     now = utcnow()
     algorithm = requested_algorithm(request.scope["headers"])
     # Read-only first (no write lock on SQLite); writable only when the device has news.
+    ref: licensing.LicenseRef | None = None  # resolved once: an SSO code is single-use
     for writable in (False, True):
         try:
             with state.db.transaction(write=writable) as session:
                 caller = caller_of(session, state, request, now)
                 query = parse_query(request, schemas.CheckQuery)
+                ref = ref or identity_ref(session, state, caller, query, now=now)
                 answer = licensing.check(
                     session,
                     caller,
                     state.keys,
-                    license_ref(query),
+                    ref,
                     device_info(query),
                     now=now,
                     algorithm=algorithm,
@@ -229,7 +260,8 @@ def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Resp
     with state.db.transaction(write=True) as session:
         caller = caller_of(session, state, request, now)
         data = parse_json(raw, schemas.DeactivateRequest)
-        answer = licensing.deactivate(session, caller, license_ref(data, data.password), now=now)
+        ref = identity_ref(session, state, caller, data, data.password, now=now)
+        answer = licensing.deactivate(session, caller, ref, now=now)
     return json_answer(answer.body)
 
 
@@ -296,6 +328,26 @@ def trial_key(request: Request) -> Response:
             now=now,
         )
     return json_answer(answer.body)
+
+
+@route("GET", "/sso_url", openapi_extra=_query_doc(schemas.SsoUrlQuery))
+def sso_url(request: Request) -> Response:
+    """The customer's identity provider login URL (with ``state`` and ``nonce``) and metadata."""
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction() as session:
+        caller = caller_of(session, state, request, now)
+        query = parse_query(request, schemas.SsoUrlQuery)
+        body = sso.sso_url(
+            session,
+            state.keys,
+            caller,
+            product=query.product,
+            customer_account_code=query.customer_account_code,
+            response_type=query.response_type,
+            redirect_uri=query.redirect_uri,
+        )
+    return json_answer(body)
 
 
 @route("GET", "/public_keys")

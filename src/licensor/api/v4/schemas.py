@@ -67,18 +67,35 @@ class DeviceFields(_Request):
     mac_address: Str64 = ""
 
 
-class ActivateRequest(LicenseIdentity, DeviceFields):
+class SsoFields(_Request):
+    """Single sign-on (SSO-I / SSO-C): ``id_token`` or ``code``, with ``customer_account_code``."""
+
+    customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul] | None = None
+    id_token: Annotated[str, Field(min_length=1, max_length=16000), NoNul] | None = None
+    code: Annotated[str, Field(min_length=1, max_length=2000), NoNul] | None = None
+    redirect_uri: Annotated[str, Field(min_length=1, max_length=2000), NoNul] | None = None
+    nonce: Str255 | None = None
+
+
+class ActivateRequest(LicenseIdentity, DeviceFields, SsoFields):
     password: Password | None = None
     variables: Variables | None = None
 
 
-class CheckQuery(LicenseIdentity, DeviceFields):
+class CheckQuery(LicenseIdentity, DeviceFields, SsoFields):
     include_expired_features: bool = False
 
 
-class DeactivateRequest(LicenseIdentity):
+class DeactivateRequest(LicenseIdentity, SsoFields):
     password: Password | None = None
     sdk_ver: Str64 = ""
+
+
+class SsoUrlQuery(_Request):
+    product: ProductCode
+    customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    response_type: Annotated[str, Field(pattern="^(code|token)$")] = "code"
+    redirect_uri: Annotated[str, Field(min_length=1, max_length=2000), NoNul] | None = None
 
 
 class TrackVariablesRequest(LicenseIdentity):
