@@ -140,8 +140,8 @@ def _configured_account(session: Session, keys: ServerKeys, caller: Caller, code
 
 
 def _redirect_uri(account: _Account, requested: str | None) -> str:
-    """The requested URI when allowed (a registered loopback URI allows any port, RFC 8252 §7.3),
-    else the first registered one."""
+    """The requested URI when allowed, else the first registered one. A registered loopback URI
+    without a port allows any port (RFC 8252 §7.3), and without a path any path."""
     if not requested:
         return account.redirect_uris[0]
     wanted = urlsplit(requested)
@@ -154,7 +154,7 @@ def _redirect_uri(account: _Account, requested: str | None) -> str:
             and registered.port is None
             and wanted.scheme == "http"
             and wanted.hostname == registered.hostname
-            and wanted.path.rstrip("/") == registered.path.rstrip("/")
+            and registered.path.rstrip("/") in ("", wanted.path.rstrip("/"))
         ):
             return requested
     raise LicensorError("sso_redirect_uri_not_allowed")
