@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
 import pytest
+from typer.testing import CliRunner
 
+from licensor.cli.main import app
 from licensor.services import sso
-from licensor.services.context import ServerKeys
 from licensor.store.models import CustomerAccount
 from tests.server.oidc_provider import OidcProvider, SigningKey
 from tests.server.processes import free_port
@@ -33,10 +35,6 @@ def provider() -> Iterator[OidcProvider]:
 def _fresh_provider_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     sso.providers.clear()
     monkeypatch.setattr(sso.providers, "min_refetch_seconds", 0.0)
-
-
-def server_keys(server: Server) -> ServerKeys:
-    return ServerKeys(server.keyring, server.master_key, server.settings)
 
 
 def add_account(
@@ -59,7 +57,7 @@ def add_account(
     with server.db.transaction(write=True) as session:
         sso.create_customer_account(
             session,
-            server_keys(server),
+            server.master_key,
             server.company_id,
             code,
             oidc=oidc if configured else None,
@@ -330,3 +328,30 @@ def test_client_secret_is_encrypted_at_rest(sso_server: Server) -> None:
         account = session.query(CustomerAccount).filter_by(code=ACCOUNT).one()
         assert account.oidc_client_secret_encrypted
         assert b"s3cret" not in account.oidc_client_secret_encrypted
+
+
+def test_cli_creates_customer_account(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LICENSOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LICENSOR_DATABASE_URL", database_url)
+    monkeypatch.delenv("LICENSOR_MASTER_KEY", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["company", "create", "Acme"]).exit_code == 0
+    args = [
+        "customer-account", "create", "acme-corp", "--issuer", "https://idp.example/realms/acme",
+        "--client-id", "licensor", "--client-secret", "s3cret",
+        "--redirect-uri", "http://127.0.0.1", "--redirect-uri", "https://app.example/cb",
+        "--email-claim", "upn",
+    ]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.stdout)
+    assert created["issuer"] == "https://idp.example/realms/acme"
+    assert created["redirect_uris"] == ["http://127.0.0.1", "https://app.example/cb"]
+    assert created["email_claim"] == "upn"
+    assert "s3cret" not in result.stdout
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    incomplete = runner.invoke(app, ["customer-account", "create", "x", "--issuer", "https://i"])
+    assert incomplete.exit_code == 1 and "--client-secret" in incomplete.output

@@ -469,6 +469,9 @@ app.command("audit")(_admin.audit_command)
 from licensor.cli.qlm import qlm_app as _qlm_app  # noqa: E402 - QLM-style activation commands
 
 app.add_typer(_qlm_app, name="qlm")
+from licensor.cli.sso import customer_account_app as _sso_app  # noqa: E402 - single sign-on
+
+app.add_typer(_sso_app, name="customer-account")
 
 
 def run() -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import AuthorizationMethod
+from licensor.secrets_at_rest import MasterKey
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import LicenseRef, resolve_product
 from licensor.store import repository
@@ -58,7 +59,7 @@ class OidcSettings:
 
 def create_customer_account(
     session: Session,
-    keys: ServerKeys,
+    master_key: MasterKey,
     company_id: int,
     code: str,
     *,
@@ -73,15 +74,16 @@ def create_customer_account(
         raise LicensorError("conflict", f"A customer account with code '{code}' already exists")
     account = CustomerAccount(company_id=company_id, code=code, name=name, oidc_redirect_uris=[])
     if oidc is not None:
-        configure_oidc(session, keys, account, oidc)
+        configure_oidc(session, master_key, account, oidc)
     session.add(account)
     session.flush()
     return account
 
 
 def configure_oidc(
-    session: Session, keys: ServerKeys, account: CustomerAccount, oidc: OidcSettings
+    session: Session, master_key: MasterKey, account: CustomerAccount, oidc: OidcSettings
 ) -> None:
+    """Connect the account to its identity provider (the client secret is encrypted at rest)."""
     issuer = oidc.issuer.rstrip("/")
     if urlsplit(issuer).scheme not in ("https", "http") or not urlsplit(issuer).netloc:
         raise LicensorError("validation_error", "issuer: must be an absolute http(s) URL")
@@ -100,7 +102,7 @@ def configure_oidc(
             raise LicensorError("license_not_found", "The auto-create license does not exist")
     account.oidc_issuer = issuer
     account.oidc_client_id = oidc.client_id
-    account.oidc_client_secret_encrypted = keys.master_key.encrypt(
+    account.oidc_client_secret_encrypted = master_key.encrypt(
         oidc.client_secret, context=CLIENT_SECRET_CONTEXT
     )
     account.oidc_redirect_uris = list(oidc.redirect_uris)
