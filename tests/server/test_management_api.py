@@ -453,6 +453,26 @@ def test_customers_create_search_get(server: Server, admin: Mgmt) -> None:
     assert emails() == ["ann@example.com", "bob@widgets.io"]
 
 
+def test_search_terms_are_text_not_patterns(server: Server, admin: Mgmt) -> None:
+    for email in ("a_b@example.com", "axb@example.com", "100%@example.com", "1000@example.com"):
+        admin.ok(admin.post("/customers", {"email": email}), 201)
+
+    def emails(search: str) -> list[str]:
+        items = admin.ok(admin.get("/customers", search=search))["items"]
+        return [c["email"] for c in items]
+
+    assert emails("a_b") == ["a_b@example.com"]
+    assert emails("100%") == ["100%@example.com"]
+    assert emails("%") == ["100%@example.com"]
+    assert emails("\\") == []
+    entry = admin.ok(admin.post("/blacklist", {"hardware_id": "x"}), 201)
+    admin.ok(admin.post("/api-keys", {}), 201)
+    assert admin.delete(f"/blacklist/{entry['id']}").status_code == 204
+    actions = [e["action"] for e in admin.ok(admin.get("/audit", action="api_key.*"))["items"]]
+    assert actions == ["api_key.create"]
+    assert admin.ok(admin.get("/audit", action="%"))["items"] == []
+
+
 def test_products_list_and_create(server: Server, admin: Mgmt) -> None:
     assert [p["short_code"] for p in admin.ok(admin.get("/products"))["items"]] == ["app"]
     made = admin.ok(

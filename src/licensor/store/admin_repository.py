@@ -39,6 +39,11 @@ class LicenseFilter:
     expires_before: datetime | None = None
 
 
+def _literal(text: str) -> str:
+    """``text`` for a LIKE pattern, its ``%`` and ``_`` matching themselves (escape ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def admin_token_by_hash(session: Session, token_hash: str) -> AdminToken | None:
     return session.scalars(
         select(AdminToken).where(AdminToken.token_hash == token_hash)
@@ -113,12 +118,12 @@ def customer_page(
 ) -> tuple[Sequence[Customer], int]:
     statement = select(Customer).where(Customer.company_id == company_id)
     if search:
-        pattern = f"%{search.lower()}%"
+        pattern = f"%{_literal(search.lower())}%"
         statement = statement.where(
             or_(
-                func.lower(Customer.email).like(pattern),
-                func.lower(Customer.last_name).like(pattern),
-                func.lower(Customer.company_name).like(pattern),
+                func.lower(Customer.email).like(pattern, escape="\\"),
+                func.lower(Customer.last_name).like(pattern, escape="\\"),
+                func.lower(Customer.company_name).like(pattern, escape="\\"),
             )
         )
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
@@ -178,7 +183,8 @@ def audit_page(
     if object_id:
         statement = statement.where(AuditEntry.object_id == object_id)
     if action:
-        statement = statement.where(AuditEntry.action.like(action.rstrip("*") + "%"))
+        prefix = _literal(action.rstrip("*")) + "%"
+        statement = statement.where(AuditEntry.action.like(prefix, escape="\\"))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(
         statement.order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
