@@ -357,3 +357,41 @@ def test_authorization_code_methods(mail_server: Server, mailbox: Mailbox) -> No
         mail_server, "ActivateKeyByAuthorizationCodeHttp", is_authcode=code, is_pcid=PC,
         is_email="ann@example.com",
     ) == 205  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "is_avkey=%ff%fe&is_pcid=%c3%28",
+        "is_avkey=%00&is_pcid=x",
+        "is_avkey&is_pcid",
+        "is_avkey=a&is_avkey=b&is_pcid=c&IS_PCID=d",
+        "is_pckey=" + "A" * 3000 + "&is_pcid=x",
+        "is_pckey=LK1-%00&is_pcid=x",
+        "is_productid=99999999999999999999999&is_avkey=k&is_pcid=x",
+        "is_majorversion=%F0%9F%94%91&is_avkey=k&is_pcid=x",
+        "%%%&&&==",
+    ],
+)
+def test_odd_queries_never_crash(server: Server, query: str) -> None:
+    server.product()
+    response = server.api.call("GET", f"/qlmservice.asmx/ValidateLicenseHttp?{query}")
+    assert response.status_code < 500
+    root = ET.fromstring(response.content)
+    assert root.findtext("errorCode") is not None
+
+
+def test_odd_form_bodies_never_crash(sqlite_server: Server) -> None:
+    for body, content_type in [
+        (b"\xff\xfe=\x00", "application/x-www-form-urlencoded"),
+        (b"is_avkey=%ZZ&is_pcid=%", "application/x-www-form-urlencoded"),
+        (b"<xml/>", "text/xml"),
+    ]:
+        response = sqlite_server.api.call(
+            "POST",
+            "/qlmservice.asmx/ValidateLicenseHttp",
+            content=body,
+            headers={"Content-Type": content_type},
+        )
+        assert response.status_code < 500
+        assert ET.fromstring(response.content).findtext("errorCode") in {"5", "203", "206", "208"}
