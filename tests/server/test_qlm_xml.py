@@ -75,6 +75,9 @@ def test_validate_license_activates_then_validates(server: Server) -> None:
     _, later = qlm(server, "ValidateLicenseHttp", form=True, is_pckey=first["pckey"], is_pcid=PC)
     assert later["result"] == "The license is valid.", later
     assert later["activationKey"] == key
+    # a query (is_activate=false) answers the same key: a DVC made from it keeps matching
+    _, query = qlm(server, "ValidateLicenseHttp", is_avkey=key, is_pcid=PC, is_activate="false")
+    assert query["pckey"] == first["pckey"] and query["result"] == "The license is valid."
     # activating again from the same computer takes no new seat
     _, again = qlm(server, "ValidateLicenseHttp", is_avkey=key, is_pcid=PC)
     assert again["result"] == "The license was already activated on this computer."

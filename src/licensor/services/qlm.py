@@ -570,6 +570,38 @@ def current_computer_key(
     return issue_computer_key(session, keys, checked, now=now)
 
 
+def stored_computer_key(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    *,
+    now: datetime,
+) -> ComputerKeyGrant:
+    """The Computer Key last issued to a computer that holds a seat, unchanged (a query: the
+    client's Deactivation Verification Code keeps matching); issued if it never had one."""
+    checked = licensing.check_device(session, caller, ref, info, now=now)
+    try:
+        if checked.device.computer_key is None:
+            raise ComputerKeyError("never issued")
+        claims = decode_computer_key(checked.device.computer_key, trusted_keys(keys))
+    except ComputerKeyError:  # none yet, or signed by a key this server no longer has
+        return issue_computer_key(session, keys, checked, now=now)
+    return ComputerKeyGrant(
+        computer_key=checked.device.computer_key,
+        product=checked.product,
+        license=checked.license,
+        device=checked.device,
+        customer=repository.customer(session, checked.license.customer_id),
+        reactivated=False,
+        issued_at=claims.issued_at,
+        expires_at=expires_at(
+            licensing.terms_of(checked.license, checked.product), checked.license.validity_period
+        ),
+    )
+
+
 def release(
     session: Session,
     caller: Caller,

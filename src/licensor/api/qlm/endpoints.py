@@ -257,7 +257,7 @@ def validate_license(call: Call) -> Elements:
             product=args.optional("is_productid"),
         )
         if not args.flag("is_activate", True):
-            grant = qlm.current_computer_key(
+            grant = qlm.stored_computer_key(
                 session, caller, call.state.keys, ref, call.device_info(), now=call.now
             )
             return license_elements(call, grant, "The license is valid.")
