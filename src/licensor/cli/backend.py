@@ -5,10 +5,11 @@ Both answer the same JSON shapes (the management API's), so commands render them
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -92,18 +93,23 @@ class LocalBackend:
 
     settings: Settings
     company: str | None
+    _db: Database | None = field(default=None, init=False, repr=False)
+
+    def database(self) -> Database:
+        """Migrated and opened once per command, however many calls the command makes."""
+        if self._db is None:
+            migrate.upgrade(self.settings.resolved_database_url)
+            self._db = Database(self.settings.resolved_database_url)
+            atexit.register(self._db.dispose)
+        return self._db
 
     def run(self, action: Callable[[Session, Admin], T]) -> T:
-        migrate.upgrade(self.settings.resolved_database_url)
-        db = Database(self.settings.resolved_database_url)
         try:
-            with db.transaction(write=True) as session:
+            with self.database().transaction(write=True) as session:
                 company = catalogue.resolve_company(session, self.company)
                 return action(session, management.local_admin(company.id))
         except LicensorError as exc:
             raise BackendError(exc.code, exc.message) from None
-        finally:
-            db.dispose()
 
     def call(
         self,
