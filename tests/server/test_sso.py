@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from licensor.cli.main import app
+from licensor.client import HmacCredentials, LicenseClient, SsoLoginFailed, sso_activate
 from licensor.services import sso
 from licensor.store.models import CustomerAccount
 from tests.server.oidc_provider import OidcProvider, SigningKey
@@ -355,3 +356,43 @@ def test_cli_creates_customer_account(
     assert again.exit_code == 1 and "already exists" in again.output
     incomplete = runner.invoke(app, ["customer-account", "create", "x", "--issuer", "https://i"])
     assert incomplete.exit_code == 1 and "--client-secret" in incomplete.output
+
+
+def fake_browser(url: str) -> None:
+    """What a browser does: follow the provider's redirect; run the fragment page's script."""
+    location = httpx.get(url, follow_redirects=False).headers["Location"]
+    parts = urlsplit(location)
+    if parts.fragment:
+        page = httpx.get(f"{parts.scheme}://{parts.netloc}{parts.path}")
+        assert "location.hash" in page.text
+        httpx.get(f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.fragment}")
+    else:
+        httpx.get(location)
+
+
+@pytest.mark.parametrize("response_type", ["code", "token"])
+def test_client_library_sso_flow(
+    sso_server: Server, provider: OidcProvider, tmp_path: Path, response_type: str
+) -> None:
+    keys = [k["public_key"] for k in sso_server.keyring.public_keys()]
+    client = LicenseClient(
+        "http://testserver",
+        "sso",
+        keys,
+        HmacCredentials(sso_server.api.api_key, sso_server.api.shared_key),
+        hardware_id="pc-browser",
+        storage_dir=tmp_path / "store",
+        transport=sso_server.client._transport,
+        send_device_facts=False,
+    )
+    with client:
+        url = client.sso_url(ACCOUNT, response_type=response_type)
+        assert url["url"].startswith(provider.issuer)
+        activated = sso_activate(
+            client, ACCOUNT, response_type=response_type, open_url=fake_browser, timeout=30
+        )
+        assert activated.username == EMAIL
+        assert client.check() is not None  # later checks name the verified user
+        client.deactivate()
+    with pytest.raises(SsoLoginFailed):
+        sso_activate(client, ACCOUNT, open_url=lambda url: None, timeout=0.5)

@@ -27,6 +27,7 @@ from licensor.client._errors import (
     WrongComputer,
 )
 from licensor.client._license import DeviceVariable, Feature, License, ProductDetails, Trial
+from licensor.client._sso import SsoLoginFailed, sso_activate
 from licensor.client.hardware import Binding
 from licensor.protocol.signing import PublicKeySet
 
@@ -54,10 +55,12 @@ __all__ = [
     "ProductDetails",
     "PublicKeySet",
     "ServerUnreachable",
+    "SsoLoginFailed",
     "TamperedLicense",
     "Trial",
     "UntrustedResponse",
     "WrongComputer",
     "load_public_keys",
+    "sso_activate",
     "verify_computer_key",
 ]

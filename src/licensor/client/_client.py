@@ -662,6 +662,66 @@ class LicenseClient(_ClientCore):
         answer = self._send(self._check_request(stored), timeout)
         return self._save_check(answer, stored)
 
+    def sso_url(
+        self,
+        customer_account_code: str,
+        *,
+        response_type: str = "code",
+        redirect_uri: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """The customer's identity provider login URL: ``url``, ``state``, ``nonce`` and
+        ``openid_configuration`` (single sign-on; see ``licensor.client.sso_activate``)."""
+        params = {
+            "product": self.product,
+            "customer_account_code": customer_account_code,
+            "response_type": response_type,
+        }
+        if redirect_uri is not None:
+            params["redirect_uri"] = redirect_uri
+        answer = self._send(_Request("GET", "sso_url", params=params), timeout)
+        if not isinstance(answer.data, dict) or not isinstance(answer.data.get("url"), str):
+            raise UntrustedResponse("unexpected sso_url answer")
+        return dict(answer.data)
+
+    def activate_sso(
+        self,
+        customer_account_code: str,
+        *,
+        id_token: str | None = None,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        nonce: str | None = None,
+        timeout: float | None = None,
+    ) -> License:
+        """Activate with single sign-on credentials (``id_token`` or ``code``); later checks name
+        the license user the server verified."""
+        if (id_token is None) == (code is None):
+            raise ValueError("give either id_token or code")
+        body: dict[str, Any] = {
+            "hardware_id": self.hardware_id,
+            "product": self.product,
+            "customer_account_code": customer_account_code,
+        }
+        for name, value in (
+            ("id_token", id_token),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("nonce", nonce),
+        ):
+            if value is not None:
+                body[name] = value
+        body.update(self._device_fields())
+        import uuid
+
+        request = _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+        with self.store.lock:
+            answer = self._send(request, timeout)
+            user = answer.data.get("user") if isinstance(answer.data, dict) else None
+            if not isinstance(user, dict) or not isinstance(user.get("email"), str):
+                raise UntrustedResponse("the SSO activation names no license user")
+            return self._save_activation(answer, {"username": user["email"]})
+
     def validate(self, *, online: bool = True, force_check: bool = False) -> License:
         """The call to make at every start: offline, with an online check only when one is due.
 
