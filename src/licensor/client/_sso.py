@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hmac
 import threading
-import webbrowser
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +34,8 @@ def _receive_redirect(
     timeout: float,
 ) -> dict[str, str]:
     """Listen on 127.0.0.1 (random port), open the login page, return the redirect's parameters."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer  # network code only when used
+
     received: dict[str, str] = {}
     done = threading.Event()
 
@@ -80,9 +80,14 @@ def sso_activate(
     *,
     response_type: Literal["code", "token"] = "code",
     timeout: float = 300.0,
-    open_url: Callable[[str], Any] = webbrowser.open,
+    open_url: Callable[[str], Any] | None = None,
 ) -> License:
-    """Open the customer's login page, wait for the redirect, and activate this computer."""
+    """Open the customer's login page (``open_url``, default: the web browser), wait for the
+    redirect, and activate this computer."""
+    if open_url is None:
+        import webbrowser
+
+        open_url = webbrowser.open
     answer: dict[str, Any] = {}
 
     def login_url(redirect_uri: str) -> str:
