@@ -3,13 +3,10 @@
 Importing this package loads no network code; httpx is imported when a call first goes online.
 """
 
+from typing import TYPE_CHECKING
+
 from licensor.client._auth import HmacCredentials, OAuthCredentials
 from licensor.client._client import AsyncLicenseClient, LicenseClient, load_public_keys
-from licensor.client._computer_key import (
-    ComputerKeyClient,
-    ComputerKeyLicense,
-    verify_computer_key,
-)
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
@@ -27,9 +24,37 @@ from licensor.client._errors import (
     WrongComputer,
 )
 from licensor.client._license import DeviceVariable, Feature, License, ProductDetails, Trial
-from licensor.client._sso import SsoLoginFailed, sso_activate
 from licensor.client.hardware import Binding
 from licensor.protocol.signing import PublicKeySet
+
+if TYPE_CHECKING:
+    from licensor.client._computer_key import (
+        ComputerKeyClient,
+        ComputerKeyLicense,
+        verify_computer_key,
+    )
+    from licensor.client._sso import SsoLoginFailed, sso_activate
+
+# Loaded on first use: most applications never touch them, and start-up time matters.
+_LAZY = {
+    "ComputerKeyClient": "licensor.client._computer_key",
+    "ComputerKeyLicense": "licensor.client._computer_key",
+    "verify_computer_key": "licensor.client._computer_key",
+    "SsoLoginFailed": "licensor.client._sso",
+    "sso_activate": "licensor.client._sso",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'licensor.client' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncLicenseClient",
