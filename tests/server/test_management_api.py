@@ -1156,3 +1156,15 @@ def test_the_role_is_checked_before_the_request_is(server: Server, admin: Mgmt, 
     ]:
         response = caller.call(method, path, json=body)
         assert error_of(response) == (403, "forbidden"), (method, path, body, response.text)
+
+
+def test_authentication_comes_before_validation(server: Server) -> None:
+    """Without a valid token nothing about the request is judged, not even its shape."""
+    for method, path, body in [
+        ("POST", "/licenses", {"product": "app", "count": 0, "unknown": 1}),
+        ("GET", "/licenses/not-a-number", None),
+        ("GET", "/licenses?per_page=100000", None),
+        ("PATCH", "/licenses/1", {"max_activations": -5}),
+    ]:
+        response = server.client.request(method, BASE + path, json=body)
+        assert error_of(response) == (401, "unauthorized"), (method, path, response.text)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -16,8 +16,6 @@ from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
 from licensor.services import catalogue, management
 from licensor.services.management import Admin
-
-router = APIRouter(prefix="/api/management/v1", tags=["Management API v1"])
 
 
 @contextmanager
@@ -33,6 +31,19 @@ def admin_transaction(request: Request) -> Iterator[tuple[Session, Admin, AppSta
             datetime.now(UTC),
         )
         yield session, admin, state
+
+
+def require_token(request: Request) -> None:
+    """Authentication comes before any validation of the path, query or body."""
+    with admin_transaction(request):
+        pass
+
+
+router = APIRouter(
+    prefix="/api/management/v1",
+    tags=["Management API v1"],
+    dependencies=[Depends(require_token)],
+)
 
 
 def now() -> datetime:
