@@ -4,6 +4,7 @@ mail) and licensor.client's QLM-style variants; every Computer Key validates off
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,10 +14,12 @@ import httpx
 import pytest
 
 from licensor.client import (
+    AsyncComputerKeyClient,
     ComputerKeyClient,
     HmacCredentials,
     LicenseRefused,
     NotActivated,
+    OAuthCredentials,
     WrongComputer,
 )
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
@@ -197,6 +200,29 @@ def test_qlm_front_and_client_end_to_end(
                 "bob@example.com", "guess"
             )
         assert wrong_password.value.code == "invalid_credentials"
+
+        # -- the asyncio client, with an OAuth client's credentials
+        with deployment.db.transaction(write=True) as session:
+            oauth = catalogue.create_oauth_client(
+                session, deployment.master_key, deployment.company_id
+            )
+
+        async def async_flow() -> None:
+            client = AsyncComputerKeyClient(
+                "photo",
+                deployment.public_keys,
+                server=base,
+                credentials=OAuthCredentials(oauth.client_id, oauth.client_secret),
+                hardware_id="pc-bob-3",
+                storage_dir=tmp_path / "async",
+            )
+            again = await client.activate_by_credentials("bob@example.com", "bob's password")
+            assert client.validate() == again
+            await client.release(keys["ORD-2"])
+            with pytest.raises(NotActivated):
+                client.validate()
+
+        asyncio.run(async_flow())
 
         # -- unauthenticated QLM calls are refused
         anonymous = httpx.get(f"{base}/qlmservice.asmx/PingHttp", timeout=30)

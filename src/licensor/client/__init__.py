@@ -29,6 +29,7 @@ from licensor.protocol.signing import PublicKeySet
 
 if TYPE_CHECKING:
     from licensor.client._computer_key import (
+        AsyncComputerKeyClient,
         ComputerKeyClient,
         ComputerKeyLicense,
         verify_computer_key,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 # Loaded on first use: most applications never touch them, and start-up time matters.
 _LAZY = {
+    "AsyncComputerKeyClient": "licensor.client._computer_key",
     "ComputerKeyClient": "licensor.client._computer_key",
     "ComputerKeyLicense": "licensor.client._computer_key",
     "verify_computer_key": "licensor.client._computer_key",
@@ -57,6 +59,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AsyncComputerKeyClient",
     "AsyncLicenseClient",
     "Binding",
     "BindingUnavailable",

@@ -117,9 +117,8 @@ def verify_computer_key(
     return ComputerKeyLicense.from_claims(claims)
 
 
-class ComputerKeyClient:
-    """One product's Computer Key on this computer: offline validation, manual activation and the
-    QLM-style online activations (``server`` and ``credentials`` needed only for those)."""
+class _ComputerKeyCore:
+    """What the sync and async clients share: identity, storage, offline validation, requests."""
 
     def __init__(
         self,
@@ -226,22 +225,18 @@ class ComputerKeyClient:
                 os.unlink(temporary)
             raise
 
-    # ------------------------------------------------------------------ online (QLM style)
+    # ------------------------------------------------------------------ online requests
 
-    def activate(
+    def _activate_body(
         self,
         license_key: str,
-        *,
-        computer_name: str = "",
-        user_data: str = "",
-        affiliate_id: str = "",
-        computer_type: str = "",
-        increment_activation_count: bool = True,
-        customer: Mapping[str, Any] | None = None,
-    ) -> ComputerKeyLicense:
-        """``ActivateLicense`` (and its Ex / ForUser variants): by Activation Key.
-
-        ``customer``: ``{"email", "full_name", "company", "privacy_consent"}`` to register."""
+        computer_name: str,
+        user_data: str,
+        affiliate_id: str,
+        computer_type: str,
+        increment_activation_count: bool,
+        customer: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "license_key": license_key,
             **self._options(
@@ -250,39 +245,23 @@ class ComputerKeyClient:
         }
         if customer is not None:
             body["customer"] = dict(customer)
-        return self._activation("activate_license_by_key", body)
+        return body
 
-    def request_authorization_code(self, email: str) -> None:
-        """Step 1: the server e-mails a 6-digit code for a license of this e-mail."""
-        self._post(
-            "request_authorization_code",
-            {"email": email, "product": self.product, "hardware_id": self.hardware_id},
-        )
+    def _code_request_body(self, email: str) -> dict[str, Any]:
+        return {"email": email, "product": self.product, "hardware_id": self.hardware_id}
 
-    def activate_by_code(self, code: str, *, email: str | None = None) -> ComputerKeyLicense:
-        """Step 2: the code from the e-mail activates this computer."""
+    def _code_body(self, code: str, email: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"authorization_code": code, **self._options()}
         if email is not None:
             body["email"] = email
-        return self._activation("activate_license_by_code", body)
+        return body
 
-    def activate_by_field(self, field: str, value: str, email: str) -> ComputerKeyLicense:
-        """``ActivateLicenseByField``: by ``OrderID`` or ``ReceiptID`` and the buyer's e-mail."""
-        body = {"field": field, "value": value, "email": email, **self._options()}
-        return self._activation("activate_license_by_field", body)
-
-    def activate_by_credentials(self, username: str, password: str) -> ComputerKeyLicense:
-        """``ActivateLicenseByBasicAuthentication``: the customer's account."""
-        body = {"username": username, "password": password, **self._options()}
-        return self._activation("activate_license_by_credentials", body)
-
-    def release(self, license_key: str) -> None:
-        """Release this computer's seat online and delete the stored Computer Key."""
-        self._post(
-            "release_license",
-            {"product": self.product, "license_key": license_key, "hardware_id": self.hardware_id},
-        )
-        self.forget()
+    def _release_body(self, license_key: str) -> dict[str, Any]:
+        return {
+            "product": self.product,
+            "license_key": license_key,
+            "hardware_id": self.hardware_id,
+        }
 
     def _options(
         self,
@@ -302,54 +281,191 @@ class ComputerKeyClient:
             "increment_activation_count": increment_activation_count,
         }
 
-    def _activation(self, endpoint: str, body: dict[str, Any]) -> ComputerKeyLicense:
-        data = self._post(endpoint, body)
+    def _url(self, endpoint: str) -> str:
+        if self.server is None or self.credentials is None:
+            raise TypeError("online calls need server= and credentials=")
+        return f"{self.server}{API}/{endpoint}"
+
+    def _token_url(self, credentials: OAuthCredentials) -> str:
+        return credentials.token_url or f"{self.server}{TOKEN_PATH}"
+
+    def _answer(self, response: httpx.Response) -> Any:
+        return interpret(
+            self.public_keys, response.status_code, response.headers, response.content
+        ).data
+
+    def _install_answer(self, data: Any) -> ComputerKeyLicense:
         key = data.get("computer_key") if isinstance(data, dict) else None
         if not isinstance(key, str):
             raise UntrustedResponse("the answer carries no Computer Key")
         return self.install(key)
 
+
+class ComputerKeyClient(_ComputerKeyCore):
+    """One product's Computer Key on this computer: offline validation, manual activation and the
+    QLM-style online activations (``server`` and ``credentials`` needed only for those)."""
+
+    def activate(
+        self,
+        license_key: str,
+        *,
+        computer_name: str = "",
+        user_data: str = "",
+        affiliate_id: str = "",
+        computer_type: str = "",
+        increment_activation_count: bool = True,
+        customer: Mapping[str, Any] | None = None,
+    ) -> ComputerKeyLicense:
+        """``ActivateLicense`` (and its Ex / ForUser variants): by Activation Key.
+
+        ``customer``: ``{"email", "full_name", "company", "privacy_consent"}`` to register."""
+        body = self._activate_body(
+            license_key,
+            computer_name,
+            user_data,
+            affiliate_id,
+            computer_type,
+            increment_activation_count,
+            customer,
+        )
+        return self._install_answer(self._post("activate_license_by_key", body))
+
+    def request_authorization_code(self, email: str) -> None:
+        """Step 1: the server e-mails a 6-digit code for a license of this e-mail."""
+        self._post("request_authorization_code", self._code_request_body(email))
+
+    def activate_by_code(self, code: str, *, email: str | None = None) -> ComputerKeyLicense:
+        """Step 2: the code from the e-mail activates this computer."""
+        return self._install_answer(
+            self._post("activate_license_by_code", self._code_body(code, email))
+        )
+
+    def activate_by_field(self, field: str, value: str, email: str) -> ComputerKeyLicense:
+        """``ActivateLicenseByField``: by ``OrderID`` or ``ReceiptID`` and the buyer's e-mail."""
+        body = {"field": field, "value": value, "email": email, **self._options()}
+        return self._install_answer(self._post("activate_license_by_field", body))
+
+    def activate_by_credentials(self, username: str, password: str) -> ComputerKeyLicense:
+        """``ActivateLicenseByBasicAuthentication``: the customer's account."""
+        body = {"username": username, "password": password, **self._options()}
+        return self._install_answer(self._post("activate_license_by_credentials", body))
+
+    def release(self, license_key: str) -> None:
+        """Release this computer's seat online and delete the stored Computer Key."""
+        self._post("release_license", self._release_body(license_key))
+        self.forget()
+
     def _post(self, endpoint: str, body: dict[str, Any]) -> Any:
-        if self.server is None or self.credentials is None:
-            raise TypeError("online calls need server= and credentials=")
+        url = self._url(endpoint)
         import httpx
 
         headers = {"Licensor-Accept-Signature": "ed25519", **self._auth_headers()}
         try:
-            response = httpx.post(
-                f"{self.server}{API}/{endpoint}", json=body, headers=headers, timeout=self.timeout
-            )
+            response = httpx.post(url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        return interpret(
-            self.public_keys, response.status_code, response.headers, response.content
-        ).data
+        return self._answer(response)
 
     def _auth_headers(self) -> dict[str, str]:
         credentials = self.credentials
         if isinstance(credentials, HmacCredentials):
             return credentials.headers()
-        assert isinstance(credentials, OAuthCredentials) and self.server is not None
+        assert isinstance(credentials, OAuthCredentials)
         token = self._tokens.current()
         if token is None:
-            token = self._fetch_token(credentials)
+            import httpx
+
+            try:
+                response = httpx.post(
+                    self._token_url(credentials),
+                    data=token_form(credentials),
+                    timeout=self.timeout,
+                )
+            except httpx.HTTPError as exc:
+                raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+            token = self._tokens.accept(response.status_code, _json_or_none(response))
         return bearer_headers(token)
 
-    def _fetch_token(self, credentials: OAuthCredentials) -> str:
+
+class AsyncComputerKeyClient(_ComputerKeyCore):
+    """``ComputerKeyClient`` for asyncio: the same methods; the online ones are coroutines."""
+
+    async def activate(
+        self,
+        license_key: str,
+        *,
+        computer_name: str = "",
+        user_data: str = "",
+        affiliate_id: str = "",
+        computer_type: str = "",
+        increment_activation_count: bool = True,
+        customer: Mapping[str, Any] | None = None,
+    ) -> ComputerKeyLicense:
+        body = self._activate_body(
+            license_key,
+            computer_name,
+            user_data,
+            affiliate_id,
+            computer_type,
+            increment_activation_count,
+            customer,
+        )
+        return self._install_answer(await self._post("activate_license_by_key", body))
+
+    async def request_authorization_code(self, email: str) -> None:
+        await self._post("request_authorization_code", self._code_request_body(email))
+
+    async def activate_by_code(self, code: str, *, email: str | None = None) -> ComputerKeyLicense:
+        return self._install_answer(
+            await self._post("activate_license_by_code", self._code_body(code, email))
+        )
+
+    async def activate_by_field(self, field: str, value: str, email: str) -> ComputerKeyLicense:
+        body = {"field": field, "value": value, "email": email, **self._options()}
+        return self._install_answer(await self._post("activate_license_by_field", body))
+
+    async def activate_by_credentials(self, username: str, password: str) -> ComputerKeyLicense:
+        body = {"username": username, "password": password, **self._options()}
+        return self._install_answer(await self._post("activate_license_by_credentials", body))
+
+    async def release(self, license_key: str) -> None:
+        await self._post("release_license", self._release_body(license_key))
+        self.forget()
+
+    async def _post(self, endpoint: str, body: dict[str, Any]) -> Any:
+        url = self._url(endpoint)
         import httpx
 
-        url = credentials.token_url or self.server_url(TOKEN_PATH)
+        headers = {"Licensor-Accept-Signature": "ed25519", **(await self._auth_headers())}
         try:
-            response: httpx.Response = httpx.post(
-                url, data=token_form(credentials), timeout=self.timeout
-            )
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        return self._tokens.accept(response.status_code, data)
+        return self._answer(response)
 
-    def server_url(self, path: str) -> str:
-        return f"{self.server}{path}"
+    async def _auth_headers(self) -> dict[str, str]:
+        credentials = self.credentials
+        if isinstance(credentials, HmacCredentials):
+            return credentials.headers()
+        assert isinstance(credentials, OAuthCredentials)
+        token = self._tokens.current()
+        if token is None:
+            import httpx
+
+            try:
+                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                    response = await client.post(
+                        self._token_url(credentials), data=token_form(credentials)
+                    )
+            except httpx.HTTPError as exc:
+                raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+            token = self._tokens.accept(response.status_code, _json_or_none(response))
+        return bearer_headers(token)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
