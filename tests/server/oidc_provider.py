@@ -3,15 +3,30 @@
 It serves discovery, a JWKS (keys can be rotated), an authorization endpoint that logs in a
 configured user at once (code or implicit grant) and a token endpoint (client_secret_basic), over
 real HTTP in a thread. Tests also mint tokens with it directly, well-formed or deliberately bad.
+
+It also runs as its own process for the end-to-end tests::
+
+    python -m tests.server.oidc_provider --port 0 --state-file provider.json
+
+prints its issuer URL and writes ``{"issuer", "admin_token", "pid", "client_id"}`` to the state
+file once it listens. The same loopback server then offers a small admin API (``Authorization:
+Bearer <admin_token>``): ``POST /admin/issue`` (JSON ``email``, ``nonce``, ``expires_in``,
+``issued_ago``, ``audience``: an ``id_token``), ``POST /admin/rotate`` (a new signing key replaces
+the current one), ``POST /admin/login`` (JSON ``email``, ``email_verified``: who the authorization
+endpoint logs in) and ``GET /admin/requests`` (the paths served so far, admin calls excluded).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import hmac
 import json
+import os
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,9 +51,18 @@ class SigningKey:
 
 
 class OidcProvider:
-    def __init__(self, client_id: str = "licensor", client_secret: str = "s3cret") -> None:
+    def __init__(
+        self,
+        client_id: str = "licensor",
+        client_secret: str = "s3cret",
+        *,
+        port: int = 0,
+        admin_token: str | None = None,
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        # The admin API is only served when a token is given (the provider as its own process).
+        self.admin_token = admin_token
         self.keys = [SigningKey("key-1")]
         self.login_email = "alice@customer.example"
         self.email_verified = True
@@ -60,7 +84,31 @@ class OidcProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _admin(self, method: str) -> bool:
+                """Serve an admin call when this is one (and the admin API is on)."""
+                path = urlsplit(self.path).path
+                if provider.admin_token is None or not path.startswith("/admin/"):
+                    return False
+                body: dict[str, Any] = {}
+                if method == "POST":
+                    length = int(self.headers.get("Content-Length", "0"))
+                    raw = self.rfile.read(length) if length else b""
+                    try:
+                        body = json.loads(raw) if raw else {}
+                    except ValueError:
+                        self._send(400, {"error": "invalid_json"})
+                        return True
+                given = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(given, f"Bearer {provider.admin_token}"):
+                    self._send(401, {"error": "unauthorized"})
+                    return True
+                status, answer = provider.admin(method, path, body)
+                self._send(status, answer)
+                return True
+
             def do_GET(self) -> None:
+                if self._admin("GET"):
+                    return
                 url = urlsplit(self.path)
                 provider.requests.append(url.path)
                 if url.path == "/.well-known/openid-configuration":
@@ -74,13 +122,15 @@ class OidcProvider:
                     self._send(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
+                if self._admin("POST"):
+                    return
                 provider.requests.append(self.path)
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 status, body = provider.token(self.headers.get("Authorization", ""), form)
                 self._send(status, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -141,6 +191,27 @@ class OidcProvider:
             "expires_in": 300,
         }
 
+    def admin(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """The admin API of the provider process (see the module docstring)."""
+        if method == "POST" and path == "/admin/issue":
+            options = {
+                name: body[name]
+                for name in ("email", "nonce", "audience", "expires_in", "issued_ago")
+                if body.get(name) is not None
+            }
+            token = self.issue(**options)
+            return 200, {"id_token": token, "kid": jwt.get_unverified_header(token)["kid"]}
+        if method == "POST" and path == "/admin/rotate":
+            return 200, {"kid": self.rotate().kid}
+        if method == "POST" and path == "/admin/login":
+            if body.get("email"):
+                self.login_email = str(body["email"])
+            self.email_verified = bool(body.get("email_verified", True))
+            return 200, {"email": self.login_email, "email_verified": self.email_verified}
+        if method == "GET" and path == "/admin/requests":
+            return 200, {"requests": list(self.requests)}
+        return 404, {"error": "not_found"}
+
     # -- tokens ----------------------------------------------------------------------------------
 
     def rotate(self) -> SigningKey:
@@ -188,3 +259,46 @@ class OidcProvider:
             "email": self.login_email,
             **overrides,
         }
+
+
+# -- as its own process ----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--state-file", help="JSON written once listening (issuer, admin_token)")
+    parser.add_argument("--client-id", default="licensor")
+    parser.add_argument("--client-secret", default="s3cret")
+    parser.add_argument("--login-email", default=None, help="who /authorize logs in")
+    args = parser.parse_args(argv)
+    provider = OidcProvider(
+        args.client_id,
+        args.client_secret,
+        port=args.port,
+        admin_token=secrets.token_urlsafe(24),
+    )
+    if args.login_email:
+        provider.login_email = args.login_email
+    state = {
+        "issuer": provider.issuer,
+        "admin_token": provider.admin_token,
+        "pid": os.getpid(),
+        "client_id": provider.client_id,
+    }
+    if args.state_file:
+        partial = args.state_file + ".tmp"
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.replace(partial, args.state_file)  # readers never see half a file
+    print(provider.issuer, flush=True)
+    try:
+        provider.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        provider.httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()
