@@ -503,6 +503,75 @@ def test_products_list_and_create(server: Server, admin: Mgmt) -> None:
     assert user_license["users"][0]["email"] == "u@example.com"
 
 
+# -- license users -----------------------------------------------------------------------------
+
+
+def user_activation(server: Server, username: str, password: str, hw: str) -> httpx.Response:
+    return server.api.activate(product="team", username=username, password=password, hardware_id=hw)
+
+
+def test_license_users_are_added_and_their_passwords_reset(server: Server, admin: Mgmt) -> None:
+    server.product("team", authorization_method="user")
+    issued = admin.issue(
+        "team", user_email="ann@example.com", user_password="ann-pass-1", max_activations=5
+    )
+    body = {"email": "Bob@Example.com", "password": "bob-pass-1", "max_activations": 3}
+    added = admin.ok(admin.post(f"/licenses/{issued['id']}/users", body), 201)
+    assert (added["email"], added["max_activations"], added["license_id"]) == (
+        "bob@example.com",
+        3,
+        issued["id"],
+    )
+    assert added["is_initial_password"] is True
+    assert "password" not in added
+    users = admin.ok(admin.get(f"/licenses/{issued['id']}"))["users"]
+    assert [u["email"] for u in users] == ["ann@example.com", "bob@example.com"]
+    assert user_activation(server, "bob@example.com", "bob-pass-1", "d1").status_code == 200
+
+    again = admin.post(f"/licenses/{issued['id']}/users", {**body, "email": "bob@example.com"})
+    assert error_of(again) == (409, "validation_error")
+    short = admin.post(f"/licenses/{issued['id']}/users", {**body, "password": "short"})
+    assert error_of(short) == (400, "validation_error")
+    assert "password" in short.json()["message"]
+    key_license = admin.issue()
+    on_key = admin.post(f"/licenses/{key_license['id']}/users", {**body, "email": "c@x.io"})
+    assert error_of(on_key) == (400, "validation_error")
+    assert error_of(admin.post("/licenses/999999/users", body)) == (404, "not_found")
+
+    # a generated password, answered once: it works, the old one no longer does
+    reset = admin.ok(admin.post(f"/license-users/{added['id']}/reset-password"))
+    generated = reset["password"]
+    assert len(generated) >= 8
+    assert reset["is_initial_password"] is True
+    assert error_of(user_activation(server, "bob@example.com", "bob-pass-1", "d2")) == (
+        400,
+        "invalid_credentials",
+    )
+    assert user_activation(server, "bob@example.com", generated, "d2").status_code == 200
+    # or the one the vendor gives
+    chosen = admin.ok(
+        admin.post(f"/license-users/{added['id']}/reset-password", {"password": "chosen-pw-9"})
+    )
+    assert "password" not in chosen
+    assert error_of(user_activation(server, "bob@example.com", generated, "d3"))[1] == (
+        "invalid_credentials"
+    )
+    assert user_activation(server, "bob@example.com", "chosen-pw-9", "d4").status_code == 200
+    too_short = admin.post(f"/license-users/{added['id']}/reset-password", {"password": "x"})
+    assert error_of(too_short) == (400, "validation_error")
+    assert error_of(admin.post("/license-users/999999/reset-password")) == (404, "not_found")
+
+    log = admin.ok(admin.get("/audit", object_type="license_user"))["items"]
+    assert [e["action"] for e in log] == [
+        "license_user.reset_password",
+        "license_user.reset_password",
+        "license_user.create",
+    ]
+    assert all(e["object_id"] == str(added["id"]) for e in log)
+    assert generated not in str(log) and "chosen-pw-9" not in str(log)
+    assert "bob-pass-1" not in str(log)
+
+
 # -- tokens and API credentials ----------------------------------------------------------------
 
 
@@ -756,6 +825,14 @@ ENDPOINTS = [
     Endpoint("DELETE", "/blacklist/{blacklist}", "write", 204),
     Endpoint("POST", "/customers", "write", 201, {"email": "new@example.com"}),
     Endpoint("POST", "/products", "write", 201, {"short_code": "new", "name": "New"}),
+    Endpoint(
+        "POST",
+        "/licenses/{user_license}/users",
+        "write",
+        201,
+        {"email": "new@example.com", "password": "new-pass-1"},
+    ),
+    Endpoint("POST", "/license-users/{license_user}/reset-password", "write"),
     Endpoint("GET", "/tokens", "credentials"),
     Endpoint("POST", "/tokens", "credentials", 201, {"name": "more", "role": "read-only"}),
     Endpoint("DELETE", "/tokens/{other_token}", "credentials"),
@@ -775,6 +852,10 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
     """One of everything a company owns, made through the API with an admin token."""
     issued = owner.issue(max_activations=3)
     spare = owner.issue()
+    if not any(p["short_code"] == "team" for p in owner.ok(owner.get("/products"))["items"]):
+        team = {"short_code": "team", "name": "Team", "authorization_method": "user"}
+        owner.ok(owner.post("/products", team), 201)
+    user_license = owner.issue("team", user_email=f"{hw}@team.example", user_password="pw-123456")
     other = owner.ok(owner.post("/tokens", {"name": "other", "role": "support"}), 201)
     made = owner.ok(owner.post("/api-keys", {"label": "spare"}), 201)
     api = Api(server.client, server.public_keys, made["api_key"], made["shared_key"])
@@ -796,6 +877,8 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
         "other_token": other["id"],
         "api_key": spare_key["id"],
         "oauth_client": oauth["id"],
+        "user_license": user_license["id"],
+        "license_user": user_license["users"][0]["id"],
     }
 
 
@@ -819,7 +902,7 @@ def test_each_role_may_do_exactly_its_share(server: Server, admin: Mgmt, role: s
         assert (license_["max_activations"], license_["enabled"]) == (3, True)
         assert license_["validity_period"] is None
         assert admin.get(f"/licenses/{ids['spare_license']}").status_code == 200
-        assert admin.ok(admin.get("/licenses"))["total"] == 2
+        assert admin.ok(admin.get("/licenses"))["total"] == 3
         assert len(admin.ok(admin.get("/blacklist"))["items"]) == 1
         assert [t["revoked"] for t in admin.ok(admin.get("/tokens"))["items"]].count(True) == 0
     forbidden = response_message(caller, "POST", "/licenses", {"product": "app"})
@@ -918,6 +1001,9 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         *[("DELETE", f"/tokens/{token_id}", None) for token_id in a_tokens],
         ("DELETE", f"/api-keys/{a['api_key']}", None),
         ("DELETE", f"/oauth-clients/{a['oauth_client']}", None),
+        ("POST", f"/licenses/{a['user_license']}/users", {"email": "x@y.z", "password": "p" * 9}),
+        ("POST", f"/license-users/{a['license_user']}/reset-password", None),
+        ("POST", f"/license-users/{a['license_user']}/reset-password", {"password": "p" * 9}),
     ]
     for method, path, body in attempts:
         response = b.call(method, path, json=body)
@@ -951,7 +1037,7 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
     )
     assert admin.ok(admin.get(f"/licenses/{a['license']}")) == before
     assert admin.ok(admin.get(f"/licenses/{a['license']}/devices"))["items"][0]["active"] is True
-    assert admin.ok(admin.get("/licenses"))["total"] == 2
+    assert admin.ok(admin.get("/licenses"))["total"] == 3
     assert len(admin.ok(admin.get("/blacklist"))["items"]) == 1
     assert not any(t["revoked"] for t in admin.ok(admin.get("/tokens"))["items"])
     assert not any(k["revoked"] for k in admin.ok(admin.get("/credentials"))["api_keys"])
@@ -1153,6 +1239,7 @@ def test_the_role_is_checked_before_the_request_is(server: Server, admin: Mgmt, 
         ("POST", "/tokens", {"name": " ", "role": "admin"}),
         ("DELETE", "/tokens/999999", None),
         ("DELETE", "/blacklist/999999", None),
+        ("POST", "/license-users/999999/reset-password", None),
     ]:
         response = caller.call(method, path, json=body)
         assert error_of(response) == (403, "forbidden"), (method, path, body, response.text)

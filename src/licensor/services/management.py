@@ -26,6 +26,7 @@ from licensor.store.models import (
     BlacklistEntry,
     Customer,
     License,
+    LicenseUser,
     OAuthClient,
     Product,
 )
@@ -498,6 +499,101 @@ def delete_license(
         before=before,
         now=now,
     )
+
+
+# -- license users -----------------------------------------------------------------------------
+
+MIN_PASSWORD = 8
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD or len(password) > 1024:
+        raise LicensorError("validation_error", f"password: {MIN_PASSWORD}-1024 characters")
+
+
+def add_license_user(
+    session: Session,
+    admin: Admin,
+    license_id: int,
+    *,
+    email: str,
+    password: str,
+    max_activations: int = 1,
+    first_name: str = "",
+    last_name: str = "",
+    now: datetime,
+) -> dict[str, Any]:
+    """A user (username + password) of a user-based license."""
+    admin.require("write")
+    license_ = repository.lock_license(session, _owned_license(session, admin, license_id).id)
+    product = session.get(Product, license_.product_id)
+    if product is None or product.authorization_method != "user":
+        raise LicensorError(
+            "validation_error", "license_id: users belong to licenses of user-based products"
+        )
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise LicensorError("validation_error", "email: not an e-mail address")
+    _check_password(password)
+    if max_activations < 0:
+        raise LicensorError("validation_error", "max_activations: must be >= 0")
+    if repository.license_user_on_license(session, license_.id, email) is not None:
+        raise LicensorError("validation_error", "email: this user already exists", status=409)
+    user = LicenseUser(
+        license_id=license_.id,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        password_hash=licensing.password_hasher.hash(password),
+        is_initial_password=True,
+        max_activations=max_activations,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    view = {**views.license_user_view(user), "license_id": license_.id}
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="license_user.create",
+        object_type="license_user",
+        object_id=user.id,
+        after=view,
+        now=now,
+    )
+    return view
+
+
+def reset_user_password(
+    session: Session, admin: Admin, user_id: int, *, password: str | None, now: datetime
+) -> dict[str, Any]:
+    """Set the given password, or a generated one answered once; either is an initial one."""
+    admin.require("write")
+    user = admin_repo.license_user_of_company(session, admin.company_id, user_id)
+    if user is None:
+        raise _not_found("license user", user_id)
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    _check_password(password)
+    before = {**views.license_user_view(user), "license_id": user.license_id}
+    user.password_hash = licensing.password_hasher.hash(password)
+    user.is_initial_password = True
+    session.flush()
+    after = {**views.license_user_view(user), "license_id": user.license_id}
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="license_user.reset_password",
+        object_type="license_user",
+        object_id=user_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return {**after, "password": password} if generated else after
 
 
 # -- devices and blacklist ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from licensor.store.models import (
     Customer,
     Device,
     License,
+    LicenseUser,
     OAuthClient,
     Product,
 )
@@ -69,6 +70,14 @@ def device_of_company(session: Session, company_id: int, device_id: int) -> Devi
         select(Device)
         .join(License, License.id == Device.license_id)
         .where(Device.id == device_id, License.company_id == company_id)
+    ).one_or_none()
+
+
+def license_user_of_company(session: Session, company_id: int, user_id: int) -> LicenseUser | None:
+    return session.scalars(
+        select(LicenseUser)
+        .join(License, License.id == LicenseUser.license_id)
+        .where(LicenseUser.id == user_id, License.company_id == company_id)
     ).one_or_none()
 
 

@@ -196,6 +196,43 @@ def license_devices(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_devices(s, a, license_id)})
 
 
+# -- license users -----------------------------------------------------------------------------
+
+
+@router.post("/licenses/{license_id}/users")
+def add_license_user(
+    request: Request, license_id: int, body: schemas.CreateLicenseUser
+) -> Response:
+    """A user of a user-based license: username (e-mail) and an initial password."""
+    return _run(
+        request,
+        lambda s, a, _: management.add_license_user(
+            s,
+            a,
+            license_id,
+            email=body.email,
+            password=body.password,
+            max_activations=body.max_activations,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            now=now(),
+        ),
+        status=201,
+    )
+
+
+@router.post("/license-users/{user_id}/reset-password")
+def reset_user_password(
+    request: Request, user_id: int, body: schemas.ResetPassword | None = None
+) -> Response:
+    """Set the given password, or generate one: a generated password is in this answer only."""
+    password = body.password if body is not None else None
+    return _run(
+        request,
+        lambda s, a, _: management.reset_user_password(s, a, user_id, password=password, now=now()),
+    )
+
+
 # -- devices and blacklist ---------------------------------------------------------------------
 
 

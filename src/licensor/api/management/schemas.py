@@ -105,3 +105,18 @@ class CreateProduct(_Body):
     allow_trial: bool = False
     trial_days: Annotated[int, Field(ge=0, le=100_000)] = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+Password = Annotated[str, Field(min_length=8, max_length=1024), NoNul]
+
+
+class CreateLicenseUser(_Body):
+    email: Annotated[str, Field(min_length=3, max_length=320), NoNul]
+    password: Password
+    max_activations: Annotated[int, Field(ge=0, le=1_000_000)] = 1
+    first_name: Short = ""
+    last_name: Short = ""
+
+
+class ResetPassword(_Body):
+    password: Password | None = None
