@@ -16,6 +16,7 @@ import pytest
 
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.services import catalogue, management
+from licensor.store.models import ApiKey, OAuthClient
 from tests.server.support import Api, Server, error_of
 
 BASE = "/api/management/v1"
@@ -660,6 +661,145 @@ def test_api_keys_create_revoke_and_credentials_list(server: Server, admin: Mgmt
     assert error_of(admin.post("/api-keys", {"products": ["nope"]})) == (400, "unknown_product")
 
 
+def oauth_token(server: Server, client_id: str, secret: str) -> httpx.Response:
+    return server.client.post(
+        "/api/v4/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+
+
+def end_overlap(server: Server, model: Any, object_id: int) -> None:
+    """The overlap window of a rotated credential closes now."""
+    with server.db.transaction(write=True) as session:
+        session.get(model, object_id).previous_valid_until = datetime.now(UTC) - timedelta(
+            seconds=1
+        )
+
+
+def test_oauth_clients_are_created_for_a_scope_and_shown_once(server: Server, admin: Mgmt) -> None:
+    issued = admin.issue(customer_email="c@example.com")
+    customer = admin.ok(admin.get("/customers"))["items"][0]
+    company = admin.ok(admin.post("/oauth-clients", {}), 201)
+    assert (company["scope"], company["customer_id"], company["license_id"]) == (
+        "company",
+        None,
+        None,
+    )
+    secret = company["client_secret"]
+    assert oauth_token(server, company["client_id"], secret).status_code == 200
+    by_customer = admin.ok(
+        admin.post("/oauth-clients", {"scope": "customer", "customer_id": customer["id"]}), 201
+    )
+    assert by_customer["customer_id"] == customer["id"]
+    by_license = admin.ok(
+        admin.post("/oauth-clients", {"scope": "license", "license_id": issued["id"]}), 201
+    )
+    assert by_license["license_id"] == issued["id"]
+    bearer = oauth_token(server, by_license["client_id"], by_license["client_secret"])
+    api = Api(server.client, server.public_keys, "", "")
+    api.bearer = bearer.json()["access_token"]
+    assert activated_with(api, issued["license_key"], "hw-1")["times_activated"] == 1
+
+    listed = admin.ok(admin.get("/credentials"))["oauth_clients"]
+    assert [c["id"] for c in listed] == [company["id"], by_customer["id"], by_license["id"]]
+    assert secret not in str(listed)
+    assert error_of(admin.post("/oauth-clients", {"scope": "customer"})) == (
+        400,
+        "validation_error",
+    )
+    assert error_of(admin.post("/oauth-clients", {"scope": "team"})) == (400, "validation_error")
+    missing = {"scope": "license", "license_id": 999999}
+    assert error_of(admin.post("/oauth-clients", missing)) == (404, "not_found")
+    missing = {"scope": "customer", "customer_id": 999999}
+    assert error_of(admin.post("/oauth-clients", missing)) == (404, "not_found")
+    log = admin.ok(admin.get("/audit", action="oauth_client.create"))["items"]
+    assert len(log) == 3
+    assert "client_secret" not in str(log) and secret not in str(log)
+
+
+def test_api_key_rotation_with_and_without_an_overlap_window(server: Server, admin: Mgmt) -> None:
+    issued = admin.issue(max_activations=10)
+    made = admin.ok(admin.post("/api-keys", {"label": "shop"}), 201)
+
+    def api(shared_key: str) -> Api:
+        return Api(server.client, server.public_keys, made["api_key"], shared_key)
+
+    old = made["shared_key"]
+    rotated = admin.ok(admin.post(f"/api-keys/{made['id']}/rotate", {"overlap_seconds": 3600}))
+    new = rotated["shared_key"]
+    assert new != old
+    assert rotated["api_key"] == made["api_key"]
+    assert rotated["previous_valid_until"] is not None
+    # inside the window both keys work
+    assert activated_with(api(old), issued["license_key"], "hw-1")["times_activated"] == 1
+    assert activated_with(api(new), issued["license_key"], "hw-2")["times_activated"] == 2
+    assert error_of(activate(server, issued["license_key"], "hw-x", api("not-a-key"))) == (
+        401,
+        "signature_mismatch",
+    )
+    # after it only the new one
+    end_overlap(server, ApiKey, made["id"])
+    assert error_of(activate(server, issued["license_key"], "hw-3", api(old))) == (
+        401,
+        "signature_mismatch",
+    )
+    assert activated_with(api(new), issued["license_key"], "hw-3")["times_activated"] == 3
+
+    # without a window (the default) the old key stops at once
+    immediate = admin.ok(admin.post(f"/api-keys/{made['id']}/rotate"))
+    assert immediate["previous_valid_until"] is None
+    for stale in (old, new):
+        assert error_of(activate(server, issued["license_key"], "hw-4", api(stale))) == (
+            401,
+            "signature_mismatch",
+        )
+    newest = immediate["shared_key"]
+    assert activated_with(api(newest), issued["license_key"], "hw-4")["times_activated"] == 4
+
+    too_long = admin.post(f"/api-keys/{made['id']}/rotate", {"overlap_seconds": -1})
+    assert error_of(too_long) == (400, "validation_error")
+    assert error_of(admin.post("/api-keys/999999/rotate")) == (404, "not_found")
+    admin.ok(admin.delete(f"/api-keys/{made['id']}"))
+    assert error_of(admin.post(f"/api-keys/{made['id']}/rotate"))[0] == 409
+    log = admin.ok(admin.get("/audit", action="api_key.rotate"))["items"]
+    assert len(log) == 2
+    assert all(k not in str(log) for k in (old, new, newest))
+
+
+def test_oauth_client_rotation_with_and_without_an_overlap_window(
+    server: Server, admin: Mgmt
+) -> None:
+    made = admin.ok(admin.post("/oauth-clients", {}), 201)
+    client_id, old = made["client_id"], made["client_secret"]
+    rotated = admin.ok(admin.post(f"/oauth-clients/{made['id']}/rotate", {"overlap_seconds": 600}))
+    new = rotated["client_secret"]
+    assert new != old
+    assert rotated["client_id"] == client_id
+    assert oauth_token(server, client_id, old).status_code == 200
+    assert oauth_token(server, client_id, new).status_code == 200
+    assert oauth_token(server, client_id, "wrong").status_code == 401
+    end_overlap(server, OAuthClient, made["id"])
+    assert oauth_token(server, client_id, old).json()["error"] == "invalid_client"
+    assert oauth_token(server, client_id, new).status_code == 200
+
+    immediate = admin.ok(admin.post(f"/oauth-clients/{made['id']}/rotate", {}))
+    newest = immediate["client_secret"]
+    assert oauth_token(server, client_id, new).status_code == 401
+    assert oauth_token(server, client_id, newest).status_code == 200
+    assert error_of(admin.post("/oauth-clients/999999/rotate")) == (404, "not_found")
+    admin.ok(admin.delete(f"/oauth-clients/{made['id']}"))
+    assert error_of(admin.post(f"/oauth-clients/{made['id']}/rotate"))[0] == 409
+    assert oauth_token(server, client_id, newest).status_code == 401
+    log = admin.ok(admin.get("/audit", object_type="oauth_client"))["items"]
+    assert [e["action"] for e in log] == [
+        "oauth_client.revoke",
+        "oauth_client.rotate",
+        "oauth_client.rotate",
+        "oauth_client.create",
+    ]
+    assert all(k not in str(log) for k in (old, new, newest))
+
+
 def activated_with(api: Api, key: str, hw: str) -> dict[str, Any]:
     response = api.activate(product="app", license_key=key, hardware_id=hw)
     assert response.status_code == 200, response.text
@@ -838,7 +978,10 @@ ENDPOINTS = [
     Endpoint("DELETE", "/tokens/{other_token}", "credentials"),
     Endpoint("GET", "/credentials", "credentials"),
     Endpoint("POST", "/api-keys", "credentials", 201, {"label": "more"}),
+    Endpoint("POST", "/api-keys/{api_key}/rotate", "credentials", 200, {"overlap_seconds": 60}),
     Endpoint("DELETE", "/api-keys/{api_key}", "credentials"),
+    Endpoint("POST", "/oauth-clients", "credentials", 201, {"scope": "company"}),
+    Endpoint("POST", "/oauth-clients/{oauth_client}/rotate", "credentials"),
     Endpoint("DELETE", "/oauth-clients/{oauth_client}", "credentials"),
 ]
 ALLOWED = {
@@ -1001,6 +1144,10 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         *[("DELETE", f"/tokens/{token_id}", None) for token_id in a_tokens],
         ("DELETE", f"/api-keys/{a['api_key']}", None),
         ("DELETE", f"/oauth-clients/{a['oauth_client']}", None),
+        ("POST", f"/oauth-clients/{a['oauth_client']}/rotate", None),
+        ("POST", f"/api-keys/{a['api_key']}/rotate", {"overlap_seconds": 60}),
+        ("POST", "/oauth-clients", {"scope": "license", "license_id": a["license"]}),
+        ("POST", "/oauth-clients", {"scope": "customer", "customer_id": a["customer"]}),
         ("POST", f"/licenses/{a['user_license']}/users", {"email": "x@y.z", "password": "p" * 9}),
         ("POST", f"/license-users/{a['license_user']}/reset-password", None),
         ("POST", f"/license-users/{a['license_user']}/reset-password", {"password": "p" * 9}),

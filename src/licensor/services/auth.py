@@ -122,8 +122,17 @@ def authenticate_hmac(
         raise LicensorError("oauth_required")
     check_date(date_value, now, keys.settings.date_window_seconds)
     shared_key = keys.master_key.decrypt(api_key.shared_key_encrypted, context=SHARED_KEY_CONTEXT)
-    expected = hmac_signature(shared_key, date_value)
-    if not hmac.compare_digest(expected.encode(), pairs["signature"].encode()):
+    signature = pairs["signature"].encode()
+    matches = hmac.compare_digest(hmac_signature(shared_key, date_value).encode(), signature)
+    if not matches and in_overlap(api_key.previous_valid_until, now):
+        assert api_key.previous_shared_key_encrypted is not None
+        previous = keys.master_key.decrypt(
+            api_key.previous_shared_key_encrypted, context=SHARED_KEY_CONTEXT
+        )
+        # the key rotated away is still accepted until the end of the overlap window
+        if hmac.compare_digest(hmac_signature(previous, date_value).encode(), signature):
+            matches, shared_key = True, previous
+    if not matches:
         raise LicensorError("signature_mismatch")
     allowed = (
         frozenset(int(i) for i in api_key.allowed_product_ids)
@@ -137,6 +146,11 @@ def authenticate_hmac(
         api_key=api_key.api_key,
         shared_key=shared_key,
     )
+
+
+def in_overlap(previous_valid_until: datetime | None, now: datetime) -> bool:
+    """Whether a rotated-away credential is still inside its overlap window."""
+    return previous_valid_until is not None and now < previous_valid_until
 
 
 def _storable(credential_id: str) -> bool:
@@ -185,7 +199,12 @@ def issue_token(
     if client is None or client.revoked:
         keys.master_key.verify_secret(client_secret, "0" * 64)  # same work whether or not found
         raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
-    if not keys.master_key.verify_secret(client_secret, client.secret_hash):
+    valid = keys.master_key.verify_secret(client_secret, client.secret_hash)
+    if not valid and in_overlap(client.previous_valid_until, now):
+        assert client.previous_secret_hash is not None
+        # the secret rotated away is still accepted until the end of the overlap window
+        valid = keys.master_key.verify_secret(client_secret, client.previous_secret_hash)
+    if not valid:
         raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
     ttl = keys.settings.oauth_token_ttl_seconds
     claims = {

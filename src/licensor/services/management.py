@@ -18,6 +18,7 @@ from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
 from licensor.services import audit, catalogue, licensing, views
+from licensor.services.auth import SHARED_KEY_CONTEXT
 from licensor.store import admin_repository as admin_repo
 from licensor.store import repository
 from licensor.store.models import (
@@ -826,6 +827,156 @@ def revoke_oauth_client(
         client_id,
         kind="oauth_client",
         view=views.oauth_client_view,
+        now=now,
+    )
+
+
+MAX_OVERLAP_SECONDS = 90 * 24 * 3600
+
+
+def _overlap_until(overlap_seconds: int, now: datetime) -> datetime | None:
+    if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise LicensorError(
+            "validation_error", f"overlap_seconds: between 0 and {MAX_OVERLAP_SECONDS}"
+        )
+    return now + timedelta(seconds=overlap_seconds) if overlap_seconds else None
+
+
+def _rotate(
+    session: Session,
+    admin: Admin,
+    model: Any,
+    object_id: int,
+    *,
+    kind: str,
+    view: Callable[[Any], dict[str, Any]],
+    replace: Callable[[Any, datetime | None], str],
+    answer_field: str,
+    overlap_seconds: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new secret for a credential; the old one keeps working ``overlap_seconds`` more."""
+    admin.require("credentials")
+    until = _overlap_until(overlap_seconds, now)
+    credential = admin_repo.owned(session, model, admin.company_id, object_id)
+    if credential is None:
+        raise _not_found(kind.replace("_", " "), object_id)
+    if credential.revoked:
+        raise LicensorError("validation_error", f"{kind}: revoked, it cannot rotate", status=409)
+    before = view(credential)
+    secret = replace(credential, until)
+    credential.previous_valid_until = until
+    session.flush()
+    after = view(credential)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action=f"{kind}.rotate",
+        object_type=kind,
+        object_id=object_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return {**after, answer_field: secret}
+
+
+def rotate_api_key(
+    session: Session,
+    master_key: MasterKey,
+    admin: Admin,
+    key_id: int,
+    *,
+    overlap_seconds: int = 0,
+    now: datetime,
+) -> dict[str, Any]:
+    def replace(key: ApiKey, until: datetime | None) -> str:
+        key.previous_shared_key_encrypted = key.shared_key_encrypted if until else None
+        shared_key = secrets.token_urlsafe(30)
+        key.shared_key_encrypted = master_key.encrypt(shared_key, context=SHARED_KEY_CONTEXT)
+        return shared_key
+
+    return _rotate(
+        session,
+        admin,
+        ApiKey,
+        key_id,
+        kind="api_key",
+        view=views.api_key_view,
+        replace=replace,
+        answer_field="shared_key",
+        overlap_seconds=overlap_seconds,
+        now=now,
+    )
+
+
+def create_oauth_client(
+    session: Session,
+    master_key: MasterKey,
+    admin: Admin,
+    *,
+    scope: str,
+    customer_id: int | None = None,
+    license_id: int | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """An OAuth client of the company, one customer or one license; the secret is shown once."""
+    admin.require("credentials")
+    if scope == "customer" and customer_id is not None:
+        if admin_repo.owned(session, Customer, admin.company_id, customer_id) is None:
+            raise _not_found("customer", customer_id)
+    if scope == "license" and license_id is not None:
+        _owned_license(session, admin, license_id)
+    made = catalogue.create_oauth_client(
+        session,
+        master_key,
+        admin.company_id,
+        scope=scope,
+        customer_id=customer_id,
+        license_id=license_id,
+    )
+    client = repository.oauth_client_by_client_id(session, made.client_id)
+    assert client is not None
+    view = views.oauth_client_view(client)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="oauth_client.create",
+        object_type="oauth_client",
+        object_id=client.id,
+        after=view,
+        now=now,
+    )
+    return {**view, "client_secret": made.client_secret}
+
+
+def rotate_oauth_client(
+    session: Session,
+    master_key: MasterKey,
+    admin: Admin,
+    client_id: int,
+    *,
+    overlap_seconds: int = 0,
+    now: datetime,
+) -> dict[str, Any]:
+    def replace(client: OAuthClient, until: datetime | None) -> str:
+        client.previous_secret_hash = client.secret_hash if until else None
+        secret = secrets.token_urlsafe(32)
+        client.secret_hash = master_key.hash_secret(secret)
+        return secret
+
+    return _rotate(
+        session,
+        admin,
+        OAuthClient,
+        client_id,
+        kind="oauth_client",
+        view=views.oauth_client_view,
+        replace=replace,
+        answer_field="client_secret",
+        overlap_seconds=overlap_seconds,
         now=now,
     )
 

@@ -161,6 +161,7 @@ def api_key_view(key: ApiKey) -> dict[str, Any]:
         "revoked": key.revoked,
         "product_ids": key.allowed_product_ids,
         "created_at": _iso(key.created_at),
+        "previous_valid_until": _iso(key.previous_valid_until),
     }
 
 
@@ -173,6 +174,7 @@ def oauth_client_view(client: OAuthClient) -> dict[str, Any]:
         "license_id": client.license_id,
         "revoked": client.revoked,
         "created_at": _iso(client.created_at),
+        "previous_valid_until": _iso(client.previous_valid_until),
     }
 
 

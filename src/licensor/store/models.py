@@ -88,6 +88,9 @@ class ApiKey(Base):
     # null = every product of the company; else a list of product ids
     allowed_product_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # After a rotation with an overlap window: the previous shared key, valid until then.
+    previous_shared_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class OAuthClient(Base):
@@ -106,6 +109,9 @@ class OAuthClient(Base):
     )
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # After a rotation with an overlap window: the previous secret's hash, valid until then.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Product(Base):

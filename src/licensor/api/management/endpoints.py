@@ -370,6 +370,50 @@ def revoke_api_key(request: Request, key_id: int) -> Response:
     return _run(request, lambda s, a, _: management.revoke_api_key(s, a, key_id, now=now()))
 
 
+@router.post("/api-keys/{key_id}/rotate")
+def rotate_api_key(request: Request, key_id: int, body: schemas.Rotate | None = None) -> Response:
+    """A new shared key (in this answer only); the old one works `overlap_seconds` more."""
+    overlap = body.overlap_seconds if body is not None else 0
+    return _run(
+        request,
+        lambda s, a, st: management.rotate_api_key(
+            s, st.keys.master_key, a, key_id, overlap_seconds=overlap, now=now()
+        ),
+    )
+
+
+@router.post("/oauth-clients")
+def create_oauth_client(request: Request, body: schemas.CreateOAuthClient) -> Response:
+    """The client secret is in this answer only."""
+    return _run(
+        request,
+        lambda s, a, st: management.create_oauth_client(
+            s,
+            st.keys.master_key,
+            a,
+            scope=body.scope,
+            customer_id=body.customer_id,
+            license_id=body.license_id,
+            now=now(),
+        ),
+        status=201,
+    )
+
+
+@router.post("/oauth-clients/{client_id}/rotate")
+def rotate_oauth_client(
+    request: Request, client_id: int, body: schemas.Rotate | None = None
+) -> Response:
+    """A new client secret (in this answer only); the old one works `overlap_seconds` more."""
+    overlap = body.overlap_seconds if body is not None else 0
+    return _run(
+        request,
+        lambda s, a, st: management.rotate_oauth_client(
+            s, st.keys.master_key, a, client_id, overlap_seconds=overlap, now=now()
+        ),
+    )
+
+
 @router.delete("/oauth-clients/{client_id}")
 def revoke_oauth_client(request: Request, client_id: int) -> Response:
     return _run(request, lambda s, a, _: management.revoke_oauth_client(s, a, client_id, now=now()))

@@ -120,3 +120,13 @@ class CreateLicenseUser(_Body):
 
 class ResetPassword(_Body):
     password: Password | None = None
+
+
+class CreateOAuthClient(_Body):
+    scope: Literal["company", "customer", "license"] = "company"
+    customer_id: int | None = None
+    license_id: int | None = None
+
+
+class Rotate(_Body):
+    overlap_seconds: Annotated[int, Field(ge=0, le=90 * 24 * 3600)] = 0
