@@ -483,6 +483,46 @@ class _ClientCore:
             raise error
         return f"{error.code}: {error.message}"
 
+    def _sso_url_request(
+        self, customer_account_code: str, response_type: str, redirect_uri: str | None
+    ) -> _Request:
+        params = {
+            "product": self.product,
+            "customer_account_code": customer_account_code,
+            "response_type": response_type,
+        }
+        if redirect_uri is not None:
+            params["redirect_uri"] = redirect_uri
+        return _Request("GET", "sso_url", params=params)
+
+    def _sso_activate_request(
+        self,
+        customer_account_code: str,
+        id_token: str | None,
+        code: str | None,
+        redirect_uri: str | None,
+        nonce: str | None,
+    ) -> _Request:
+        if (id_token is None) == (code is None):
+            raise ValueError("give either id_token or code")
+        body: dict[str, Any] = {
+            "hardware_id": self.hardware_id,
+            "product": self.product,
+            "customer_account_code": customer_account_code,
+        }
+        for name, value in (
+            ("id_token", id_token),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("nonce", nonce),
+        ):
+            if value is not None:
+                body[name] = value
+        body.update(self._device_fields())
+        import uuid
+
+        return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+
 
 def _is_expired(state: _OfflineState) -> bool:
     try:
@@ -521,6 +561,19 @@ def _retry_after(error: ServerUnreachable, response: httpx.Response) -> None:
     if value is not None:
         with contextlib.suppress(ValueError):
             error.retry_after = float(value)
+
+
+def _sso_url_answer(answer: VerifiedAnswer) -> dict[str, Any]:
+    if not isinstance(answer.data, dict) or not isinstance(answer.data.get("url"), str):
+        raise UntrustedResponse("unexpected sso_url answer")
+    return dict(answer.data)
+
+
+def _sso_user(answer: VerifiedAnswer) -> str:
+    user = answer.data.get("user") if isinstance(answer.data, dict) else None
+    if not isinstance(user, dict) or not isinstance(user.get("email"), str):
+        raise UntrustedResponse("the SSO activation names no license user")
+    return str(user["email"])
 
 
 class LicenseClient(_ClientCore):
@@ -672,17 +725,8 @@ class LicenseClient(_ClientCore):
     ) -> dict[str, Any]:
         """The customer's identity provider login URL: ``url``, ``state``, ``nonce`` and
         ``openid_configuration`` (single sign-on; see ``licensor.client.sso_activate``)."""
-        params = {
-            "product": self.product,
-            "customer_account_code": customer_account_code,
-            "response_type": response_type,
-        }
-        if redirect_uri is not None:
-            params["redirect_uri"] = redirect_uri
-        answer = self._send(_Request("GET", "sso_url", params=params), timeout)
-        if not isinstance(answer.data, dict) or not isinstance(answer.data.get("url"), str):
-            raise UntrustedResponse("unexpected sso_url answer")
-        return dict(answer.data)
+        request = self._sso_url_request(customer_account_code, response_type, redirect_uri)
+        return _sso_url_answer(self._send(request, timeout))
 
     def activate_sso(
         self,
@@ -696,31 +740,12 @@ class LicenseClient(_ClientCore):
     ) -> License:
         """Activate with single sign-on credentials (``id_token`` or ``code``); later checks name
         the license user the server verified."""
-        if (id_token is None) == (code is None):
-            raise ValueError("give either id_token or code")
-        body: dict[str, Any] = {
-            "hardware_id": self.hardware_id,
-            "product": self.product,
-            "customer_account_code": customer_account_code,
-        }
-        for name, value in (
-            ("id_token", id_token),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("nonce", nonce),
-        ):
-            if value is not None:
-                body[name] = value
-        body.update(self._device_fields())
-        import uuid
-
-        request = _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+        request = self._sso_activate_request(
+            customer_account_code, id_token, code, redirect_uri, nonce
+        )
         with self.store.lock:
             answer = self._send(request, timeout)
-            user = answer.data.get("user") if isinstance(answer.data, dict) else None
-            if not isinstance(user, dict) or not isinstance(user.get("email"), str):
-                raise UntrustedResponse("the SSO activation names no license user")
-            return self._save_activation(answer, {"username": user["email"]})
+            return self._save_activation(answer, {"username": _sso_user(answer)})
 
     def validate(self, *, online: bool = True, force_check: bool = False) -> License:
         """The call to make at every start: offline, with an online check only when one is due.
@@ -929,6 +954,39 @@ class AsyncLicenseClient(_ClientCore):
         stored = self._stored_for_online()
         answer = await self._send(self._check_request(stored), timeout)
         return self._save_check(answer, stored)
+
+    async def sso_url(
+        self,
+        customer_account_code: str,
+        *,
+        response_type: str = "code",
+        redirect_uri: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        request = self._sso_url_request(customer_account_code, response_type, redirect_uri)
+        return _sso_url_answer(await self._send(request, timeout))
+
+    async def activate_sso(
+        self,
+        customer_account_code: str,
+        *,
+        id_token: str | None = None,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        nonce: str | None = None,
+        timeout: float | None = None,
+    ) -> License:
+        request = self._sso_activate_request(
+            customer_account_code, id_token, code, redirect_uri, nonce
+        )
+        import asyncio
+
+        await asyncio.to_thread(self.store.lock.acquire)
+        try:
+            answer = await self._send(request, timeout)
+            return self._save_activation(answer, {"username": _sso_user(answer)})
+        finally:
+            self.store.lock.release()
 
     async def validate(self, *, online: bool = True, force_check: bool = False) -> License:
         state = self._offline_state()
