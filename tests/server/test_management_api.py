@@ -504,6 +504,27 @@ def test_products_list_and_create(server: Server, admin: Mgmt) -> None:
     assert user_license["users"][0]["email"] == "u@example.com"
 
 
+def test_an_order_lists_the_licenses_issued_for_it(server: Server, admin: Mgmt) -> None:
+    server.product("pro")
+    first = admin.issue(order_id="shop-7", customer_email="buyer@example.com")
+    second = admin.issue("pro", order_id="shop-7")
+    admin.issue(order_id="shop-8")
+    admin.issue()
+    order = admin.ok(admin.get("/orders/shop-7"))
+    assert order["order_id"] == "shop-7"
+    assert [x["id"] for x in order["items"]] == [first["id"], second["id"]]
+    assert [x["product"] for x in order["items"]] == ["app", "pro"]
+    assert order["items"][0]["customer"] == "buyer@example.com"
+    assert order["items"][0]["license_key"] == first["license_key"]
+    assert [x["id"] for x in admin.ok(admin.get("/orders/shop-8"))["items"]] != []
+    assert error_of(admin.get("/orders/shop-9")) == (404, "not_found")
+    assert error_of(admin.get("/orders/ ")) == (404, "not_found")
+    # a changed order id moves the license to the other order
+    admin.ok(admin.patch(f"/licenses/{second['id']}", {"order_id": "shop-8"}))
+    assert [x["id"] for x in admin.ok(admin.get("/orders/shop-7"))["items"]] == [first["id"]]
+    assert len(admin.ok(admin.get("/orders/shop-8"))["items"]) == 2
+
+
 # -- license users -----------------------------------------------------------------------------
 
 
@@ -953,6 +974,7 @@ ENDPOINTS = [
     Endpoint("GET", "/customers/{customer}", "read"),
     Endpoint("GET", "/products", "read"),
     Endpoint("GET", "/audit", "read"),
+    Endpoint("GET", "/orders/{order}", "read"),
     Endpoint("POST", "/devices/{device}/deactivate", "device"),
     Endpoint("POST", "/licenses", "write", 201, {"product": "app", "count": 2}),
     Endpoint("PATCH", "/licenses/{license}", "write", 200, {"max_activations": 4}),
@@ -993,7 +1015,7 @@ ALLOWED = {
 
 def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> dict[str, Any]:
     """One of everything a company owns, made through the API with an admin token."""
-    issued = owner.issue(max_activations=3)
+    issued = owner.issue(max_activations=3, order_id="order-" + hw)
     spare = owner.issue()
     if not any(p["short_code"] == "team" for p in owner.ok(owner.get("/products"))["items"]):
         team = {"short_code": "team", "name": "Team", "authorization_method": "user"}
@@ -1013,6 +1035,7 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
     return {
         "license": issued["id"],
         "key": issued["license_key"],
+        "order": "order-" + hw,
         "spare_license": spare["id"],
         "device": device["device_id"],
         "blacklist": entry["id"],
@@ -1139,6 +1162,7 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         ("GET", f"/licenses/{a['license']}/devices", None),
         ("POST", f"/devices/{a['device']}/deactivate", None),
         ("GET", f"/customers/{a['customer']}", None),
+        ("GET", f"/orders/{a['order']}", None),
         ("DELETE", f"/blacklist/{a['blacklist']}", None),
         ("DELETE", f"/tokens/{a['other_token']}", None),
         *[("DELETE", f"/tokens/{token_id}", None) for token_id in a_tokens],

@@ -502,6 +502,28 @@ def delete_license(
     )
 
 
+def get_order(session: Session, admin: Admin, order_id: str) -> dict[str, Any]:
+    """The licenses issued for one purchase (their ``order_id``)."""
+    admin.require("read")
+    order_id = order_id.strip()
+    rows = admin_repo.licenses_by_order(session, admin.company_id, order_id) if order_id else []
+    if not rows:
+        raise _not_found("order", repr(order_id))
+    products = admin_repo.products_by_id(session, {r.product_id for r in rows})
+    customers = admin_repo.customers_by_id(
+        session, {r.customer_id for r in rows if r.customer_id is not None}
+    )
+    items = [
+        views.license_view(
+            row,
+            products[row.product_id].short_code,
+            customer_email=customers[row.customer_id].email if row.customer_id else None,
+        )
+        for row in rows
+    ]
+    return {"order_id": order_id, "items": items}
+
+
 # -- license users -----------------------------------------------------------------------------
 
 MIN_PASSWORD = 8

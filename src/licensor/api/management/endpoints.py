@@ -196,6 +196,12 @@ def license_devices(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_devices(s, a, license_id)})
 
 
+@router.get("/orders/{order_id}")
+def get_order(request: Request, order_id: str) -> Response:
+    """The licenses issued for one order id (one purchase); 404 when there are none."""
+    return _run(request, lambda s, a, _: management.get_order(s, a, order_id))
+
+
 # -- license users -----------------------------------------------------------------------------
 
 
