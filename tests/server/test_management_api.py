@@ -594,6 +594,52 @@ def test_license_users_are_added_and_their_passwords_reset(server: Server, admin
     assert "bob-pass-1" not in str(log)
 
 
+def test_product_releases_are_added_and_listed(server: Server, admin: Mgmt) -> None:
+    assert admin.ok(admin.get("/products/app/releases"))["items"] == []
+    body = {
+        "version": "2.0.0",
+        "release_date": "2026-06-01T00:00:00Z",
+        "environment": "windows",
+        "channel": "stable",
+        "links": {"full": "https://example.com/app-2.0.0.msi", "eula": "https://example.com/e"},
+    }
+    second = admin.ok(admin.post("/products/app/releases", body), 201)
+    assert (second["product"], second["version"], second["environment"], second["channel"]) == (
+        "app",
+        "2.0.0",
+        "windows",
+        "stable",
+    )
+    assert second["release_date"] == "2026-06-01T00:00:00.000Z"
+    assert second["links"] == {
+        "full": "https://example.com/app-2.0.0.msi",
+        "release_notes": "",
+        "eula": "https://example.com/e",
+    }
+    assert second["enabled"] is True
+    first = admin.ok(
+        admin.post("/products/app/releases", {"version": "1.0", "release_date": "2025-01-01"}),
+        201,
+    )
+    mac = {**body, "environment": "mac", "channel": "beta"}
+    beta = admin.ok(admin.post("/products/app/releases", mac), 201)
+    listed = admin.ok(admin.get("/products/app/releases"))["items"]
+    assert [r["id"] for r in listed] == [first["id"], second["id"], beta["id"]]
+    assert error_of(admin.post("/products/app/releases", body)) == (409, "validation_error")
+    same_version = {**body, "channel": "beta"}  # one version per environment
+    assert error_of(admin.post("/products/app/releases", same_version)) == (409, "validation_error")
+    assert error_of(admin.post("/products/nope/releases", body)) == (404, "not_found")
+    assert error_of(admin.get("/products/nope/releases")) == (404, "not_found")
+    no_date = admin.post("/products/app/releases", {"version": "3"})
+    assert error_of(no_date) == (400, "validation_error")
+    assert "release_date" in no_date.json()["message"]
+    blank = admin.post("/products/app/releases", {**body, "version": "  "})
+    assert error_of(blank) == (400, "validation_error")
+    log = admin.ok(admin.get("/audit", action="release.create"))["items"]
+    assert [e["object_id"] for e in log] == [str(beta["id"]), str(first["id"]), str(second["id"])]
+    assert log[-1]["after"] == second
+
+
 # -- tokens and API credentials ----------------------------------------------------------------
 
 
@@ -975,6 +1021,7 @@ ENDPOINTS = [
     Endpoint("GET", "/products", "read"),
     Endpoint("GET", "/audit", "read"),
     Endpoint("GET", "/orders/{order}", "read"),
+    Endpoint("GET", "/products/{product_code}/releases", "read"),
     Endpoint("POST", "/devices/{device}/deactivate", "device"),
     Endpoint("POST", "/licenses", "write", 201, {"product": "app", "count": 2}),
     Endpoint("PATCH", "/licenses/{license}", "write", 200, {"max_activations": 4}),
@@ -987,6 +1034,13 @@ ENDPOINTS = [
     Endpoint("DELETE", "/blacklist/{blacklist}", "write", 204),
     Endpoint("POST", "/customers", "write", 201, {"email": "new@example.com"}),
     Endpoint("POST", "/products", "write", 201, {"short_code": "new", "name": "New"}),
+    Endpoint(
+        "POST",
+        "/products/{product_code}/releases",
+        "write",
+        201,
+        {"version": "1.0", "release_date": "2026-01-01T00:00:00Z"},
+    ),
     Endpoint(
         "POST",
         "/licenses/{user_license}/users",
@@ -1036,6 +1090,7 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
         "license": issued["id"],
         "key": issued["license_key"],
         "order": "order-" + hw,
+        "product_code": "app",
         "spare_license": spare["id"],
         "device": device["device_id"],
         "blacklist": entry["id"],
@@ -1163,6 +1218,8 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         ("POST", f"/devices/{a['device']}/deactivate", None),
         ("GET", f"/customers/{a['customer']}", None),
         ("GET", f"/orders/{a['order']}", None),
+        ("GET", "/products/pro/releases", None),
+        ("POST", "/products/pro/releases", {"version": "9", "release_date": "2026-01-01"}),
         ("DELETE", f"/blacklist/{a['blacklist']}", None),
         ("DELETE", f"/tokens/{a['other_token']}", None),
         *[("DELETE", f"/tokens/{token_id}", None) for token_id in a_tokens],

@@ -787,6 +787,75 @@ def create_product(
     return view
 
 
+def _owned_product(session: Session, admin: Admin, code: str) -> Product:
+    product = repository.product_by_code(session, admin.company_id, code)
+    if product is None:
+        raise _not_found("product", repr(code))
+    return product
+
+
+def list_releases(session: Session, admin: Admin, code: str) -> list[dict[str, Any]]:
+    admin.require("read")
+    product = _owned_product(session, admin, code)
+    return [
+        views.release_view(r, product.short_code)
+        for r in admin_repo.product_releases(session, product.id)
+    ]
+
+
+def add_release(
+    session: Session,
+    admin: Admin,
+    code: str,
+    *,
+    version: str,
+    release_date: datetime,
+    environment: str = "",
+    channel: str = "",
+    links: dict[str, str] | None = None,
+    enabled: bool = True,
+    now: datetime,
+) -> dict[str, Any]:
+    """A release (version) of a product, e.g. for QLM's GetLatestVersion."""
+    admin.require("write")
+    product = _owned_product(session, admin, code)
+    version = version.strip()
+    if not version or len(version) > 50:
+        raise LicensorError("validation_error", "version: 1-50 characters")
+    if admin_repo.product_release(session, product.id, version, environment):
+        raise LicensorError(
+            "validation_error",
+            f"version: {version} already exists for this environment",
+            status=409,
+        )
+    links = links or {}
+    release = catalogue.add_release(
+        session,
+        product,
+        version,
+        release_date,
+        environment=environment,
+        channel=channel,
+        enabled=enabled,
+        full_link=links.get("full", ""),
+        release_notes_link=links.get("release_notes", ""),
+        eula_link=links.get("eula", ""),
+        created_at=now,
+    )
+    view = views.release_view(release, product.short_code)
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action="release.create",
+        object_type="release",
+        object_id=release.id,
+        after=view,
+        now=now,
+    )
+    return view
+
+
 # -- API credentials ---------------------------------------------------------------------------
 
 

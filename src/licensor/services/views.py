@@ -17,6 +17,7 @@ from licensor.store.models import (
     LicenseUser,
     OAuthClient,
     Product,
+    ProductRelease,
 )
 
 
@@ -127,6 +128,24 @@ def product_view(product: Product) -> dict[str, Any]:
         "custom_fields": product.custom_fields,
         "metadata": product.metadata_,
         "created_at": _iso(product.created_at),
+    }
+
+
+def release_view(release: ProductRelease, product_code: str) -> dict[str, Any]:
+    return {
+        "id": release.id,
+        "product": product_code,
+        "version": release.version,
+        "release_date": _iso(release.release_date),
+        "environment": release.environment,
+        "channel": release.channel,
+        "enabled": release.enabled,
+        "links": {
+            "full": release.full_link,
+            "release_notes": release.release_notes_link,
+            "eula": release.eula_link,
+        },
+        "created_at": _iso(release.created_at),
     }
 
 

@@ -21,6 +21,7 @@ from licensor.store.models import (
     LicenseUser,
     OAuthClient,
     Product,
+    ProductRelease,
 )
 
 LICENSE_SORTS = {
@@ -207,3 +208,23 @@ def licenses_by_order(session: Session, company_id: int, order_id: str) -> Seque
         .where(License.company_id == company_id, License.order_store_id == order_id)
         .order_by(License.id)
     ).all()
+
+
+def product_releases(session: Session, product_id: int) -> Sequence[ProductRelease]:
+    return session.scalars(
+        select(ProductRelease)
+        .where(ProductRelease.product_id == product_id)
+        .order_by(ProductRelease.release_date, ProductRelease.id)
+    ).all()
+
+
+def product_release(
+    session: Session, product_id: int, version: str, environment: str
+) -> ProductRelease | None:
+    return session.scalars(
+        select(ProductRelease).where(
+            ProductRelease.product_id == product_id,
+            ProductRelease.version == version,
+            ProductRelease.environment == environment,
+        )
+    ).first()

@@ -323,6 +323,34 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
     )
 
 
+@router.get("/products/{code}/releases")
+def list_releases(request: Request, code: str) -> Response:
+    """Releases of a product, oldest first."""
+    return _run(request, lambda s, a, _: {"items": management.list_releases(s, a, code)})
+
+
+@router.post("/products/{code}/releases")
+def add_release(request: Request, code: str, body: schemas.CreateRelease) -> Response:
+    release_date = _utc(body.release_date)
+    assert release_date is not None
+    return _run(
+        request,
+        lambda s, a, _: management.add_release(
+            s,
+            a,
+            code,
+            version=body.version,
+            release_date=release_date,
+            environment=body.environment,
+            channel=body.channel,
+            links=body.links.model_dump(),
+            enabled=body.enabled,
+            now=now(),
+        ),
+        status=201,
+    )
+
+
 # -- credentials -------------------------------------------------------------------------------
 
 

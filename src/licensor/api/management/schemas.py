@@ -130,3 +130,21 @@ class CreateOAuthClient(_Body):
 
 class Rotate(_Body):
     overlap_seconds: Annotated[int, Field(ge=0, le=90 * 24 * 3600)] = 0
+
+
+Link = Annotated[str, Field(max_length=500), NoNul]
+
+
+class ReleaseLinks(_Body):
+    full: Link = ""
+    release_notes: Link = ""
+    eula: Link = ""
+
+
+class CreateRelease(_Body):
+    version: Annotated[str, Field(min_length=1, max_length=50), NoNul]
+    release_date: datetime
+    environment: Annotated[str, Field(max_length=50), NoNul] = ""
+    channel: Annotated[str, Field(max_length=50), NoNul] = ""
+    enabled: bool = True
+    links: ReleaseLinks = Field(default_factory=ReleaseLinks)
