@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     idempotency_ttl_hours: int = 24
     db_pool_size: int = 10
+    request_threads: int = 8
     db_connect_timeout_seconds: int = 3
     # Outgoing mail (authorization codes). No host = mail is not configured.
     smtp_host: str | None = None

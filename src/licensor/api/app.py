@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.requests import Request
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.open(settings)
         app.state.licensor = state
+        # Fewer request threads than anyio's default 40: past the database pool size they only
+        # queue for connections and fight over the GIL.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         log.info("server.started", extra={"database": state.db.url.split(":", 1)[0]})
         try:
             yield
