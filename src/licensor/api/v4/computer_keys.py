@@ -7,12 +7,15 @@ License API's (``services.licensing``) reached through ``services.qlm``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from licensor.api.state import app_state
+from licensor.api.state import AppState, app_state
 from licensor.api.v4 import computer_key_schemas as schemas
 from licensor.api.v4.endpoints import (
     _body_doc,
@@ -27,9 +30,11 @@ from licensor.core.errors import LicensorError
 from licensor.protocol.computer_key import features_text
 from licensor.protocol.signing import iso_ms_z
 from licensor.services import mail, qlm
+from licensor.services.context import Caller
 from licensor.services.licensing import ActivationExtras, DeviceInfo, LicenseRef
 from licensor.services.payload import customer_object, iso_or_none
 
+Body = TypeVar("Body", bound=BaseModel)
 router = APIRouter(prefix="/api/v4", tags=["QLM-style activation (Computer Keys)"])
 
 
@@ -101,16 +106,35 @@ def grant_body(grant: qlm.ComputerKeyGrant) -> dict[str, Any]:
     }
 
 
+def granted(
+    request: Request,
+    raw: bytes,
+    model: type[Body],
+    issue: Callable[[Session, Caller, AppState, Body, datetime], qlm.ComputerKeyGrant],
+) -> Response:
+    """Authenticate, parse ``model``, run one Computer Key use case in one transaction and
+    answer with the grant."""
+    state = app_state(request)
+    now = utcnow()
+    with state.db.transaction(write=True) as session:
+        caller = caller_of(session, state, request, now)
+        body = grant_body(issue(session, caller, state, parse_json(raw, model), now))
+    return json_answer(body)
+
+
 @route("/activate_license_by_key", schemas.ActivateByKeyRequest)
 def activate_license_by_key(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Activate (or re-activate, without a new seat) this computer; answers a Computer Key.
 
     With ``customer``, registers or updates the customer (name, company, privacy consent)."""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
-        data = parse_json(raw, schemas.ActivateByKeyRequest)
+
+    def issue(
+        session: Session,
+        caller: Caller,
+        state: AppState,
+        data: schemas.ActivateByKeyRequest,
+        now: datetime,
+    ) -> qlm.ComputerKeyGrant:
         customer = (
             qlm.CustomerDetails(
                 email=data.customer.email,
@@ -121,7 +145,7 @@ def activate_license_by_key(request: Request, raw: bytes = Depends(raw_body)) ->
             if data.customer is not None
             else None
         )
-        grant = qlm.activate_by_key(
+        return qlm.activate_by_key(
             session,
             caller,
             state.keys,
@@ -131,8 +155,8 @@ def activate_license_by_key(request: Request, raw: bytes = Depends(raw_body)) ->
             customer=customer,
             now=now,
         )
-        body = grant_body(grant)
-    return json_answer(body)
+
+    return granted(request, raw, schemas.ActivateByKeyRequest, issue)
 
 
 @route("/request_authorization_code", schemas.RequestAuthorizationCodeRequest)
@@ -192,12 +216,15 @@ def activate_license_by_code(request: Request, raw: bytes = Depends(raw_body)) -
 @route("/activate_license_by_field", schemas.ActivateByFieldRequest)
 def activate_license_by_field(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Find the license by ``OrderID`` or ``ReceiptID`` (the product's choice) + e-mail."""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
-        data = parse_json(raw, schemas.ActivateByFieldRequest)
-        grant = qlm.activate_by_field(
+
+    def issue(
+        session: Session,
+        caller: Caller,
+        state: AppState,
+        data: schemas.ActivateByFieldRequest,
+        now: datetime,
+    ) -> qlm.ComputerKeyGrant:
+        return qlm.activate_by_field(
             session,
             caller,
             state.keys,
@@ -210,19 +237,22 @@ def activate_license_by_field(request: Request, raw: bytes = Depends(raw_body)) 
             extras=extras(data),
             now=now,
         )
-        body = grant_body(grant)
-    return json_answer(body)
+
+    return granted(request, raw, schemas.ActivateByFieldRequest, issue)
 
 
 @route("/activate_license_by_credentials", schemas.ActivateByCredentialsRequest)
 def activate_license_by_credentials(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """A customer account (e-mail + password) activates the customer's license."""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
-        data = parse_json(raw, schemas.ActivateByCredentialsRequest)
-        grant = qlm.activate_by_credentials(
+
+    def issue(
+        session: Session,
+        caller: Caller,
+        state: AppState,
+        data: schemas.ActivateByCredentialsRequest,
+        now: datetime,
+    ) -> qlm.ComputerKeyGrant:
+        return qlm.activate_by_credentials(
             session,
             caller,
             state.keys,
@@ -234,19 +264,22 @@ def activate_license_by_credentials(request: Request, raw: bytes = Depends(raw_b
             extras=extras(data),
             now=now,
         )
-        body = grant_body(grant)
-    return json_answer(body)
+
+    return granted(request, raw, schemas.ActivateByCredentialsRequest, issue)
 
 
 @route("/computer_key", schemas.ComputerKeyRequest)
 def computer_key(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """The Computer Key of a computer that holds a seat, re-issued with today's terms."""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
-        data = parse_json(raw, schemas.ComputerKeyRequest)
-        grant = qlm.current_computer_key(
+
+    def issue(
+        session: Session,
+        caller: Caller,
+        state: AppState,
+        data: schemas.ComputerKeyRequest,
+        now: datetime,
+    ) -> qlm.ComputerKeyGrant:
+        return qlm.current_computer_key(
             session,
             caller,
             state.keys,
@@ -254,19 +287,22 @@ def computer_key(request: Request, raw: bytes = Depends(raw_body)) -> Response:
             device_info(data),
             now=now,
         )
-        body = grant_body(grant)
-    return json_answer(body)
+
+    return granted(request, raw, schemas.ComputerKeyRequest, issue)
 
 
 @route("/validate_computer_key", schemas.ValidateComputerKeyRequest)
 def validate_computer_key(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Is this Computer Key genuine, bound to this computer, and does the computer hold a seat?"""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction(write=True) as session:
-        caller = caller_of(session, state, request, now)
-        data = parse_json(raw, schemas.ValidateComputerKeyRequest)
-        grant = qlm.validate_computer_key(
+
+    def issue(
+        session: Session,
+        caller: Caller,
+        state: AppState,
+        data: schemas.ValidateComputerKeyRequest,
+        now: datetime,
+    ) -> qlm.ComputerKeyGrant:
+        return qlm.validate_computer_key(
             session,
             caller,
             state.keys,
@@ -277,8 +313,8 @@ def validate_computer_key(request: Request, raw: bytes = Depends(raw_body)) -> R
             info=device_info(data),
             now=now,
         )
-        body = grant_body(grant)
-    return json_answer(body)
+
+    return granted(request, raw, schemas.ValidateComputerKeyRequest, issue)
 
 
 @route("/release_license", schemas.ReleaseRequest)
