@@ -7,6 +7,7 @@ signed before a rotation still verify.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -49,10 +50,11 @@ class SigningKey:
 
 
 class Keyring:
-    # Signatures of strings that repeat (license_signature: the same for a device until its
-    # license changes) are kept: RSA PKCS#1 v1.5 and Ed25519 are deterministic, and an RSA
-    # signature costs ~1 ms of CPU.
-    REPEATABLE_CACHE_SIZE = 100_000
+    # Signatures of bytes that repeat are kept (RSA PKCS#1 v1.5 and Ed25519 are deterministic;
+    # an RSA signature costs ~1 ms of CPU): license_signature (the same for a device until its
+    # license changes), error answers (the same for every wrong key), a device's check answer
+    # within one second. Keyed by SHA-256 of the bytes; ~0.5 kB per entry.
+    REPEATABLE_CACHE_SIZE = 20_000
 
     def __init__(self, keys: list[SigningKey], active: dict[str, str]) -> None:
         self.keys = {k.kid: k for k in keys}
@@ -64,7 +66,7 @@ class Keyring:
     def sign_repeatable(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
         """Sign ``data`` with the active key, reusing the signature of a recent identical input."""
         key = self.for_algorithm(algorithm)
-        cache_key = (key.kid, data)
+        cache_key = (key.kid, hashlib.sha256(data).digest())
         with self._repeatable_lock:
             cached = self._repeatable.get(cache_key)
             if cached is not None:
@@ -83,9 +85,10 @@ class Keyring:
     def signature_headers(self, body: bytes, algorithm: SignatureAlgorithm) -> dict[str, str]:
         """Headers that sign ``body`` (the exact bytes sent)."""
         key = self.for_algorithm(algorithm)
+        signature = self.sign_repeatable(algorithm, body)
         if algorithm == "ed25519":
-            return {"Licensor-Signature": format_licensor_signature(key.kid, key.sign(body))}
-        return {"LicenseSignature": key.sign(body), "Licensor-Key-Id": key.kid}
+            return {"Licensor-Signature": format_licensor_signature(key.kid, signature)}
+        return {"LicenseSignature": signature, "Licensor-Key-Id": key.kid}
 
     def public_keys(self) -> list[dict[str, Any]]:
         active = {self.rsa.kid, self.ed25519.kid}

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     db_pool_size: int = 10
     request_threads: int = 8
+    # Steady-state checks answered in one read statement (api/v4/fast_check.py); off = every
+    # check takes the full endpoint (same answers, ~5x the CPU).
+    fast_check: bool = True
     db_connect_timeout_seconds: int = 3
     # Outgoing mail (authorization codes). No host = mail is not configured.
     smtp_host: str | None = None

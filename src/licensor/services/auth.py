@@ -23,6 +23,7 @@ from licensor.protocol.auth import (
 )
 from licensor.services.context import Caller, Scope, ServerKeys
 from licensor.store import repository
+from licensor.store.models import ApiKey
 
 TOKEN_ISSUER = "licensor"
 SHARED_KEY_CONTEXT = b"api_keys.shared_key"
@@ -92,6 +93,22 @@ def authenticate(
 def authenticate_hmac(
     session: Session, keys: ServerKeys, authorization: str, date_value: str, now: datetime
 ) -> Caller:
+    pairs = hmac_pairs(authorization)
+    api_key = (
+        repository.api_key_by_key(session, pairs["apikey"]) if storable(pairs["apikey"]) else None
+    )
+    if api_key is None:
+        raise LicensorError("invalid_api_key")
+    if api_key.revoked:
+        raise LicensorError("revoked_api_key")
+    company = repository.company(session, api_key.company_id)
+    if company is None:
+        raise LicensorError("invalid_api_key")
+    return hmac_caller(keys, api_key, company.oauth_required, pairs, date_value, now)
+
+
+def hmac_pairs(authorization: str) -> dict[str, str]:
+    """The pairs of an HMAC ``Authorization`` header, with the format rules of v4 §4.3 checked."""
     try:
         pairs = parse_authorization(authorization)
     except AuthorizationFormatError as exc:
@@ -108,17 +125,19 @@ def authenticate_hmac(
         raise LicensorError(
             "authorization_invalid_headers", 'The headers value in the authorization must be "date"'
         )
-    api_key = (
-        repository.api_key_by_key(session, pairs["apikey"]) if _storable(pairs["apikey"]) else None
-    )
-    if api_key is None:
-        raise LicensorError("invalid_api_key")
-    if api_key.revoked:
-        raise LicensorError("revoked_api_key")
-    company = repository.company(session, api_key.company_id)
-    if company is None:
-        raise LicensorError("invalid_api_key")
-    if company.oauth_required:
+    return pairs
+
+
+def hmac_caller(
+    keys: ServerKeys,
+    api_key: ApiKey,
+    oauth_required: bool,
+    pairs: dict[str, str],
+    date_value: str,
+    now: datetime,
+) -> Caller:
+    """The caller of a found, unrevoked API key, once the Date and the HMAC signature check out."""
+    if oauth_required:
         raise LicensorError("oauth_required")
     check_date(date_value, now, keys.settings.date_window_seconds)
     shared_key = keys.master_key.decrypt(api_key.shared_key_encrypted, context=SHARED_KEY_CONTEXT)
@@ -153,7 +172,7 @@ def in_overlap(previous_valid_until: datetime | None, now: datetime) -> bool:
     return previous_valid_until is not None and now < previous_valid_until
 
 
-def _storable(credential_id: str) -> bool:
+def storable(credential_id: str) -> bool:
     """Whether a presented key / client id could be stored at all (else it cannot match, and
     looking it up would make PostgreSQL refuse the query over a NUL byte)."""
     return len(credential_id) <= MAX_CREDENTIAL_ID and "\x00" not in credential_id
@@ -194,7 +213,7 @@ def issue_token(
     if not client_id or not client_secret:
         raise OAuthError("invalid_client", "Invalid client or Invalid client credentials")
     client = (
-        repository.oauth_client_by_client_id(session, client_id) if _storable(client_id) else None
+        repository.oauth_client_by_client_id(session, client_id) if storable(client_id) else None
     )
     if client is None or client.revoked:
         keys.master_key.verify_secret(client_secret, "0" * 64)  # same work whether or not found

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,9 +33,9 @@ from licensor.core.licensing import (
 )
 from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
-from licensor.services import audit, payload
+from licensor.services import audit, auth, payload
 from licensor.services.context import Caller, ServerKeys
-from licensor.store import repository
+from licensor.store import repository, snapshot
 from licensor.store.models import (
     Device,
     IdempotencyRecord,
@@ -73,6 +74,9 @@ class DeviceInfo:
     app_ver: str = ""
     sdk_ver: str = ""
     mac_address: str = ""
+
+
+_DEVICE_INFO_FIELDS = tuple(f.name for f in fields(DeviceInfo))
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +473,77 @@ def check(
     return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
 
 
+def check_snapshot(
+    connection: Connection,
+    keys: ServerKeys,
+    *,
+    authorization: str,
+    date_value: str,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    now: datetime,
+    algorithm: SignatureAlgorithm,
+) -> dict[str, Any] | None:
+    """The answer of a steady-state key check read in one statement, or ``None`` when the full
+    path must answer: an error to name (in the documented evaluation order), a device to touch,
+    a user-based product, single sign-on, a pinned license id. Never writes. Both paths apply
+    the same rules (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render
+    the same body (``payload.license_body``)."""
+    if not ref.license_key or ref.username or ref.license_id is not None:
+        return None
+    try:
+        pairs = auth.hmac_pairs(authorization)
+        api_key = pairs["apikey"]
+        if not auth.storable(api_key):
+            return None
+        found = snapshot.check_snapshot(
+            connection,
+            api_key=api_key,
+            product=ref.product,
+            key_lookup=normalize_license_key(ref.license_key),
+            hardware_id=ref.hardware_id,
+        )
+        if found is None or found.api_key.revoked:
+            return None
+        caller = auth.hmac_caller(keys, found.api_key, found.oauth_required, pairs, date_value, now)
+        product, license_, device = found.product, found.license, found.device
+        if (
+            product.archived
+            or not product.enabled
+            or product.authorization_method == AuthorizationMethod.USER
+            or (
+                caller.allowed_product_ids is not None
+                and product.id not in caller.allowed_product_ids
+            )
+        ):
+            return None
+        terms = terms_of(license_, product)
+        decide_device_access(
+            terms, device_active=device is not None and device.active, blacklisted=found.blacklisted
+        )
+    except LicensorError:
+        return None
+    assert device is not None
+    stale = device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL
+    if not caller.read_only and (stale or _device_info_changes(device, info)):
+        return None
+    return payload.license_body(
+        request="check",
+        caller=caller,
+        keyring=keys.keyring,
+        algorithm=algorithm,
+        terms=terms,
+        license_=license_,
+        product=product,
+        customer=found.customer,
+        user=None,
+        device=device,
+        release=found.release,
+        variables=None,
+        now=now,
+    )
+
+
 def check_device(
     session: Session, caller: Caller, ref: LicenseRef, info: DeviceInfo, *, now: datetime
 ) -> Activated:
@@ -499,11 +574,11 @@ def _checked_device(
 
 
 def _device_info_changes(device: Device, info: DeviceInfo) -> bool:
-    return any(
-        getattr(device, name) != value
-        for name, value in asdict(info).items()
-        if name == "is_vm" or value
-    )
+    for name in _DEVICE_INFO_FIELDS:  # (not asdict: it deep-copies, on every check)
+        value = getattr(info, name)
+        if (name == "is_vm" or value) and getattr(device, name) != value:
+            return True
+    return False
 
 
 def _device_with_seat(

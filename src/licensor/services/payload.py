@@ -232,10 +232,9 @@ def license_body(
             if caller.shared_key and caller.api_key
             else ""
         )
-    signer = keyring.for_algorithm(algorithm)
     body["license_signature"] = keyring.sign_repeatable(
         algorithm, license_signing_string(device.hardware_id, key_or_user, validity).encode()
     )
     if request == "check":
-        body["license_signature_v2"] = signer.sign(v2_signing_bytes(body))
+        body["license_signature_v2"] = keyring.sign_repeatable(algorithm, v2_signing_bytes(body))
     return body

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str | None) -> Engine:
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -29,9 +29,11 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
 
     return engine
 
@@ -39,6 +41,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: int = 3) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
@@ -53,6 +56,45 @@ class Database:
                 connect_args={"connect_timeout": connect_timeout},
             )
             self.read_engine = self.write_engine
+        self._snapshot_engine: Engine | None = None
+        self._snapshot_idle: list[Connection] = []
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """An autocommit connection for one read statement. Connections are kept open between
+        uses (a pool checkout and its reset cost more than the statement); one that raised is
+        closed, not reused."""
+        try:
+            connection = self._snapshot_idle.pop()
+        except IndexError:
+            connection = self.snapshot_engine.connect()
+        try:
+            yield connection
+        except BaseException:
+            connection.invalidate()
+            connection.close()
+            raise
+        self._snapshot_idle.append(connection)
+
+    @property
+    def snapshot_engine(self) -> Engine:
+        """Autocommit connections for single read statements (``store.snapshot``): no BEGIN,
+        no pre-ping round trip. A connection that fails is invalidated by SQLAlchemy and the
+        caller falls back to a normal transaction, which reconnects."""
+        if self._snapshot_engine is None:
+            if self.is_sqlite:
+                engine = _sqlite_engine(self.url, None)
+            else:
+                engine = create_engine(
+                    self.url,
+                    pool_size=2,
+                    max_overflow=8,
+                    pool_timeout=10,
+                    connect_args={"connect_timeout": self.connect_timeout},
+                )
+            self._snapshot_base = engine
+            self._snapshot_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self._snapshot_engine
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
@@ -69,6 +111,10 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        while self._snapshot_idle:
+            self._snapshot_idle.pop().close()
+        if self._snapshot_engine is not None:
+            self._snapshot_base.dispose()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from licensor.api.errors import describe_validation
@@ -90,7 +91,10 @@ def parse_json(raw: bytes, model: type[Model]) -> Model:
 
 
 def parse_query(request: Request, model: type[Model]) -> Model:
-    params = request.query_params
+    return parse_params(request.query_params, model)
+
+
+def parse_params(params: QueryParams, model: type[Model]) -> Model:
     data: dict[str, Any] = {}
     for name in params:
         values = params.getlist(name)
