@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import catalogue, licensing
 from licensor.services.auth import authenticate
 from licensor.services.context import Caller, ServerKeys
+from licensor.store import repository
 from tests.server.support import Server, error_of
 
 HW = "f" * 64
@@ -72,6 +73,23 @@ def both_answers(
     except licensing.LicensorError as exc:
         full = exc.code
     return fast, full
+
+
+def both_answers_fast_only(
+    server: Server, ref: licensing.LicenseRef, *, now: datetime
+) -> tuple[dict[str, Any] | None, None]:
+    date = http_date(now)
+    with server.db.snapshot() as connection:
+        return licensing.check_snapshot(
+            connection,
+            keys_of(server),
+            authorization=authorization(server.api.api_key, server.api.shared_key, date),
+            date_value=date,
+            ref=ref,
+            info=licensing.DeviceInfo(),
+            now=now,
+            algorithm="ed25519",
+        ), None
 
 
 def rich_setup(server: Server) -> str:
@@ -171,9 +189,25 @@ def test_cases_the_fast_path_hands_to_the_full_endpoint(server: Server) -> None:
         assert fast is None, label
         assert full == expected, label
 
-    # a stale "last seen" is a write: full path
-    server.sql("UPDATE devices SET last_check_at = :t", t=now - timedelta(hours=1))
-    assert both_answers(server, ref(), now=now) == (None, "touch")
+    # a stale "last seen" is recorded by the fast path itself (one UPDATE), then answered
+    hour_ago = now - timedelta(hours=1)
+    server.sql("UPDATE devices SET last_check_at = :t", t=hour_ago)
+    fast, full = both_answers(server, ref(), now=now)
+    assert fast is not None and isinstance(full, dict)  # the full path sees the touch done
+    assert compact_json(fast) == compact_json(full)
+    with server.db.transaction() as session:
+        device = repository.device(session, fast["id"], HW)
+        assert device is not None and device.last_check_at == now
+    # with the database locked by a writer, the touch is skipped, the answer still given
+    server.sql("UPDATE devices SET last_check_at = :t", t=hour_ago)
+    if server.db.is_sqlite:
+        with server.db.transaction(write=True) as session:  # holds the SQLite write lock
+            session.execute(text("UPDATE companies SET name = name"))
+            fast, _ = both_answers_fast_only(server, ref(), now=now)
+            assert fast is not None
+        with server.db.transaction() as session:
+            device = repository.device(session, fast["id"], HW)
+            assert device is not None and device.last_check_at == hour_ago
     server.sql("UPDATE devices SET last_check_at = :t", t=now)
 
     # state changes are seen by the very next check (no cache of rows)

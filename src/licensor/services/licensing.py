@@ -485,10 +485,11 @@ def check_snapshot(
     algorithm: SignatureAlgorithm,
 ) -> dict[str, Any] | None:
     """The answer of a steady-state key check read in one statement, or ``None`` when the full
-    path must answer: an error to name (in the documented evaluation order), a device to touch,
-    a user-based product, single sign-on, a pinned license id. Never writes. Both paths apply
-    the same rules (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render
-    the same body (``payload.license_body``)."""
+    path must answer: an error to name (in the documented evaluation order), device data to
+    record, a user-based product, single sign-on, a pinned license id. Its only write is the
+    device's "last seen" time (``CHECK_TOUCH_INTERVAL``, best effort). Both paths apply the
+    same rules (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render the
+    same body (``payload.license_body``)."""
     if not ref.license_key or ref.username or ref.license_id is not None:
         return None
     try:
@@ -524,9 +525,11 @@ def check_snapshot(
     except LicensorError:
         return None
     assert device is not None
-    stale = device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL
-    if not caller.read_only and (stale or _device_info_changes(device, info)):
-        return None
+    if not caller.read_only:
+        if _device_info_changes(device, info):
+            return None  # new device data: recorded by the full path
+        if device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL:
+            snapshot.touch_device(connection, device.id, now)
     return payload.license_body(
         request="check",
         caller=caller,

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _sqlite_engine(url: str, begin: str | None) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+def _sqlite_engine(url: str, begin: str | None, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -26,7 +26,7 @@ def _sqlite_engine(url: str, begin: str | None) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     if begin is not None:
@@ -83,7 +83,8 @@ class Database:
         caller falls back to a normal transaction, which reconnects."""
         if self._snapshot_engine is None:
             if self.is_sqlite:
-                engine = _sqlite_engine(self.url, None)
+                # used on the event loop: never wait for the write lock (WAL reads do not)
+                engine = _sqlite_engine(self.url, None, busy_ms=0)
             else:
                 engine = create_engine(
                     self.url,
