@@ -222,7 +222,7 @@ def _seed_sqlite(url: str, company_id: int, product_id: int, n: int, per: int) -
     )
     dev_sql = (
         f"INSERT INTO devices ({', '.join(DEVICE_COLUMNS)}) "
-        f"VALUES (?, ?, NULL, ?, 1, 0, '', 'Linux', ?, '', '', '1.0', '', '', '{t}', '{t}', "
+        f"VALUES (?, ?, NULL, ?, 1, 0, '', 'Linux', ?, '', '', '1.0', 'bench', '', '{t}', '{t}', "
         "NULL, NULL)"
     )
     chunk = 100_000
@@ -244,7 +244,7 @@ def _seed_sqlite(url: str, company_id: int, product_id: int, n: int, per: int) -
             device_id = 0
             batch: list[tuple[Any, ...]] = []
             for i in range(1, n + 1):
-                host = f"bench-{i}"
+                host = "bench"
                 for j in range(per):
                     device_id += 1
                     batch.append((device_id, i, f"hw-{i}-{j}", host))
@@ -269,7 +269,7 @@ def _copy_field(v: Any) -> str:
 def _seed_postgres(engine: Any, company_id: int, product_id: int, n: int, per: int) -> None:
     t = SEED_TIME.strftime("%Y-%m-%d %H:%M:%S+00")
     lic_tail = "\t".join(_copy_field(v) for v in _license_tail(per, t, "t", "f"))
-    dev_tail = "\t".join(_copy_field(v) for v in ("", "", "1.0", "", "", t, t, None, None))
+    dev_tail = "\t".join(_copy_field(v) for v in ("", "", "1.0", "bench", "", t, t, None, None))
     raw = engine.raw_connection()
     gc_was = gc.isenabled()
     gc.disable()
@@ -297,8 +297,7 @@ def _seed_postgres(engine: Any, company_id: int, product_id: int, n: int, per: i
                     for j in range(per):
                         device_id += 1
                         lines.append(
-                            f"{device_id}\t{i}\t\\N\thw-{i}-{j}\tt\tf\t\tLinux\tbench-{i}\t"
-                            f"{dev_tail}\n"
+                            f"{device_id}\t{i}\t\\N\thw-{i}-{j}\tt\tf\t\tLinux\tbench\t{dev_tail}\n"
                         )
                     if len(lines) >= 100_000:
                         copy.write("".join(lines))
