@@ -36,6 +36,7 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
 from licensor.services import audit, auth, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import repository, snapshot
+from licensor.store.db import WriterLock
 from licensor.store.models import (
     Device,
     IdempotencyRecord,
@@ -452,6 +453,12 @@ def _replay(
 CHECK_TOUCH_INTERVAL = timedelta(minutes=5)
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotCheck:
+    body: dict[str, Any]
+    seen_device_id: int | None  # "last seen" to record (``record_seen``), if due
+
+
 class DeviceTouchNeeded(Exception):
     """A check in a read-only transaction found device data to record: retry it writable."""
 
@@ -483,15 +490,17 @@ def check_snapshot(
     info: DeviceInfo,
     now: datetime,
     algorithm: SignatureAlgorithm,
-) -> dict[str, Any] | None:
+) -> SnapshotCheck | None:
     """The answer of a steady-state key check read in one statement, or ``None`` when the full
     path must answer: an error to name (in the documented evaluation order), device data to
-    record, a user-based product, single sign-on, a pinned license id. Its only write is the
-    device's "last seen" time (``CHECK_TOUCH_INTERVAL``, best effort). Both paths apply the
+    record, a user-based product, single sign-on, a pinned license id. Never writes: when the
+    device's "last seen" time is due (``CHECK_TOUCH_INTERVAL``) the answer names the device
+    for ``record_seen``, which the front runs after sending the answer. Both paths apply the
     same rules (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render the
     same body (``payload.license_body``)."""
     if not ref.license_key or ref.username or ref.license_id is not None:
         return None
+    seen: int | None = None
     try:
         pairs = auth.hmac_pairs(authorization)
         api_key = pairs["apikey"]
@@ -529,22 +538,32 @@ def check_snapshot(
         if _device_info_changes(device, info):
             return None  # new device data: recorded by the full path
         if device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL:
-            snapshot.touch_device(connection, device.id, now)
-    return payload.license_body(
-        request="check",
-        caller=caller,
-        keyring=keys.keyring,
-        algorithm=algorithm,
-        terms=terms,
-        license_=license_,
-        product=product,
-        customer=found.customer,
-        user=None,
-        device=device,
-        release=found.release,
-        variables=None,
-        now=now,
+            seen = device.id
+    return SnapshotCheck(
+        payload.license_body(
+            request="check",
+            caller=caller,
+            keyring=keys.keyring,
+            algorithm=algorithm,
+            terms=terms,
+            license_=license_,
+            product=product,
+            customer=found.customer,
+            user=None,
+            device=device,
+            release=found.release,
+            variables=None,
+            now=now,
+        ),
+        seen,
     )
+
+
+def record_seen(
+    connection: Connection, device_id: int, now: datetime, writer_lock: WriterLock | None
+) -> bool:
+    """Record a device's "last seen" time after a fast check answered (best effort)."""
+    return snapshot.touch_device(connection, device_id, now, writer_lock)
 
 
 def check_device(

@@ -8,8 +8,10 @@ one read statement (``store.snapshot``) and the same rules and rendering as the 
 single sign-on, user-based products, a database error) goes on to the full endpoint, which
 answers exactly as before. Nothing here writes.
 
-SQLite reads take tens of microseconds and never wait for writers (WAL), so they run on the
-event loop; PostgreSQL reads wait for a round trip and run in a worker thread.
+The work runs in a worker thread, not on the event loop: run inline, a SQLite check is only
+~0.5 ms, but with 64 connections some of them starved (p99 of seconds against a p50 of
+~100 ms, measured with 1 worker); in a thread the tail stayed under 2x the median, and RSA
+signing (which releases the GIL) overlaps with the next request's Python work.
 """
 
 from __future__ import annotations
@@ -49,21 +51,32 @@ class FastCheck:
             await self.app(scope, receive, send)
             return
         state = self.state()
-        if state.db.is_sqlite:
-            answer = self.answer(state, scope)
-        else:
-            answer = await anyio.to_thread.run_sync(self.answer, state, scope)
+        answer = await anyio.to_thread.run_sync(self.answer, state, scope)
         if answer is None:
             await self.app(scope, receive, send)
             return
-        body, headers = answer
+        body, headers, seen = answer
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+        if seen is not None:
+            # after the answer, off the event loop: a write can meet a checkpoint's fsync
+            await anyio.to_thread.run_sync(self.record_seen, state, seen)
+
+    @staticmethod
+    def record_seen(state: AppState, device_id: int) -> None:
+        try:
+            with state.db.snapshot() as connection:
+                licensing.record_seen(
+                    connection, device_id, datetime.now(UTC), state.db.writer_lock
+                )
+        except Exception as exc:
+            log.warning("check.record_seen_failed", extra={"error": type(exc).__name__})
 
     def answer(
         self, state: AppState, scope: Scope
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
-        """The signed answer's bytes and headers, or ``None`` for the full endpoint."""
+    ) -> tuple[bytes, list[tuple[bytes, bytes]], int | None] | None:
+        """The signed answer's bytes and headers (and the device whose "last seen" is due), or
+        ``None`` for the full endpoint."""
         authorization = date_value = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -79,7 +92,7 @@ class FastCheck:
         try:
             query = parse_params(params, schemas.CheckQuery)
             with state.db.snapshot() as connection:
-                body = licensing.check_snapshot(
+                checked = licensing.check_snapshot(
                     connection,
                     state.keys,
                     authorization=authorization,
@@ -95,13 +108,13 @@ class FastCheck:
             # the type only: a driver's message can carry the statement's parameters
             log.warning("check.fast_path_failed", extra={"error": type(exc).__name__})
             return None
-        if body is None:
+        if checked is None:
             return None
-        content = compact_json(body)
+        content = compact_json(checked.body)
         headers: list[tuple[bytes, bytes]] = [
             (b"content-length", str(len(content)).encode()),
             (b"content-type", b"application/json"),
         ]
         signed = state.keys.keyring.signature_headers(content, algorithm)
         headers.extend((k.lower().encode(), v.encode()) for k, v in signed.items())
-        return content, headers
+        return content, headers, checked.seen_device_id
