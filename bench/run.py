@@ -754,7 +754,7 @@ def main() -> int:
             "warmup_s": args.warmup,
             "open_loop_s": args.open_loop_seconds,
             "load_generator": "wrk -t1 (bench/load.lua)",
-            "open_loop_generator": "bench/openloop.py (httpx, fixed timetable, "
+            "open_loop_generator": "bench/openloop.py (asyncio streams, fixed timetable, "
             "latency from scheduled time)",
         },
         "machine": info,

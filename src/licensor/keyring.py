@@ -49,35 +49,52 @@ class SigningKey:
         )
 
 
+class _SignatureCache:
+    """Signatures of recently signed bytes, keyed by SHA-256 of the bytes (LRU)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def sign(self, key: SigningKey, data: bytes) -> str:
+        cache_key = (key.kid, hashlib.sha256(data).digest())
+        with self._lock:
+            cached = self._entries.get(cache_key)
+            if cached is not None:
+                self._entries.move_to_end(cache_key)
+                return cached
+        signature = key.sign(data)
+        with self._lock:
+            self._entries[cache_key] = signature
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return signature
+
+
 class Keyring:
     # Signatures of bytes that repeat are kept (RSA PKCS#1 v1.5 and Ed25519 are deterministic;
-    # an RSA signature costs ~1 ms of CPU): license_signature (the same for a device until its
-    # license changes), error answers (the same for every wrong key), a device's check answer
-    # within one second. Keyed by SHA-256 of the bytes; ~0.5 kB per entry.
-    REPEATABLE_CACHE_SIZE = 20_000
+    # an RSA signature costs ~1.5 ms of CPU here). Two caches, so that bodies, which mostly do
+    # not repeat, cannot evict the strings that do: license_signature strings (the same for a
+    # device until its license changes; ~0.5 kB per entry) and whole bodies (error answers are
+    # the same for every wrong key; a device's check answer within one second).
+    REPEATABLE_CACHE_SIZE = 100_000
+    BODY_CACHE_SIZE = 4_096
 
     def __init__(self, keys: list[SigningKey], active: dict[str, str]) -> None:
         self.keys = {k.kid: k for k in keys}
         self.rsa = self.keys[active["rsa-sha256"]]
         self.ed25519 = self.keys[active["ed25519"]]
-        self._repeatable: OrderedDict[tuple[str, bytes], str] = OrderedDict()
-        self._repeatable_lock = threading.Lock()
+        self._repeatable = _SignatureCache(self.REPEATABLE_CACHE_SIZE)
+        self._bodies = _SignatureCache(self.BODY_CACHE_SIZE)
 
     def sign_repeatable(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
-        """Sign ``data`` with the active key, reusing the signature of a recent identical input."""
-        key = self.for_algorithm(algorithm)
-        cache_key = (key.kid, hashlib.sha256(data).digest())
-        with self._repeatable_lock:
-            cached = self._repeatable.get(cache_key)
-            if cached is not None:
-                self._repeatable.move_to_end(cache_key)
-                return cached
-        signature = key.sign(data)
-        with self._repeatable_lock:
-            self._repeatable[cache_key] = signature
-            if len(self._repeatable) > self.REPEATABLE_CACHE_SIZE:
-                self._repeatable.popitem(last=False)
-        return signature
+        """Sign a string that repeats (``license_signature``), reusing a recent signature."""
+        return self._repeatable.sign(self.for_algorithm(algorithm), data)
+
+    def sign_body(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
+        """Sign a body (or the signed part of one), reusing the signature of identical bytes."""
+        return self._bodies.sign(self.for_algorithm(algorithm), data)
 
     def for_algorithm(self, algorithm: SignatureAlgorithm) -> SigningKey:
         return self.ed25519 if algorithm == "ed25519" else self.rsa
@@ -85,7 +102,7 @@ class Keyring:
     def signature_headers(self, body: bytes, algorithm: SignatureAlgorithm) -> dict[str, str]:
         """Headers that sign ``body`` (the exact bytes sent)."""
         key = self.for_algorithm(algorithm)
-        signature = self.sign_repeatable(algorithm, body)
+        signature = self.sign_body(algorithm, body)
         if algorithm == "ed25519":
             return {"Licensor-Signature": format_licensor_signature(key.kid, signature)}
         return {"LicenseSignature": signature, "Licensor-Key-Id": key.kid}

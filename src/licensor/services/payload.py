@@ -236,5 +236,5 @@ def license_body(
         algorithm, license_signing_string(device.hardware_id, key_or_user, validity).encode()
     )
     if request == "check":
-        body["license_signature_v2"] = keyring.sign_repeatable(algorithm, v2_signing_bytes(body))
+        body["license_signature_v2"] = keyring.sign_body(algorithm, v2_signing_bytes(body))
     return body
