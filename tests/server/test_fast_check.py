@@ -96,7 +96,7 @@ def seen_due(server: Server, ref: licensing.LicenseRef, now: datetime) -> int | 
 
 def record_seen(server: Server, device_id: int, now: datetime) -> bool:
     with server.db.snapshot() as connection:
-        return licensing.record_seen(connection, device_id, now, server.db.writer_lock)
+        return licensing.record_seen(connection, device_id, now)
 
 
 def fast_license_id(server: Server, key: str) -> int:

@@ -36,7 +36,6 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
 from licensor.services import audit, auth, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import repository, snapshot
-from licensor.store.db import WriterLock
 from licensor.store.models import (
     Device,
     IdempotencyRecord,
@@ -559,11 +558,9 @@ def check_snapshot(
     )
 
 
-def record_seen(
-    connection: Connection, device_id: int, now: datetime, writer_lock: WriterLock | None
-) -> bool:
+def record_seen(connection: Connection, device_id: int, now: datetime) -> bool:
     """Record a device's "last seen" time after a fast check answered (best effort)."""
-    return snapshot.touch_device(connection, device_id, now, writer_lock)
+    return snapshot.touch_device(connection, device_id, now)
 
 
 def check_device(

@@ -25,7 +25,6 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
-from licensor.store.db import WriterLock
 from licensor.store.models import (
     ApiKey,
     BlacklistEntry,
@@ -210,19 +209,10 @@ def check_snapshot(
     )
 
 
-def touch_device(
-    connection: Connection, device_id: int, now: datetime, writer_lock: WriterLock | None = None
-) -> bool:
+def touch_device(connection: Connection, device_id: int, now: datetime) -> bool:
     """Record "last seen" (autocommit, one statement). Best effort: when another writer holds
-    the database (SQLite) it gives up at once and a later check tries again; the answer does not
-    depend on it."""
-    if writer_lock is None:
-        return _touch(connection, device_id, now)
-    with writer_lock.try_held() as free:
-        return free and _touch(connection, device_id, now)
-
-
-def _touch(connection: Connection, device_id: int, now: datetime) -> bool:
+    the database it gives up at once (the snapshot engine does not wait on SQLite's lock) and a
+    later check tries again; no answer depends on it."""
     try:
         connection.execute(update(Device).where(Device.id == device_id).values(last_check_at=now))
     except OperationalError:

@@ -66,9 +66,7 @@ class FastCheck:
     def record_seen(state: AppState, device_id: int) -> None:
         try:
             with state.db.snapshot() as connection:
-                licensing.record_seen(
-                    connection, device_id, datetime.now(UTC), state.db.writer_lock
-                )
+                licensing.record_seen(connection, device_id, datetime.now(UTC))
         except Exception as exc:
             log.warning("check.record_seen_failed", extra={"error": type(exc).__name__})
 
