@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from licensor.core import custom_fields as custom_field_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
@@ -87,6 +89,35 @@ def _page(offset: int, limit: int) -> tuple[int, int]:
 
 def _not_found(kind: str, ident: object) -> LicensorError:
     return LicensorError("not_found", f"{kind} {ident} not found")
+
+
+def not_found(kind: str, ident: object) -> LicensorError:
+    return _not_found(kind, ident)
+
+
+def record(
+    session: Session,
+    admin: Admin,
+    action: str,
+    object_type: str,
+    object_id: object,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    now: datetime,
+) -> None:
+    """Audit one change made by ``admin`` (who, what, before and after)."""
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        before=before,
+        after=after,
+        now=now,
+    )
 
 
 # -- tokens ------------------------------------------------------------------------------------
@@ -202,6 +233,11 @@ def _owned_license(session: Session, admin: Admin, license_id: int) -> License:
     if found is None:
         raise _not_found("license", license_id)
     return found
+
+
+def owned_license(session: Session, admin: Admin, license_id: int) -> License:
+    """A license of the admin's company (404 for any other)."""
+    return _owned_license(session, admin, license_id)
 
 
 def list_licenses(
@@ -372,11 +408,16 @@ def update_license(
         "validity_period",
         "start_date",
         "prevent_vm",
-        "custom_fields",
     ):
         value = getattr(changes, name)
         if value is not None:
             setattr(license_, name, value)
+    if changes.custom_fields is not None:
+        product = session.get(Product, license_.product_id)
+        values = custom_field_rules.checked_values(
+            product.custom_fields if product is not None else [], changes.custom_fields
+        )
+        license_.custom_fields = custom_field_rules.merged(license_.custom_fields, values)
     if changes.order_id is not None:
         license_.order_store_id = changes.order_id
     if changes.metadata is not None:
@@ -669,11 +710,16 @@ def blacklist_add(
     if not hardware_id or len(hardware_id) > 256 or "\x00" in hardware_id:
         raise LicensorError("validation_error", "hardware_id: 1-256 characters")
     # a second entry would keep the device refused after the first one is removed
+    already = LicensorError("validation_error", "hardware_id: already blacklisted", status=409)
     if admin_repo.blacklist_entry(session, admin.company_id, hardware_id, product) is not None:
-        raise LicensorError("validation_error", "hardware_id: already blacklisted", status=409)
-    entry = catalogue.blacklist_device(
-        session, admin.company_id, hardware_id, product_code=product, reason=reason
-    )
+        raise already
+    try:
+        entry = catalogue.blacklist_device(
+            session, admin.company_id, hardware_id, product_code=product, reason=reason
+        )
+    except IntegrityError:
+        # a concurrent add of the same entry committed first (unique indexes, migration 0006)
+        raise already from None
     view = views.blacklist_view(entry)
     audit.record(
         session,
