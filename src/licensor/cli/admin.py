@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +80,21 @@ def call(api: Backend, method: str, path: str, **kwargs: Any) -> Any:
         return api.call(method, path, **kwargs)
     except BackendError as exc:
         raise _fail(exc) from None
+
+
+@contextmanager
+def progress_bar(label: str, total: int, *, hidden: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error (``hidden`` for short jobs); yields ``advance(n)``."""
+    with Progress(
+        label,
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=hidden,
+    ) as bar:
+        task = bar.add_task(label.lower(), total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def emit(as_json: bool, data: Any, render: Any) -> None:
@@ -455,15 +472,8 @@ def export_licenses(
     first = call(api, "GET", "/licenses", params={"product": product, "per_page": 500})
     items: list[dict[str, Any]] = list(first["items"])
     total = first["total"]
-    with Progress(
-        "Exporting",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=total <= 500,
-    ) as bar:
-        task = bar.add_task("export", total=total, completed=len(items))
+    with progress_bar("Exporting", total, hidden=total <= 500) as advance:
+        advance(len(items))
         page = 1
         while len(items) < total:
             page += 1
@@ -473,7 +483,7 @@ def export_licenses(
             if not chunk:
                 break
             items.extend(chunk)
-            bar.update(task, completed=len(items))
+            advance(len(chunk))
     if file_format == "json":
         text = json.dumps(items, indent=2) + "\n"
     else:
@@ -541,15 +551,7 @@ def import_licenses(
         raise typer.Exit(1)
     api = backend(server, company)
     created = skipped = 0
-    with Progress(
-        "Importing",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=len(rows) < 50,
-    ) as bar:
-        task = bar.add_task("import", total=len(rows))
+    with progress_bar("Importing", len(rows), hidden=len(rows) < 50) as advance:
         for row in rows:
             try:
                 api.call("GET", f"/licenses/by-key/{row['license_key']}")
@@ -569,7 +571,7 @@ def import_licenses(
                     body["customer_email"] = row["customer"]
                 call(api, "POST", "/licenses", body=body)
                 created += 1
-            bar.advance(task)
+            advance(1)
     summary = {"created": created, "skipped": skipped}
     emit(as_json, summary, lambda: out.print(f"{created} imported, {skipped} already present."))
 
