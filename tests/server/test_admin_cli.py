@@ -609,3 +609,159 @@ def test_remote_export_import_and_connection_errors(remote: Remote, tmp_path: Pa
     )
     assert gone.exit_code == 1
     assert "cannot reach http://127.0.0.1:9" in error_text(gone)
+
+
+# -- features, policies, releases, orders, license users, credentials --------------------------
+
+
+def test_local_catalogue_and_credential_commands(license_api: Api) -> None:
+    export = cli_json("feature", "add", "app", "export", "--name", "Export")
+    assert (export["code"], export["name"], export["feature_type"]) == (
+        "export",
+        "Export",
+        "activation",
+    )
+    cli_json("feature", "add", "app", "credits", "--type", "consumption", "--max-consumption", "10")
+    assert [f["code"] for f in cli_json("feature", "list", "app")["items"]] == ["export", "credits"]
+    assert "credits" in cli("feature", "list", "app").stdout
+
+    annual = cli_json(
+        "policy", "create", "app", "annual", "--type", "subscription", "--validity-days", "365",
+        "--max-activations", "3", "--feature", "export", "--default",
+    )  # fmt: skip
+    assert (annual["is_default"], annual["features"]) == (True, {"export": {}})
+    assert [p["code"] for p in cli_json("policy", "list", "app")["items"]] == ["annual"]
+    assert "annual" in cli("policy", "list", "app").stdout
+    assert cli_json("policy", "show", "app", "annual") == annual
+    assert "365" in cli("policy", "show", "app", "annual").stdout
+
+    own = cli_json(
+        "license", "create", "--product", "app", "--policy", "annual", "--max-activations", "5"
+    )
+    shown = cli_json("license", "show", own["license_key"])
+    assert (shown["license_type"], shown["validity_days"], shown["max_activations"]) == (
+        "subscription",
+        365,
+        5,
+    )
+    assert (shown["features"], shown["policy_id"]) == ({"export": {}}, annual["id"])
+    by_default = cli_json(
+        "license", "show", cli_json("license", "create", "--product", "app")["license_key"]
+    )
+    assert (by_default["license_type"], by_default["max_activations"]) == ("subscription", 3)
+    refused = cli("license", "create", "--product", "app", "--policy", "nope", code=1)
+    assert "no policy 'nope'" in error_text(refused)
+
+    key = own["license_key"]
+    attached = cli_json("feature", "attach", key, "credits", "--max-consumption", "4")
+    assert attached["features"]["credits"] == {"max_consumption": 4}
+    body = activate(license_api, key, "hw-1").json()
+    assert [(f["code"], f["max_consumption"]) for f in body["product_features"]] == [
+        ("export", 0),
+        ("credits", 4),
+    ]
+    assert set(cli_json("feature", "detach", key, "credits")["features"]) == {"export"}
+    assert cli_json("feature", "remove", "app", "credits")["removed"] is True
+    assert [f["code"] for f in cli_json("feature", "list", "app")["items"]] == ["export"]
+
+    release = cli_json(
+        "release", "add", "app", "1.0", "--date", "2026-01-01", "--channel", "stable"
+    )
+    assert (release["version"], release["channel"]) == ("1.0", "stable")
+    assert [r["version"] for r in cli_json("release", "list", "app")["items"]] == ["1.0"]
+    assert "stable" in cli("release", "list", "app").stdout
+
+    ordered = cli_json("license", "create", "--product", "app", "--order-id", "o-7", "--count", "2")
+    order = cli_json("order", "show", "o-7")
+    assert sorted(i["id"] for i in order["items"]) == sorted(i["id"] for i in ordered)
+    assert "o-7" in cli("order", "show", "o-7").stdout
+
+    cli_json("product", "create", "team", "--name", "Team", "--authorization-method", "user")
+    team = cli_json(
+        "license", "create", "--product", "team", "--user", "a@x.io", "--password", "pw-123456"
+    )
+    user = cli_json(
+        "license-user", "create", str(team["id"]), "--email", "b@x.io", "--password", "pw-654321"
+    )
+    assert user["email"] == "b@x.io"
+    reset = cli_json("license-user", "reset-password", str(user["id"]))
+    assert len(reset["password"]) >= 8
+    assert "password" not in cli_json(
+        "license-user", "reset-password", str(user["id"]), "--password", "pw-000000"
+    )
+
+    keys = cli_json("api-key", "list")["items"]
+    assert [k["api_key"] for k in keys] == [license_api.api_key]
+    rotated = cli_json("api-key", "rotate", str(keys[0]["id"]), "--overlap", "60")
+    assert rotated["shared_key"] and rotated["previous_valid_until"]
+    assert cli_json("api-key", "revoke", str(keys[0]["id"]))["revoked"] is True
+    client = cli_json("oauth-client", "create")
+    (listed,) = cli_json("oauth-client", "list")["items"]
+    assert listed["client_id"] == client["client_id"]
+    assert cli_json("oauth-client", "rotate", str(listed["id"]))["client_secret"]
+    assert cli_json("oauth-client", "revoke", str(listed["id"]))["revoked"] is True
+    actions = {e["action"] for e in cli_json("audit", "--per-page", "500")["items"]}
+    assert {"policy.create", "feature.create", "api_key.rotate", "oauth_client.revoke"} <= actions
+
+
+def test_remote_catalogue_and_credential_commands(remote: Remote) -> None:
+    key = remote.license()
+    shop = remote.token("admin", "shop")
+    desk = remote.token("support", "desk")
+    assert remote_cli(remote, "feature", "add", "app", "export", token=shop)["code"] == "export"
+    assert [
+        f["code"] for f in remote_cli(remote, "feature", "list", "app", token=desk)["items"]
+    ] == ["export"]
+    refused = remote_cli(remote, "feature", "add", "app", "other", token=desk, code=1)
+    assert "forbidden" in error_text(refused)
+    remote_cli(
+        remote, "policy", "create", "app", "pro", "--max-activations", "4", "--feature", "export",
+        "--trial-days", "14", token=shop,
+    )  # fmt: skip
+    assert remote_cli(remote, "policy", "show", "app", "pro", token=desk)["trial_days"] == 14
+    assert [
+        p["code"] for p in remote_cli(remote, "policy", "list", "app", token=desk)["items"]
+    ] == ["pro"]
+    issued = remote_cli(
+        remote, "license", "create", "--product", "app", "--policy", "pro", "--order-id", "o-1",
+        token=shop,
+    )  # fmt: skip
+    shown = remote_cli(remote, "license", "show", issued["license_key"], token=shop)
+    assert (shown["max_activations"], shown["is_trial"], shown["features"]) == (
+        4,
+        True,
+        {"export": {}},
+    )
+    activated = remote.api.activate(
+        product="app", license_key=issued["license_key"], hardware_id="pc"
+    )
+    assert [f["code"] for f in activated.json()["product_features"]] == ["export"]
+    assert [i["id"] for i in remote_cli(remote, "order", "show", "o-1", token=desk)["items"]] == [
+        issued["id"]
+    ]
+    remote_cli(remote, "release", "add", "app", "2.0", "--date", "2026-02-01", token=shop)
+    assert [
+        r["version"] for r in remote_cli(remote, "release", "list", "app", token=desk)["items"]
+    ] == ["2.0"]
+    assert remote_cli(remote, "feature", "detach", key, "export", token=shop, code=1)
+    remote_cli(remote, "feature", "attach", key, "export", token=shop)
+    assert remote_cli(remote, "feature", "remove", "app", "export", token=shop)["removed"] is True
+    assert remote_cli(remote, "license", "show", key, token=shop)["features"] == {}
+
+    made = remote_cli(remote, "api-key", "create", "--label", "ci", token=shop)
+    assert made["label"] == "ci" and made["shared_key"]
+    assert (
+        remote_cli(remote, "api-key", "rotate", str(made["id"]), token=shop)["shared_key"]
+        != made["shared_key"]
+    )
+    assert remote_cli(remote, "api-key", "revoke", str(made["id"]), token=shop)["revoked"] is True
+    assert "forbidden" in error_text(remote_cli(remote, "api-key", "list", token=desk, code=1))
+    client = remote_cli(remote, "oauth-client", "create", token=shop)
+    assert client["client_secret"]
+    assert remote_cli(remote, "oauth-client", "rotate", str(client["id"]), token=shop)[
+        "client_secret"
+    ]
+    assert (
+        remote_cli(remote, "oauth-client", "revoke", str(client["id"]), token=shop)["revoked"]
+        is True
+    )

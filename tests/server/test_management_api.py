@@ -193,6 +193,7 @@ def test_issue_one_and_many_and_read_them_back(server: Server, admin: Mgmt) -> N
 
 
 def test_issued_licenses_keep_their_metadata(server: Server, admin: Mgmt) -> None:
+    admin.ok(admin.post("/products/app/custom-fields", {"name": "seat"}), 201)
     issued = admin.issue(metadata={"plan": "pro"}, custom_fields={"seat": "a"})
     assert (issued["metadata"], issued["custom_fields"]) == ({"plan": "pro"}, {"seat": "a"})
     many = admin.ok(
@@ -203,6 +204,7 @@ def test_issued_licenses_keep_their_metadata(server: Server, admin: Mgmt) -> Non
 
 
 def test_patch_changes_only_the_given_fields(server: Server, admin: Mgmt) -> None:
+    admin.ok(admin.post("/products/app/custom-fields", {"name": "colour"}), 201)
     issued = admin.issue(max_activations=1, order_id="o-1")
     changed = admin.ok(
         admin.patch(
@@ -1049,6 +1051,36 @@ ENDPOINTS = [
         {"email": "new@example.com", "password": "new-pass-1"},
     ),
     Endpoint("POST", "/license-users/{license_user}/reset-password", "write"),
+    Endpoint("GET", "/products/{product_code}/features", "read"),
+    Endpoint("GET", "/products/{product_code}/custom-fields", "read"),
+    Endpoint("GET", "/products/{product_code}/policies", "read"),
+    Endpoint("GET", "/products/{product_code}/policies/{policy}", "read"),
+    Endpoint("POST", "/products/{product_code}/features", "write", 201, {"code": "new-feature"}),
+    Endpoint("PATCH", "/products/{product_code}/features/{feature}", "write", 200, {"name": "Ex"}),
+    Endpoint("DELETE", "/products/{product_code}/features/{spare_feature}", "write", 204),
+    Endpoint("POST", "/licenses/{license}/features", "write", 201, {"code": "import"}),
+    Endpoint(
+        "PATCH",
+        "/licenses/{license}/features/{feature}",
+        "write",
+        200,
+        {"expiry_date": "2040-01-01"},
+    ),
+    Endpoint("DELETE", "/licenses/{license}/features/{attachable}", "write"),
+    Endpoint("POST", "/products/{product_code}/custom-fields", "write", 201, {"name": "new"}),
+    Endpoint(
+        "PATCH",
+        "/products/{product_code}/custom-fields/{field}",
+        "write",
+        200,
+        {"default_value": 1},
+    ),
+    Endpoint("DELETE", "/products/{product_code}/custom-fields/{spare_field}", "write", 204),
+    Endpoint("POST", "/products/{product_code}/policies", "write", 201, {"code": "new-policy"}),
+    Endpoint(
+        "PATCH", "/products/{product_code}/policies/{policy}", "write", 200, {"max_activations": 2}
+    ),
+    Endpoint("DELETE", "/products/{product_code}/policies/{spare_policy}", "write", 204),
     Endpoint("GET", "/tokens", "credentials"),
     Endpoint("POST", "/tokens", "credentials", 201, {"name": "more", "role": "read-only"}),
     Endpoint("DELETE", "/tokens/{other_token}", "credentials"),
@@ -1069,7 +1101,23 @@ ALLOWED = {
 
 def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> dict[str, Any]:
     """One of everything a company owns, made through the API with an admin token."""
-    issued = owner.issue(max_activations=3, order_id="order-" + hw)
+    products = [p["short_code"] for p in owner.ok(owner.get("/products"))["items"]]
+    if "export" not in [f["code"] for f in owner.ok(owner.get("/products/app/features"))["items"]]:
+        for code in ("export", "import", "spare"):
+            owner.ok(owner.post("/products/app/features", {"code": code}), 201)
+        for name in ("seat", "spare-field"):
+            owner.ok(owner.post("/products/app/custom-fields", {"name": name}), 201)
+        for code in ("std", "spare-policy"):
+            owner.ok(
+                owner.post("/products/app/policies", {"code": code, "max_activations": 3}), 201
+            )
+    assert "app" in products
+    issued = owner.issue(
+        max_activations=3,
+        order_id="order-" + hw,
+        features={"export": {}},
+        custom_fields={"seat": 1},
+    )
     spare = owner.issue()
     if not any(p["short_code"] == "team" for p in owner.ok(owner.get("/products"))["items"]):
         team = {"short_code": "team", "name": "Team", "authorization_method": "user"}
@@ -1100,6 +1148,13 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
         "oauth_client": oauth["id"],
         "user_license": user_license["id"],
         "license_user": user_license["users"][0]["id"],
+        "feature": "export",
+        "attachable": "import",
+        "spare_feature": "spare",
+        "field": "seat",
+        "spare_field": "spare-field",
+        "policy": "std",
+        "spare_policy": "spare-policy",
     }
 
 
@@ -1194,7 +1249,14 @@ def test_a_revoked_admin_token_stops_at_once(server: Server, admin: Mgmt) -> Non
 
 def test_a_company_never_reaches_another_companys_objects(server: Server, admin: Mgmt) -> None:
     server.product("pro")
+    admin.ok(admin.post("/products/pro/features", {"code": "pro-feature"}), 201)
+    admin.ok(admin.post("/products/pro/custom-fields", {"name": "pro-field"}), 201)
+    admin.ok(admin.post("/products/pro/policies", {"code": "pro-policy", "is_default": True}), 201)
     a = company_objects(server, admin, server.company_id, "hw-a")
+    a_catalogue = [
+        admin.ok(admin.get(f"/products/pro/{kind}"))
+        for kind in ("features", "custom-fields", "policies")
+    ]
     a_tokens = [t["id"] for t in admin.ok(admin.get("/tokens"))["items"]]
     b_company, _ = server.new_company("Other Co")
     b = mgmt(server, "admin", b_company)
@@ -1232,6 +1294,22 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         ("POST", f"/licenses/{a['user_license']}/users", {"email": "x@y.z", "password": "p" * 9}),
         ("POST", f"/license-users/{a['license_user']}/reset-password", None),
         ("POST", f"/license-users/{a['license_user']}/reset-password", {"password": "p" * 9}),
+        ("GET", "/products/pro/features", None),
+        ("POST", "/products/pro/features", {"code": "x"}),
+        ("PATCH", "/products/pro/features/pro-feature", {"name": "x"}),
+        ("DELETE", "/products/pro/features/pro-feature", None),
+        ("GET", "/products/pro/custom-fields", None),
+        ("POST", "/products/pro/custom-fields", {"name": "x"}),
+        ("PATCH", "/products/pro/custom-fields/pro-field", {"default_value": "x"}),
+        ("DELETE", "/products/pro/custom-fields/pro-field", None),
+        ("GET", "/products/pro/policies", None),
+        ("GET", "/products/pro/policies/pro-policy", None),
+        ("POST", "/products/pro/policies", {"code": "x"}),
+        ("PATCH", "/products/pro/policies/pro-policy", {"max_activations": 9}),
+        ("DELETE", "/products/pro/policies/pro-policy", None),
+        ("POST", f"/licenses/{a['license']}/features", {"code": "import"}),
+        ("PATCH", f"/licenses/{a['license']}/features/export", {"expiry_date": "2001-01-01"}),
+        ("DELETE", f"/licenses/{a['license']}/features/export", None),
     ]
     for method, path, body in attempts:
         response = b.call(method, path, json=body)
@@ -1264,6 +1342,21 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         "unknown_product",
     )
     assert admin.ok(admin.get(f"/licenses/{a['license']}")) == before
+    assert [
+        admin.ok(admin.get(f"/products/pro/{kind}"))
+        for kind in ("features", "custom-fields", "policies")
+    ] == a_catalogue
+    # B's products show none of A's features, fields or policies, and B cannot issue from them
+    for kind in ("features", "custom-fields", "policies"):
+        assert b.ok(b.get(f"/products/app/{kind}"))["items"] == []
+    assert error_of(b.post("/licenses", {"product": "app", "policy": "std"})) == (
+        400,
+        "unknown_policy",
+    )
+    assert error_of(b.post("/licenses", {"product": "app", "features": {"export": {}}})) == (
+        400,
+        "unknown_feature",
+    )
     assert admin.ok(admin.get(f"/licenses/{a['license']}/devices"))["items"][0]["active"] is True
     assert admin.ok(admin.get("/licenses"))["total"] == 3
     assert len(admin.ok(admin.get("/blacklist"))["items"]) == 1
@@ -1473,6 +1566,35 @@ def test_the_role_is_checked_before_the_request_is(server: Server, admin: Mgmt, 
         assert error_of(response) == (403, "forbidden"), (method, path, body, response.text)
 
 
+@pytest.mark.parametrize("role", ["support", "read-only"])
+def test_a_refused_role_gets_403_whatever_the_request_holds(
+    server: Server, admin: Mgmt, role: str
+) -> None:
+    """Every route the role may not use × a bad body (and bad path ids) → 403, never 400/422."""
+    ids = company_objects(server, admin, server.company_id, "hw-1")
+    caller = mgmt(server, role)
+    refused = [e for e in ENDPOINTS if e.permission not in ALLOWED[role]]
+    assert len(refused) > 20
+    bad_bodies: list[dict[str, Any]] = [
+        {"json": {"not_a_field": [1], "count": -1, "days": 0, "code": "", "name": None}},
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        {"json": ["a", "list"]},
+    ]
+    wrong = []
+    for endpoint in refused:
+        for path in (
+            endpoint.path.format(**ids),
+            re.sub(r"\{\w+\}", "not-a-number", endpoint.path),
+        ):
+            for request in bad_bodies:
+                response = caller.call(endpoint.method, path, **request)
+                got = response.status_code, response.json().get("code")
+                if got != (403, "forbidden"):
+                    wrong.append((endpoint.method, path, got, str(request)[:30]))
+    assert not wrong, wrong
+    assert admin.ok(admin.get("/licenses"))["total"] == 3
+
+
 def test_authentication_comes_before_validation(server: Server) -> None:
     """Without a valid token nothing about the request is judged, not even its shape."""
     for method, path, body in [
@@ -1483,3 +1605,7 @@ def test_authentication_comes_before_validation(server: Server) -> None:
     ]:
         response = server.client.request(method, BASE + path, json=body)
         assert error_of(response) == (401, "unauthorized"), (method, path, response.text)
+    not_json = server.client.post(
+        BASE + "/licenses", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert error_of(not_json) == (401, "unauthorized")

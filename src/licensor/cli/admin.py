@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +80,21 @@ def call(api: Backend, method: str, path: str, **kwargs: Any) -> Any:
         return api.call(method, path, **kwargs)
     except BackendError as exc:
         raise _fail(exc) from None
+
+
+@contextmanager
+def progress_bar(label: str, total: int, *, hidden: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error (``hidden`` for short jobs); yields ``advance(n)``."""
+    with Progress(
+        label,
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=hidden,
+    ) as bar:
+        task = bar.add_task(label.lower(), total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def emit(as_json: bool, data: Any, render: Any) -> None:
@@ -455,15 +472,8 @@ def export_licenses(
     first = call(api, "GET", "/licenses", params={"product": product, "per_page": 500})
     items: list[dict[str, Any]] = list(first["items"])
     total = first["total"]
-    with Progress(
-        "Exporting",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=total <= 500,
-    ) as bar:
-        task = bar.add_task("export", total=total, completed=len(items))
+    with progress_bar("Exporting", total, hidden=total <= 500) as advance:
+        advance(len(items))
         page = 1
         while len(items) < total:
             page += 1
@@ -473,7 +483,7 @@ def export_licenses(
             if not chunk:
                 break
             items.extend(chunk)
-            bar.update(task, completed=len(items))
+            advance(len(chunk))
     if file_format == "json":
         text = json.dumps(items, indent=2) + "\n"
     else:
@@ -541,15 +551,7 @@ def import_licenses(
         raise typer.Exit(1)
     api = backend(server, company)
     created = skipped = 0
-    with Progress(
-        "Importing",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=len(rows) < 50,
-    ) as bar:
-        task = bar.add_task("import", total=len(rows))
+    with progress_bar("Importing", len(rows), hidden=len(rows) < 50) as advance:
         for row in rows:
             try:
                 api.call("GET", f"/licenses/by-key/{row['license_key']}")
@@ -569,6 +571,446 @@ def import_licenses(
                     body["customer_email"] = row["customer"]
                 call(api, "POST", "/licenses", body=body)
                 created += 1
-            bar.advance(task)
+            advance(1)
     summary = {"created": created, "skipped": skipped}
     emit(as_json, summary, lambda: out.print(f"{created} imported, {skipped} already present."))
+
+
+# -- orders, releases, license users -----------------------------------------------------------
+
+order_app = typer.Typer(help="Orders (the licenses issued for one purchase).", no_args_is_help=True)
+release_app = typer.Typer(help="Releases (versions) of products.", no_args_is_help=True)
+license_user_app = typer.Typer(help="Users of user-based licenses.", no_args_is_help=True)
+feature_app = typer.Typer(help="Product features, and features of licenses.", no_args_is_help=True)
+policy_app = typer.Typer(help="License policies: templates for issuing.", no_args_is_help=True)
+
+
+def columns(*names: str) -> Table:
+    table = Table()
+    for name in names:
+        table.add_column(name, overflow="fold")
+    return table
+
+
+def show_fields(item: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in item.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        table.add_row(name, "-" if shown is None else str(shown))
+    out.print(table)
+
+
+@order_app.command("show")
+def order_show(
+    order_id: str,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The licenses issued for one order id."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/orders/{order_id}")
+
+    def render() -> None:
+        out.print(f"[bold]order {data['order_id']}[/bold]: {len(data['items'])} license(s)")
+        out.print(license_table(data["items"]))
+
+    emit(as_json, data, render)
+
+
+@release_app.command("list")
+def release_list(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Releases of a product, oldest first."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/products/{product}/releases")
+
+    def render() -> None:
+        table = columns("id", "version", "released", "environment", "channel", "enabled")
+        for r in data["items"]:
+            table.add_row(
+                str(r["id"]),
+                r["version"],
+                (r["release_date"] or "")[:10],
+                r["environment"],
+                r["channel"],
+                "yes" if r["enabled"] else "no",
+            )
+        out.print(table)
+
+    emit(as_json, data, render)
+
+
+@release_app.command("add")
+def release_add(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    version: str,
+    date: Annotated[str, typer.Option(help="Release date (YYYY-MM-DD or ISO 8601)")],
+    environment: str = "",
+    channel: str = "",
+    disabled: Annotated[bool, typer.Option("--disabled", help="Not offered yet")] = False,
+    download: Annotated[str, typer.Option(help="Link to the installer")] = "",
+    release_notes: Annotated[str, typer.Option(help="Link to the release notes")] = "",
+    eula: Annotated[str, typer.Option(help="Link to the EULA")] = "",
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a release (one version per environment)."""
+    api = backend(server, company)
+    data = call(
+        api,
+        "POST",
+        f"/products/{product}/releases",
+        body={
+            "version": version,
+            "release_date": date,
+            "environment": environment,
+            "channel": channel,
+            "enabled": not disabled,
+            "links": {"full": download, "release_notes": release_notes, "eula": eula},
+        },
+    )
+    emit(as_json, data, lambda: out.print(f"Release {data['version']} of {product} recorded."))
+
+
+@license_user_app.command("create")
+def license_user_create(
+    id_or_key: Annotated[str, typer.Argument(help="License id (or key)")],
+    email: Annotated[str, typer.Option(help="The user's e-mail (the username)")],
+    password: Annotated[
+        str | None, typer.Option(help="Initial password (8+ characters); asked when absent")
+    ] = None,
+    max_activations: Annotated[int, typer.Option(min=0)] = 1,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user to a user-based license."""
+    if password is None:
+        password = typer.prompt("Initial password", hide_input=True)
+    api = backend(server, company)
+    data = call(
+        api,
+        "POST",
+        f"/licenses/{license_id(api, id_or_key)}/users",
+        body={"email": email, "password": password, "max_activations": max_activations},
+    )
+    emit(as_json, data, lambda: out.print(f"User {data['email']} added (id {data['id']})."))
+
+
+@license_user_app.command("reset-password")
+def license_user_reset_password(
+    user_id: int,
+    password: Annotated[
+        str | None, typer.Option(help="The new password (default: generate one)")
+    ] = None,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a license user a new initial password (a generated one is shown once)."""
+    api = backend(server, company)
+    body = {"password": password} if password is not None else {}
+    data = call(api, "POST", f"/license-users/{user_id}/reset-password", body=body)
+
+    def render() -> None:
+        out.print(f"Password of {data['email']} reset.")
+        if "password" in data:
+            out.print(f"password {data['password']}   [dim](shown once)[/dim]")
+
+    emit(as_json, data, render)
+
+
+# -- API credentials (rotation and revocation; creation is in cli.main) ------------------------
+
+
+def credential_commands(typer_app: typer.Typer, kind: str, path: str, secret_field: str) -> None:
+    @typer_app.command("list")
+    def credential_list(
+        server: ServerOption = None, company: CompanyOption = None, as_json: JsonFlag = False
+    ) -> None:
+        api = backend(server, company)
+        data = {"items": call(api, "GET", "/credentials")[kind]}
+
+        def render() -> None:
+            table = columns("id", "key / client id", "detail", "revoked", "previous until")
+            for c in data["items"]:
+                detail = c.get("label") or c.get("scope") or ""
+                if c.get("read_only"):
+                    detail += " (read-only)"
+                table.add_row(
+                    str(c["id"]),
+                    c.get("api_key") or c.get("client_id"),
+                    detail,
+                    "yes" if c["revoked"] else "no",
+                    (c["previous_valid_until"] or "-")[:19],
+                )
+            out.print(table)
+
+        emit(as_json, data, render)
+
+    credential_list.__doc__ = f"List {path.strip('/').replace('-', ' ')} (never their secrets)."
+
+    @typer_app.command("rotate")
+    def credential_rotate(
+        credential_id: int,
+        overlap: Annotated[
+            int, typer.Option(min=0, help="Seconds the old secret keeps working (default 0)")
+        ] = 0,
+        server: ServerOption = None,
+        company: CompanyOption = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """A new secret (shown once); the old one works --overlap seconds more."""
+        api = backend(server, company)
+        data = call(
+            api, "POST", f"{path}/{credential_id}/rotate", body={"overlap_seconds": overlap}
+        )
+        emit(
+            as_json,
+            data,
+            lambda: out.print(
+                f"{secret_field.replace('_', ' ')} {data[secret_field]}   "
+                "[dim](shown once; keep it secret)[/dim]"
+            ),
+        )
+
+    @typer_app.command("revoke")
+    def credential_revoke(
+        credential_id: int,
+        server: ServerOption = None,
+        company: CompanyOption = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Revoke at once: calls signed with it are refused."""
+        api = backend(server, company)
+        data = call(api, "DELETE", f"{path}/{credential_id}")
+        emit(as_json, data, lambda: out.print(f"{credential_id} revoked."))
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+@feature_app.command("list")
+def feature_list(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Features defined on a product."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/products/{product}/features")
+
+    def render() -> None:
+        table = columns("id", "code", "name", "type", "max consumption", "expires")
+        for f in data["items"]:
+            table.add_row(
+                str(f["id"]),
+                f["code"],
+                f["name"],
+                f["feature_type"],
+                str(f["max_consumption"]) if f["feature_type"] == "consumption" else "-",
+                (f["expiry_date"] or "never")[:10],
+            )
+        out.print(table)
+
+    emit(as_json, data, render)
+
+
+@feature_app.command("add")
+def feature_add(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Feature code")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the code)")] = None,
+    feature_type: Annotated[
+        str, typer.Option("--type", help="activation | consumption")
+    ] = "activation",
+    max_consumption: Annotated[int, typer.Option(min=0)] = 0,
+    expiry_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Define a feature on a product."""
+    api = backend(server, company)
+    body: dict[str, Any] = {"code": code, "feature_type": feature_type}
+    if name is not None:
+        body["name"] = name
+    if max_consumption:
+        body["max_consumption"] = max_consumption
+    if expiry_date is not None:
+        body["expiry_date"] = expiry_date
+    data = call(api, "POST", f"/products/{product}/features", body=body)
+    emit(as_json, data, lambda: out.print(f"Feature {data['code']} added to {product}."))
+
+
+@feature_app.command("remove")
+def feature_remove(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Feature code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a feature of a product (licenses and policies that had it lose it)."""
+    api = backend(server, company)
+    call(api, "DELETE", f"/products/{product}/features/{code}")
+    data = {"product": product, "code": code, "removed": True}
+    emit(as_json, data, lambda: out.print(f"Feature {code} removed from {product}."))
+
+
+@feature_app.command("attach")
+def feature_attach(
+    id_or_key: Annotated[str, typer.Argument(help="License id or key")],
+    code: Annotated[str, typer.Argument(help="Feature code")],
+    expiry_date: Annotated[str | None, typer.Option(help="This license's own expiry")] = None,
+    max_consumption: Annotated[int | None, typer.Option(min=0)] = None,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Attach a product feature to a license."""
+    api = backend(server, company)
+    body: dict[str, Any] = {"code": code}
+    if expiry_date is not None:
+        body["expiry_date"] = expiry_date
+    if max_consumption is not None:
+        body["max_consumption"] = max_consumption
+    data = call(api, "POST", f"/licenses/{license_id(api, id_or_key)}/features", body=body)
+    emit(as_json, data, lambda: out.print(f"Feature {code} attached to license {data['id']}."))
+
+
+@feature_app.command("detach")
+def feature_detach(
+    id_or_key: Annotated[str, typer.Argument(help="License id or key")],
+    code: Annotated[str, typer.Argument(help="Feature code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Take a feature away from a license."""
+    api = backend(server, company)
+    data = call(api, "DELETE", f"/licenses/{license_id(api, id_or_key)}/features/{code}")
+    emit(as_json, data, lambda: out.print(f"Feature {code} detached from license {data['id']}."))
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+@policy_app.command("list")
+def policy_list(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """License policies of a product."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/products/{product}/policies")
+
+    def render() -> None:
+        table = columns("code", "name", "type", "seats", "validity", "trial", "default")
+        for p in data["items"]:
+            seats = "∞" if p["allow_unlimited_activations"] else str(p["max_activations"])
+            validity = (
+                f"{p['validity_days']} days"
+                if p["validity_days"]
+                else (p["validity_period"] or "-")[:10]
+            )
+            trial = f"{p['trial_days'] or '-'} days" if p["is_trial"] else "no"
+            table.add_row(
+                p["code"],
+                p["name"],
+                p["license_type"],
+                seats,
+                validity,
+                trial,
+                "yes" if p["is_default"] else "",
+            )
+        out.print(table)
+
+    emit(as_json, data, render)
+
+
+@policy_app.command("show")
+def policy_show(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Policy code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One license policy."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/products/{product}/policies/{code}")
+    emit(as_json, data, lambda: show_fields(data))
+
+
+def _key_values(pairs: list[str] | None, option: str) -> dict[str, str]:
+    values = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            err.print(f"[red]error:[/red] {option}: {pair!r} is not NAME=VALUE")
+            raise typer.Exit(2)
+        values[name] = value
+    return values
+
+
+@policy_app.command("create")
+def policy_create(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Policy code")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the code)")] = None,
+    license_type: Annotated[
+        str, typer.Option("--type", help="perpetual | time-limited | subscription | consumption")
+    ] = "perpetual",
+    max_activations: Annotated[int, typer.Option(min=0)] = 1,
+    unlimited_activations: Annotated[bool, typer.Option("--unlimited-activations")] = False,
+    validity_days: Annotated[int | None, typer.Option(min=1, help="Days valid")] = None,
+    validity_period: Annotated[str | None, typer.Option(help="Fixed expiry date")] = None,
+    trial_days: Annotated[int | None, typer.Option(min=1, help="A trial of N days")] = None,
+    max_transfers: Annotated[int, typer.Option(help="0 unlimited, N at most, -1 none")] = 0,
+    prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    grace_period: Annotated[int, typer.Option(min=0, help="Grace hours after expiry")] = 0,
+    maintenance_days: Annotated[int | None, typer.Option(min=1)] = None,
+    feature: Annotated[list[str] | None, typer.Option(help="Attach this feature")] = None,
+    custom_field: Annotated[list[str] | None, typer.Option(help="NAME=VALUE")] = None,
+    default: Annotated[bool, typer.Option("--default", help="The product's default")] = False,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a license policy (licenses issued with --policy CODE take its values)."""
+    body: dict[str, Any] = {
+        "code": code,
+        "license_type": license_type,
+        "max_activations": max_activations,
+        "allow_unlimited_activations": unlimited_activations,
+        "max_transfers": max_transfers,
+        "grace_period": grace_period,
+        "is_default": default,
+        "features": {f: {} for f in feature or []},
+        "custom_fields": _key_values(custom_field, "--custom-field"),
+    }
+    optional = {
+        "name": name,
+        "validity_days": validity_days,
+        "validity_period": validity_period,
+        "maintenance_days": maintenance_days,
+        "prevent_vm": True if prevent_vm else None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if trial_days is not None:
+        body.update(is_trial=True, trial_days=trial_days)
+    api = backend(server, company)
+    data = call(api, "POST", f"/products/{product}/policies", body=body)
+    emit(as_json, data, lambda: out.print(f"Policy {data['code']} of {product} created."))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import catalogue, management
+from licensor.services import catalogue, features, management, policies
 from licensor.services.management import Admin
 from licensor.settings import Settings
 
@@ -51,17 +52,24 @@ def dispatch(
             sort=params.get("sort", "id"),
         )
     if method == "POST" and path == "/licenses":
-        spec_fields = {k: v for k, v in body.items() if k not in ("product", "count")}
+        fields = {k: v for k, v in body.items() if k not in ("product", "count", "policy")}
         for name in ("validity_period", "start_date", "maintenance_period"):
-            spec_fields[name] = _date(spec_fields.get(name))
-        if "order_id" in spec_fields:
-            spec_fields["order_store_id"] = spec_fields.pop("order_id")
-        grace = int(spec_fields.get("grace_period", 0) or 0)
-        spec_fields["allow_grace_period"] = grace > 0
-        spec = catalogue.LicenseSpec(**spec_fields)
+            if name in fields:
+                fields[name] = _date(fields[name])
+        if "order_id" in fields:
+            fields["order_store_id"] = fields.pop("order_id")
+        unknown = sorted(set(fields) - LICENSE_FIELDS)
+        if unknown:
+            raise LicensorError("validation_error", f"{unknown[0]}: not a license field")
         return {
-            "items": management.issue_licenses(
-                session, admin, body["product"], spec, count=int(body.get("count", 1)), now=now
+            "items": policies.issue_licenses(
+                session,
+                admin,
+                body["product"],
+                fields,
+                count=int(body.get("count", 1)),
+                policy=body.get("policy"),
+                now=now,
             )
         }
     if m := match(r"/licenses/by-key/(.+)"):
@@ -106,7 +114,82 @@ def dispatch(
         )
     if m := match(r"/customers/(\d+)"):
         return management.get_customer(session, admin, int(m.group(1)))
+    if method == "GET" and (m := match(r"/orders/(.+)")):
+        return management.get_order(session, admin, m.group(1))
+    if m := match(r"/products/([^/]+)/releases"):
+        if method == "GET":
+            return {"items": management.list_releases(session, admin, m.group(1))}
+        released = _date(body.get("release_date"))
+        if released is None:
+            raise LicensorError("validation_error", "release_date: required")
+        return management.add_release(
+            session,
+            admin,
+            m.group(1),
+            version=str(body.get("version", "")),
+            release_date=released,
+            environment=body.get("environment", ""),
+            channel=body.get("channel", ""),
+            links=body.get("links"),
+            now=now,
+        )
+    if method == "POST" and (m := match(r"/licenses/(\d+)/users")):
+        return management.add_license_user(
+            session,
+            admin,
+            int(m.group(1)),
+            email=str(body.get("email", "")),
+            password=str(body.get("password", "")),
+            max_activations=int(body.get("max_activations", 1)),
+            now=now,
+        )
+    if m := match(r"/license-users/(\d+)/reset-password"):
+        return management.reset_user_password(
+            session, admin, int(m.group(1)), password=body.get("password"), now=now
+        )
+    if (routed := _catalogue_route(session, admin, method, path, body, now)) is not None:
+        return routed[0]
     master_key = MasterKey.load_or_create(settings.data_dir, settings.master_key)
+    if method == "GET" and path == "/credentials":
+        return management.list_credentials(session, admin)
+    if method == "POST" and path == "/api-keys":
+        return management.create_api_key(
+            session,
+            master_key,
+            admin,
+            read_only=bool(body.get("read_only", False)),
+            products=body.get("products"),
+            label=str(body.get("label", "")),
+            now=now,
+        )
+    if method == "POST" and path == "/oauth-clients":
+        return management.create_oauth_client(
+            session,
+            master_key,
+            admin,
+            scope=str(body.get("scope", "company")),
+            customer_id=body.get("customer_id"),
+            license_id=body.get("license_id"),
+            now=now,
+        )
+    if m := match(r"/(api-keys|oauth-clients)/(\d+)/rotate"):
+        rotate = (
+            management.rotate_api_key
+            if m.group(1) == "api-keys"
+            else management.rotate_oauth_client
+        )
+        return rotate(
+            session,
+            master_key,
+            admin,
+            int(m.group(2)),
+            overlap_seconds=int(body.get("overlap_seconds", 0)),
+            now=now,
+        )
+    if method == "DELETE" and (m := match(r"/api-keys/(\d+)")):
+        return management.revoke_api_key(session, admin, int(m.group(1)), now=now)
+    if method == "DELETE" and (m := match(r"/oauth-clients/(\d+)")):
+        return management.revoke_oauth_client(session, admin, int(m.group(1)), now=now)
     if method == "GET" and path == "/tokens":
         return {"items": management.list_tokens(session, admin)}
     if method == "POST" and path == "/tokens":
@@ -126,3 +209,82 @@ def dispatch(
             per_page=int(params.get("per_page", 50)),
         )
     raise LicensorError("not_found", f"{method} {path} is not a CLI route")
+
+
+def _catalogue_route(
+    session: Session,
+    admin: Admin,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    now: datetime,
+) -> tuple[Any] | None:
+    """Features, custom fields and policies; ``None`` when the path is none of theirs."""
+
+    def match(pattern: str) -> re.Match[str] | None:
+        return re.fullmatch(pattern, path)
+
+    if m := match(r"/products/([^/]+)/features"):
+        if method == "GET":
+            return ({"items": features.list_features(session, admin, m.group(1))},)
+        return (features.add_feature(session, admin, m.group(1), body, now=now),)
+    if m := match(r"/products/([^/]+)/features/([^/]+)"):
+        if method == "DELETE":
+            features.remove_feature(session, admin, m.group(1), m.group(2), now=now)
+            return (None,)
+        return (features.update_feature(session, admin, m.group(1), m.group(2), body, now=now),)
+    if method == "POST" and (m := match(r"/licenses/(\d+)/features")):
+        overrides = {k: v for k, v in body.items() if k != "code"}
+        return (
+            features.set_license_feature(
+                session,
+                admin,
+                int(m.group(1)),
+                str(body.get("code", "")),
+                overrides,
+                attach=True,
+                now=now,
+            ),
+        )
+    if m := match(r"/licenses/(\d+)/features/([^/]+)"):
+        license_id, code = int(m.group(1)), m.group(2)
+        if method == "DELETE":
+            return (features.detach_license_feature(session, admin, license_id, code, now=now),)
+        return (
+            features.set_license_feature(
+                session, admin, license_id, code, body, attach=False, now=now
+            ),
+        )
+    if m := match(r"/products/([^/]+)/policies"):
+        if method == "GET":
+            return ({"items": policies.list_policies(session, admin, m.group(1))},)
+        settings = {
+            k: (_date(v) if k == "validity_period" else v)
+            for k, v in body.items()
+            if k not in ("code", "name", "is_default")
+        }
+        return (
+            policies.create_policy(
+                session,
+                admin,
+                m.group(1),
+                policy_code=str(body.get("code", "")),
+                name=body.get("name"),
+                is_default=bool(body.get("is_default", False)),
+                settings=settings,
+                now=now,
+            ),
+        )
+    if m := match(r"/products/([^/]+)/policies/([^/]+)"):
+        code, policy = m.group(1), m.group(2)
+        if method == "GET":
+            return (policies.get_policy(session, admin, code, policy),)
+        if method == "DELETE":
+            policies.delete_policy(session, admin, code, policy, now=now)
+            return (None,)
+        changes = {k: (_date(v) if k == "validity_period" else v) for k, v in body.items()}
+        return (policies.update_policy(session, admin, code, policy, changes, now=now),)
+    return None
+
+
+LICENSE_FIELDS = {f.name for f in dataclasses.fields(catalogue.LicenseSpec)} - {"policy_id"}

@@ -49,6 +49,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 CompanyOption = Annotated[
     str | None, typer.Option("--company", help="Company name or id (default: the only one).")
 ]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(help="Through this server's management API (token: LICENSOR_ADMIN_TOKEN)."),
+]
 
 
 def settings() -> Settings:
@@ -215,9 +219,15 @@ def api_key_create(
     read_only: Annotated[bool, typer.Option("--read-only")] = False,
     product: Annotated[list[str] | None, typer.Option(help="Limit to this product.")] = None,
     label: str = "",
+    server: ServerOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key + shared key (the shared key is shown only now)."""
+    if server is not None:
+        body = {"read_only": read_only, "products": product, "label": label}
+        made = _admin.call(_admin.backend(server, company), "POST", "/api-keys", body=body)
+        emit(as_json, made, f"api key    {made['api_key']}\nshared key {made['shared_key']}")
+        return
     current = settings()
     with transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
@@ -245,9 +255,27 @@ def oauth_create(
     scope: Annotated[str, typer.Option(help="company | customer | license")] = "company",
     customer: Annotated[str | None, typer.Option(help="Customer e-mail (customer scope)")] = None,
     license_id: Annotated[int | None, typer.Option(help="License id (license scope)")] = None,
+    server: ServerOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create OAuth client credentials (the secret is shown only now)."""
+    if server is not None:
+        api = _admin.backend(server, company)
+        customer_id = None
+        if customer:
+            found = _admin.call(api, "GET", "/customers", params={"search": customer})["items"]
+            exact = [c for c in found if c["email"] == customer.strip().lower()]
+            if not exact:
+                raise fail(f"customer: no customer {customer!r}")
+            customer_id = exact[0]["id"]
+        body = {"scope": scope, "customer_id": customer_id, "license_id": license_id}
+        made = _admin.call(api, "POST", "/oauth-clients", body=body)
+        emit(
+            as_json,
+            made,
+            f"client id     {made['client_id']}\nclient secret {made['client_secret']}",
+        )
+        return
     current = settings()
     with transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
@@ -342,57 +370,115 @@ def product_release(
 def license_create(
     product: Annotated[str, typer.Option(help="Product short code.")],
     license_type: Annotated[
-        str, typer.Option("--type", help="perpetual | time-limited | subscription | consumption")
-    ] = "perpetual",
+        str | None,
+        typer.Option(
+            "--type",
+            help="perpetual | time-limited | subscription | consumption [default: perpetual]",
+        ),
+    ] = None,
     company: CompanyOption = None,
-    max_activations: Annotated[int, typer.Option(min=0)] = 1,
+    policy: Annotated[
+        str | None,
+        typer.Option(help="Issue from this policy (default: the product's default policy)"),
+    ] = None,
+    max_activations: Annotated[int | None, typer.Option(min=0, help="[default: 1]")] = None,
     unlimited_activations: Annotated[bool, typer.Option("--unlimited-activations")] = False,
     validity_period: Annotated[str | None, typer.Option(help="Expiry date (ISO 8601)")] = None,
     validity_days: Annotated[int | None, typer.Option(help="Days from first activation")] = None,
     start_date: Annotated[str | None, typer.Option(help="Not activatable before (ISO)")] = None,
-    max_transfers: Annotated[int, typer.Option(help="0 unlimited, N at most, -1 none")] = 0,
+    max_transfers: Annotated[
+        int | None, typer.Option(help="0 unlimited, N at most, -1 none [default: 0]")
+    ] = None,
     prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
     trial: Annotated[bool, typer.Option("--trial")] = False,
     trial_days: Annotated[int | None, typer.Option()] = None,
-    grace_period: Annotated[int, typer.Option(help="Grace hours after expiry")] = 0,
+    grace_period: Annotated[
+        int | None, typer.Option(help="Grace hours after expiry [default: 0]")
+    ] = None,
     maintenance_until: Annotated[str | None, typer.Option(help="Maintenance end (ISO)")] = None,
     versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1,<2'")] = None,
     user: Annotated[str | None, typer.Option(help="License user e-mail (user products)")] = None,
     password: Annotated[str | None, typer.Option(help="License user password")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer e-mail")] = None,
-    order_id: Annotated[str, typer.Option(help="External order id")] = "",
+    order_id: Annotated[str | None, typer.Option(help="External order id")] = None,
     key: Annotated[str | None, typer.Option(help="Use this key instead of a new one")] = None,
     count: Annotated[int, typer.Option(min=1, help="How many to issue")] = 1,
+    server: Annotated[
+        str | None, typer.Option(help="Issue through this server's management API")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue licenses. ``--count`` issues many at once (bulk inserts, with a progress bar)."""
+    """Issue licenses. ``--count`` issues many at once (bulk inserts, with a progress bar).
+    Options given override the policy's values (``--policy``, else the product's default)."""
     current = settings()
     if user and password is None:
         password = typer.prompt("Password for the license user", hide_input=True)
-    spec = catalogue.LicenseSpec(
-        license_type=license_type,
-        max_activations=max_activations,
-        allow_unlimited_activations=unlimited_activations,
-        validity_period=parse_date(validity_period, "validity-period"),
-        validity_days=validity_days,
-        start_date=parse_date(start_date, "start-date"),
-        max_transfers=max_transfers,
-        prevent_vm=True if prevent_vm else None,
-        is_trial=trial,
-        trial_days=trial_days,
-        allow_grace_period=grace_period > 0,
-        grace_period=grace_period,
-        maintenance_period=parse_date(maintenance_until, "maintenance-until"),
-        version_spec=versions,
-        order_store_id=order_id,
-        customer_email=customer,
-        license_key=key,
-        user_email=user,
-        user_password=password,
-    )
+    # Only what was given: the rest comes from the policy, or the usual defaults.
+    given: dict[str, Any] = {
+        "license_type": license_type,
+        "max_activations": max_activations,
+        "allow_unlimited_activations": True if unlimited_activations else None,
+        "validity_days": validity_days,
+        "max_transfers": max_transfers,
+        "prevent_vm": True if prevent_vm else None,
+        "is_trial": True if trial else None,
+        "trial_days": trial_days,
+        "grace_period": grace_period,
+        "version_spec": versions,
+        "customer_email": customer,
+        "license_key": key,
+        "user_email": user,
+        "user_password": password,
+    }
+    dates = {
+        "validity_period": (validity_period, "validity-period"),
+        "start_date": (start_date, "start-date"),
+        "maintenance_period": (maintenance_until, "maintenance-until"),
+    }
+    fields = {k: v for k, v in given.items() if v is not None}
+    if server is not None:
+        body = {**fields, **{k: v for k, (v, _) in dates.items() if v is not None}}
+        if order_id is not None:
+            body["order_id"] = order_id
+        body.update(product=product, count=count, policy=policy)
+        api = _admin.backend(server, company)
+        items = _admin.call(api, "POST", "/licenses", body=body)["items"]
+        issued = [
+            {"id": i["id"], "license_key": i["license_key"], "policy_id": i["policy_id"]}
+            for i in items
+        ]
+    else:
+        for name, (value, option) in dates.items():
+            if value is not None:
+                fields[name] = parse_date(value, option)
+        if order_id is not None:
+            fields["order_store_id"] = order_id
+        issued = _issue_locally(current, company, product, fields, policy, count, as_json)
+    if user:
+        issued[0]["username"] = user.lower()
+    if as_json:
+        emit(True, issued if count > 1 else issued[0], "")
+        return
+    for item in issued:
+        sys.stdout.write(f"{item['license_key'] or item.get('username')}\n")
+
+
+def _issue_locally(
+    current: Settings,
+    company: str | None,
+    product: str,
+    fields: dict[str, Any],
+    policy: str | None,
+    count: int,
+    as_json: bool,
+) -> list[dict[str, Any]]:
+    from licensor.services import audit, policies
+    from licensor.store import repository
+
     now = datetime.now(UTC)
     with transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
+        spec = policies.spec_for(session, owner.id, product, fields, policy=policy, now=now)
         if count > 1 and not as_json:
             with Progress(
                 "[progress.description]{task.description}",
@@ -413,9 +499,6 @@ def license_create(
                 )
         else:
             ids = catalogue.create_licenses(session, owner.id, product, spec, count=count, now=now)
-        from licensor.services import audit
-        from licensor.store import repository
-
         audit.record(
             session,
             company_id=owner.id,
@@ -423,18 +506,19 @@ def license_create(
             action="license.create",
             object_type="license",
             object_id=ids[0] if count == 1 else f"{ids[0]}..{ids[-1]}",
-            after={"product": product, "count": count, "license_type": license_type},
+            after={
+                "product": product,
+                "count": count,
+                "license_type": spec.license_type,
+                "policy_id": spec.policy_id,
+            },
             now=now,
         )
         rows = repository.licenses_by_ids(session, ids)
-        issued = [{"id": row.id, "license_key": row.license_key} for row in rows]
-    if user:
-        issued[0]["username"] = user.lower()
-    if as_json:
-        emit(True, issued if count > 1 else issued[0], "")
-        return
-    for item in issued:
-        sys.stdout.write(f"{item['license_key'] or item.get('username')}\n")
+        return [
+            {"id": row.id, "license_key": row.license_key, "policy_id": row.policy_id}
+            for row in rows
+        ]
 
 
 @blacklist_app.command("add")
@@ -465,6 +549,13 @@ app.add_typer(_admin.token_app, name="token")
 app.add_typer(_admin.export_app, name="export")
 app.add_typer(_admin.import_app, name="import")
 app.command("audit")(_admin.audit_command)
+app.add_typer(_admin.order_app, name="order")
+app.add_typer(_admin.release_app, name="release")
+app.add_typer(_admin.license_user_app, name="license-user")
+app.add_typer(_admin.feature_app, name="feature")
+app.add_typer(_admin.policy_app, name="policy")
+_admin.credential_commands(api_key_app, "api_keys", "/api-keys", "shared_key")
+_admin.credential_commands(oauth_app, "oauth_clients", "/oauth-clients", "client_secret")
 
 from licensor.cli.qlm import qlm_app as _qlm_app  # noqa: E402 - QLM-style activation commands
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from licensor.core import custom_fields as custom_field_rules
+from licensor.core import features as feature_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import AuthorizationMethod, LicenseType, valid_version_spec
@@ -237,6 +239,9 @@ class LicenseSpec:
     user_email: str | None = None
     user_password: str | None = None
     user_max_activations: int | None = None
+    # attached product features: code -> overrides (core.features)
+    features: dict[str, Any] = field(default_factory=dict)
+    policy_id: int | None = None
 
 
 def _check_license_spec(spec: LicenseSpec, product: Product) -> None:
@@ -312,6 +317,8 @@ def _license_row(
         "enabled": spec.enabled,
         "order_store_id": spec.order_store_id,
         "custom_fields": spec.custom_fields,
+        "features": spec.features,
+        "policy_id": spec.policy_id,
         "metadata_": spec.metadata,
         "max_consumptions": 0,
         "total_consumptions": 0,
@@ -338,6 +345,12 @@ def create_licenses(
     if product is None:
         raise LicensorError("unknown_product", f"product: no product {product_code!r}")
     _check_license_spec(spec, product)
+    values = custom_field_rules.checked_values(product.custom_fields, spec.custom_fields)
+    spec = replace(
+        spec,
+        custom_fields={name: value for name, value in values.items() if value is not None},
+        features=feature_rules.checked_attachments(product.features, spec.features),
+    )
     if count < 1:
         raise LicensorError("validation_error", "count: must be >= 1")
     if spec.license_key and count != 1:

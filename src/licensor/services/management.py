@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from licensor.core import custom_fields as custom_field_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
@@ -89,6 +91,35 @@ def _not_found(kind: str, ident: object) -> LicensorError:
     return LicensorError("not_found", f"{kind} {ident} not found")
 
 
+def not_found(kind: str, ident: object) -> LicensorError:
+    return _not_found(kind, ident)
+
+
+def record(
+    session: Session,
+    admin: Admin,
+    action: str,
+    object_type: str,
+    object_id: object,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    now: datetime,
+) -> None:
+    """Audit one change made by ``admin`` (who, what, before and after)."""
+    audit.record(
+        session,
+        company_id=admin.company_id,
+        actor=admin.actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        before=before,
+        after=after,
+        now=now,
+    )
+
+
 # -- tokens ------------------------------------------------------------------------------------
 
 
@@ -113,16 +144,7 @@ def create_token(
     session.add(token)
     session.flush()
     view = views.token_view(token)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="token.create",
-        object_type="token",
-        object_id=token.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "token.create", "token", token.id, after=view, now=now)
     return {**view, "token": plaintext}
 
 
@@ -163,17 +185,7 @@ def _revoke(
     credential.revoked = True
     session.flush()
     after = view(credential)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action=f"{kind}.revoke",
-        object_type=kind,
-        object_id=object_id,
-        before=before,
-        after=after,
-        now=now,
-    )
+    record(session, admin, f"{kind}.revoke", kind, object_id, before=before, after=after, now=now)
     return after
 
 
@@ -202,6 +214,11 @@ def _owned_license(session: Session, admin: Admin, license_id: int) -> License:
     if found is None:
         raise _not_found("license", license_id)
     return found
+
+
+def owned_license(session: Session, admin: Admin, license_id: int) -> License:
+    """A license of the admin's company (404 for any other)."""
+    return _owned_license(session, admin, license_id)
 
 
 def list_licenses(
@@ -290,16 +307,7 @@ def issue_licenses(
     ids = catalogue.create_licenses(session, admin.company_id, product, spec, count=count, now=now)
     issued = [_license_out(session, row) for row in repository.licenses_by_ids(session, ids)]
     for item in issued:
-        audit.record(
-            session,
-            company_id=admin.company_id,
-            actor=admin.actor,
-            action="license.create",
-            object_type="license",
-            object_id=item["id"],
-            after=item,
-            now=now,
-        )
+        record(session, admin, "license.create", "license", item["id"], after=item, now=now)
     return issued
 
 
@@ -372,11 +380,16 @@ def update_license(
         "validity_period",
         "start_date",
         "prevent_vm",
-        "custom_fields",
     ):
         value = getattr(changes, name)
         if value is not None:
             setattr(license_, name, value)
+    if changes.custom_fields is not None:
+        product = session.get(Product, license_.product_id)
+        values = custom_field_rules.checked_values(
+            product.custom_fields if product is not None else [], changes.custom_fields
+        )
+        license_.custom_fields = custom_field_rules.merged(license_.custom_fields, values)
     if changes.order_id is not None:
         license_.order_store_id = changes.order_id
     if changes.metadata is not None:
@@ -390,17 +403,7 @@ def update_license(
     license_.updated_at = now
     session.flush()
     after = _license_out(session, license_)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action=action,
-        object_type="license",
-        object_id=license_id,
-        before=before,
-        after=after,
-        now=now,
-    )
+    record(session, admin, action, "license", license_id, before=before, after=after, now=now)
     return after
 
 
@@ -462,16 +465,8 @@ def reset_license(
     license_.total_consumptions = 0
     session.flush()
     after = _license_out(session, license_)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="license.reset",
-        object_type="license",
-        object_id=license_id,
-        before=before,
-        after=after,
-        now=now,
+    record(
+        session, admin, "license.reset", "license", license_id, before=before, after=after, now=now
     )
     return after
 
@@ -490,16 +485,7 @@ def delete_license(
     before = _license_out(session, license_)
     session.delete(license_)
     session.flush()
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="license.delete",
-        object_type="license",
-        object_id=license_id,
-        before=before,
-        now=now,
-    )
+    record(session, admin, "license.delete", "license", license_id, before=before, now=now)
 
 
 def get_order(session: Session, admin: Admin, order_id: str) -> dict[str, Any]:
@@ -575,16 +561,7 @@ def add_license_user(
     session.add(user)
     session.flush()
     view = {**views.license_user_view(user), "license_id": license_.id}
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="license_user.create",
-        object_type="license_user",
-        object_id=user.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "license_user.create", "license_user", user.id, after=view, now=now)
     return view
 
 
@@ -605,13 +582,12 @@ def reset_user_password(
     user.is_initial_password = True
     session.flush()
     after = {**views.license_user_view(user), "license_id": user.license_id}
-    audit.record(
+    record(
         session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="license_user.reset_password",
-        object_type="license_user",
-        object_id=user_id,
+        admin,
+        "license_user.reset_password",
+        "license_user",
+        user_id,
         before=before,
         after=after,
         now=now,
@@ -642,13 +618,12 @@ def deactivate_device(
     before = views.device_view(device)
     licensing.release_seat(session, license_, device, now=now)
     after = views.device_view(device)
-    audit.record(
+    record(
         session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="device.deactivate",
-        object_type="device",
-        object_id=device_id,
+        admin,
+        "device.deactivate",
+        "device",
+        device_id,
         before=before,
         after=after,
         now=now,
@@ -669,22 +644,18 @@ def blacklist_add(
     if not hardware_id or len(hardware_id) > 256 or "\x00" in hardware_id:
         raise LicensorError("validation_error", "hardware_id: 1-256 characters")
     # a second entry would keep the device refused after the first one is removed
+    already = LicensorError("validation_error", "hardware_id: already blacklisted", status=409)
     if admin_repo.blacklist_entry(session, admin.company_id, hardware_id, product) is not None:
-        raise LicensorError("validation_error", "hardware_id: already blacklisted", status=409)
-    entry = catalogue.blacklist_device(
-        session, admin.company_id, hardware_id, product_code=product, reason=reason
-    )
+        raise already
+    try:
+        entry = catalogue.blacklist_device(
+            session, admin.company_id, hardware_id, product_code=product, reason=reason
+        )
+    except IntegrityError:
+        # a concurrent add of the same entry committed first (unique indexes, migration 0006)
+        raise already from None
     view = views.blacklist_view(entry)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="blacklist.add",
-        object_type="blacklist",
-        object_id=entry.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "blacklist.add", "blacklist", entry.id, after=view, now=now)
     return view
 
 
@@ -696,16 +667,7 @@ def blacklist_remove(session: Session, admin: Admin, entry_id: int, *, now: date
     before = views.blacklist_view(entry)
     session.delete(entry)
     session.flush()
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="blacklist.remove",
-        object_type="blacklist",
-        object_id=entry_id,
-        before=before,
-        now=now,
-    )
+    record(session, admin, "blacklist.remove", "blacklist", entry_id, before=before, now=now)
 
 
 def list_blacklist(session: Session, admin: Admin) -> list[dict[str, Any]]:
@@ -750,16 +712,7 @@ def create_customer(
         raise LicensorError("validation_error", "email: this customer already exists", status=409)
     customer = catalogue.find_or_create_customer(session, admin.company_id, email, **fields)
     view = views.customer_view(customer)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="customer.create",
-        object_type="customer",
-        object_id=customer.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "customer.create", "customer", customer.id, after=view, now=now)
     return view
 
 
@@ -774,16 +727,7 @@ def create_product(
     admin.require("write")
     product = catalogue.create_product(session, admin.company_id, spec)
     view = views.product_view(product)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="product.create",
-        object_type="product",
-        object_id=product.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "product.create", "product", product.id, after=view, now=now)
     return view
 
 
@@ -843,16 +787,7 @@ def add_release(
         created_at=now,
     )
     view = views.release_view(release, product.short_code)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="release.create",
-        object_type="release",
-        object_id=release.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "release.create", "release", release.id, after=view, now=now)
     return view
 
 
@@ -881,16 +816,7 @@ def create_api_key(
     stored = repository.api_key_by_key(session, key.api_key)
     assert stored is not None
     view = views.api_key_view(stored)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="api_key.create",
-        object_type="api_key",
-        object_id=stored.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "api_key.create", "api_key", stored.id, after=view, now=now)
     return {**view, "shared_key": key.shared_key}
 
 
@@ -959,17 +885,7 @@ def _rotate(
     credential.previous_valid_until = until
     session.flush()
     after = view(credential)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action=f"{kind}.rotate",
-        object_type=kind,
-        object_id=object_id,
-        before=before,
-        after=after,
-        now=now,
-    )
+    record(session, admin, f"{kind}.rotate", kind, object_id, before=before, after=after, now=now)
     return {**after, answer_field: secret}
 
 
@@ -1030,16 +946,7 @@ def create_oauth_client(
     client = repository.oauth_client_by_client_id(session, made.client_id)
     assert client is not None
     view = views.oauth_client_view(client)
-    audit.record(
-        session,
-        company_id=admin.company_id,
-        actor=admin.actor,
-        action="oauth_client.create",
-        object_type="oauth_client",
-        object_id=client.id,
-        after=view,
-        now=now,
-    )
+    record(session, admin, "oauth_client.create", "oauth_client", client.id, after=view, now=now)
     return {**view, "client_secret": made.client_secret}
 
 

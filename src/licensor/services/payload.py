@@ -200,7 +200,7 @@ def license_body(
             "max_borrow_time": 0,
             "prevent_vm": terms.prevent_vm,
             "custom_fields": custom_fields(product, license_),
-            "product_features": [],
+            "product_features": license_.product_features(product, now),
             "customer": customer_object(customer),
             "product_details": product_details(product),
             "metadata": license_.metadata_,

@@ -14,6 +14,7 @@ from licensor.store.models import (
     Customer,
     Device,
     License,
+    LicensePolicy,
     LicenseUser,
     OAuthClient,
     Product,
@@ -56,6 +57,8 @@ def license_view(
         "order_id": license_.order_store_id,
         "customer": customer_email,
         "custom_fields": license_.custom_fields,
+        "features": license_.features,
+        "policy_id": license_.policy_id,
         "metadata": license_.metadata_,
         "created_at": _iso(license_.created_at),
         "updated_at": _iso(license_.updated_at),
@@ -126,6 +129,7 @@ def product_view(product: Product) -> dict[str, Any]:
         "enabled": product.enabled,
         "archived": product.archived,
         "custom_fields": product.custom_fields,
+        "features": product.features,
         "metadata": product.metadata_,
         "created_at": _iso(product.created_at),
     }
@@ -207,4 +211,34 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
         "object_id": entry.object_id,
         "before": entry.before,
         "after": entry.after,
+    }
+
+
+def feature_view(feature: dict[str, Any], product_code: str) -> dict[str, Any]:
+    return {**feature, "product": product_code}
+
+
+def policy_view(policy: LicensePolicy, product_code: str) -> dict[str, Any]:
+    return {
+        "id": policy.id,
+        "product": product_code,
+        "code": policy.code,
+        "name": policy.name,
+        "is_default": policy.is_default,
+        "license_type": policy.license_type,
+        "max_activations": policy.max_activations,
+        "allow_unlimited_activations": policy.allow_unlimited_activations,
+        "validity_days": policy.validity_days,
+        "validity_period": _iso(policy.validity_period),
+        "is_trial": policy.is_trial,
+        "trial_days": policy.trial_days,
+        "max_transfers": policy.max_transfers,
+        "prevent_vm": policy.prevent_vm,
+        "grace_period": policy.grace_period,
+        "maintenance_days": policy.maintenance_days,
+        "custom_fields": policy.custom_fields,
+        "features": policy.features,
+        "metadata": policy.metadata_,
+        "created_at": _iso(policy.created_at),
+        "updated_at": _iso(policy.updated_at),
     }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from licensor.store.models import (
@@ -18,6 +18,7 @@ from licensor.store.models import (
     Customer,
     Device,
     License,
+    LicensePolicy,
     LicenseUser,
     OAuthClient,
     Product,
@@ -228,3 +229,57 @@ def product_release(
             ProductRelease.environment == environment,
         )
     ).first()
+
+
+def lock_product(session: Session, product_id: int) -> Product:
+    """Re-read a product under a row lock: its JSON lists are read, changed and written back."""
+    return session.scalars(
+        select(Product)
+        .where(Product.id == product_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def license_values_of_product(
+    session: Session, product_id: int, column: Any
+) -> list[tuple[int, Any]]:
+    """``(license id, value of a JSON column)`` for every license of a product (JSON columns
+    cannot be compared portably in SQL, so callers filter)."""
+    rows = session.execute(
+        select(License.id, column).where(License.product_id == product_id).order_by(License.id)
+    ).all()
+    return [(int(row[0]), row[1]) for row in rows]
+
+
+def set_license_value(session: Session, license_id: int, column: Any, value: Any) -> None:
+    session.execute(update(License).where(License.id == license_id).values({column: value}))
+
+
+def license_policies(session: Session, product_id: int) -> Sequence[LicensePolicy]:
+    return session.scalars(
+        select(LicensePolicy)
+        .where(LicensePolicy.product_id == product_id)
+        .order_by(LicensePolicy.id)
+    ).all()
+
+
+def license_policy(session: Session, product_id: int, code: str) -> LicensePolicy | None:
+    return session.scalars(
+        select(LicensePolicy).where(
+            LicensePolicy.product_id == product_id, LicensePolicy.code == code
+        )
+    ).one_or_none()
+
+
+def default_license_policy(session: Session, product_id: int) -> LicensePolicy | None:
+    return session.scalars(
+        select(LicensePolicy).where(
+            LicensePolicy.product_id == product_id, LicensePolicy.is_default.is_(True)
+        )
+    ).one_or_none()
+
+
+def forget_policy(session: Session, policy_id: int) -> None:
+    """Licenses issued from a deleted policy keep their terms, not the reference."""
+    session.execute(update(License).where(License.policy_id == policy_id).values(policy_id=None))

@@ -20,9 +20,12 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from licensor.core import features as feature_rules
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -151,6 +154,8 @@ class Product(Base):
     )
     # Which fields find a license in "activate by field"; null = OrderID and ReceiptID.
     activation_lookup_fields: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # Feature definitions (core.features): read with the product, no extra query on checks.
+    features: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class ProductRelease(Base):
@@ -252,6 +257,14 @@ class License(Base):
     max_activations_per_system: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_release_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_release_period_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Attached product features by code, with per-license overrides (core.features).
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # The policy it was issued from (no foreign key: adding one rebuilds the table on SQLite).
+    policy_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+
+    def product_features(self, product: Product, now: datetime) -> list[dict[str, Any]]:
+        """The License API's ``product_features`` (attached, not expired), from loaded JSON."""
+        return feature_rules.product_features(product.features, self.features, now)
 
 
 class LicenseUser(Base):
@@ -369,6 +382,15 @@ class BlacklistEntry(Base):
     __table_args__ = (
         UniqueConstraint("company_id", "hardware_id", "product_id"),
         Index("ix_blacklist_lookup", "company_id", "hardware_id"),
+        # NULL product = company-wide; a plain unique constraint lets NULLs repeat.
+        Index(
+            "uq_blacklist_company_wide",
+            "company_id",
+            "hardware_id",
+            unique=True,
+            sqlite_where=text("product_id IS NULL"),
+            postgresql_where=text("product_id IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
@@ -445,3 +467,41 @@ class CustomerAccount(Base):
         ForeignKey("licenses.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LicensePolicy(Base):
+    """A template for issuing licenses of one product; at most one is the product's default."""
+
+    __tablename__ = "license_policies"
+    __table_args__ = (
+        UniqueConstraint("product_id", "code"),
+        Index(
+            "uq_license_policies_default",
+            "product_id",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    license_type: Mapped[str] = mapped_column(String(20), default="perpetual")
+    max_activations: Mapped[int] = mapped_column(Integer, default=1)
+    allow_unlimited_activations: Mapped[bool] = mapped_column(Boolean, default=False)
+    validity_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    validity_period: Mapped[datetime | None] = mapped_column(nullable=True)
+    is_trial: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_transfers: Mapped[int] = mapped_column(Integer, default=0)
+    prevent_vm: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    grace_period: Mapped[int] = mapped_column(Integer, default=0)  # hours
+    maintenance_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

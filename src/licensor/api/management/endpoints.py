@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from licensor.api.management import schemas
 from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
-from licensor.services import catalogue, management
+from licensor.services import catalogue, features, management, policies
 from licensor.services.management import Admin
 
 
@@ -33,17 +35,47 @@ def admin_transaction(request: Request) -> Iterator[tuple[Session, Admin, AppSta
         yield session, admin, state
 
 
-def require_token(request: Request) -> None:
-    """Authentication comes before any validation of the path, query or body."""
-    with admin_transaction(request):
-        pass
+class Permission:
+    """The right a route needs (``read``, ``device``, ``write``, ``credentials``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, request: Request) -> None:
+        admin: Admin = request.state.admin
+        admin.require(self.name)
 
 
-router = APIRouter(
-    prefix="/api/management/v1",
-    tags=["Management API v1"],
-    dependencies=[Depends(require_token)],
-)
+def _authorize(request: Request, needed: str) -> None:
+    with admin_transaction(request) as (_, admin, _):
+        admin.require(needed)
+        request.state.admin = admin
+
+
+class AdminRoute(APIRoute):
+    """Token, then role, then everything else: a request without the right gets 401 or 403
+    before its path, query or body (even a body that is not JSON) is looked at."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        needed = [d.dependency for d in self.dependencies if isinstance(d.dependency, Permission)]
+        if len(needed) != 1:
+            raise TypeError(f"{self.path}: name exactly one permission (READ, WRITE, ...)")
+        name = needed[0].name
+
+        async def guarded(request: Request) -> Response:
+            await run_in_threadpool(_authorize, request, name)
+            return await handler(request)
+
+        return guarded
+
+
+READ = [Depends(Permission("read"))]
+DEVICE = [Depends(Permission("device"))]
+WRITE = [Depends(Permission("write"))]
+CREDENTIALS = [Depends(Permission("credentials"))]
+
+router = APIRouter(prefix="/api/management/v1", tags=["Management API v1"], route_class=AdminRoute)
 
 
 def now() -> datetime:
@@ -63,7 +95,7 @@ def _run(
 # -- licenses ----------------------------------------------------------------------------------
 
 
-@router.get("/licenses")
+@router.get("/licenses", dependencies=READ)
 def list_licenses(
     request: Request,
     product: str | None = None,
@@ -93,55 +125,37 @@ def list_licenses(
     )
 
 
-@router.post("/licenses")
+@router.post("/licenses", dependencies=WRITE)
 def issue_licenses(request: Request, body: schemas.IssueLicenses) -> Response:
-    """Issue one or many licenses (`count`); answers the issued licenses."""
-    spec = catalogue.LicenseSpec(
-        license_type=body.license_type,
-        enabled=body.enabled,
-        max_activations=body.max_activations,
-        allow_unlimited_activations=body.allow_unlimited_activations,
-        validity_period=_utc(body.validity_period),
-        validity_days=body.validity_days,
-        start_date=_utc(body.start_date),
-        max_transfers=body.max_transfers,
-        prevent_vm=body.prevent_vm,
-        is_trial=body.is_trial,
-        trial_days=body.trial_days,
-        allow_grace_period=body.grace_period > 0,
-        grace_period=body.grace_period,
-        maintenance_period=_utc(body.maintenance_period),
-        version_spec=body.version_spec,
-        order_store_id=body.order_id,
-        customer_email=body.customer_email,
-        license_key=body.license_key,
-        user_email=body.user_email,
-        user_password=body.user_password,
-        metadata=body.metadata,
-        custom_fields=body.custom_fields,
-    )
+    """Issue one or many licenses (`count`), from a policy (`policy`, else the product's default
+    policy if it has one) whose values the request's own fields override."""
+    given = body.model_dump(exclude_unset=True, exclude={"product", "count", "policy"})
+    fields = {("order_store_id" if k == "order_id" else k): v for k, v in given.items()}
+    for name in ("validity_period", "start_date", "maintenance_period"):
+        if name in fields:
+            fields[name] = _utc(fields[name])
     return _run(
         request,
         lambda s, a, _: {
-            "items": management.issue_licenses(
-                s, a, body.product, spec, count=body.count, now=now()
+            "items": policies.issue_licenses(
+                s, a, body.product, fields, count=body.count, policy=body.policy, now=now()
             )
         },
         status=201,
     )
 
 
-@router.get("/licenses/by-key/{key}")
+@router.get("/licenses/by-key/{key}", dependencies=READ)
 def license_by_key(request: Request, key: str) -> Response:
     return _run(request, lambda s, a, _: management.find_license_by_key(s, a, key))
 
 
-@router.get("/licenses/{license_id}")
+@router.get("/licenses/{license_id}", dependencies=READ)
 def get_license(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: management.get_license(s, a, license_id))
 
 
-@router.patch("/licenses/{license_id}")
+@router.patch("/licenses/{license_id}", dependencies=WRITE)
 def update_license(request: Request, license_id: int, body: schemas.UpdateLicense) -> Response:
     fields = body.model_dump(exclude_unset=True)
     clear_validity = "validity_period" in fields and fields["validity_period"] is None
@@ -157,23 +171,23 @@ def update_license(request: Request, license_id: int, body: schemas.UpdateLicens
     )
 
 
-@router.post("/licenses/{license_id}/enable")
+@router.post("/licenses/{license_id}/enable", dependencies=WRITE)
 def enable_license(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: management.set_enabled(s, a, license_id, True, now=now()))
 
 
-@router.post("/licenses/{license_id}/disable")
+@router.post("/licenses/{license_id}/disable", dependencies=WRITE)
 def disable_license(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: management.set_enabled(s, a, license_id, False, now=now()))
 
 
-@router.post("/licenses/{license_id}/reset")
+@router.post("/licenses/{license_id}/reset", dependencies=WRITE)
 def reset_license(request: Request, license_id: int) -> Response:
     """Deactivate every device of the license and set its activation count to zero."""
     return _run(request, lambda s, a, _: management.reset_license(s, a, license_id, now=now()))
 
 
-@router.post("/licenses/{license_id}/extend")
+@router.post("/licenses/{license_id}/extend", dependencies=WRITE)
 def extend_license(request: Request, license_id: int, body: schemas.ExtendLicense) -> Response:
     return _run(
         request,
@@ -183,7 +197,7 @@ def extend_license(request: Request, license_id: int, body: schemas.ExtendLicens
     )
 
 
-@router.delete("/licenses/{license_id}")
+@router.delete("/licenses/{license_id}", dependencies=WRITE)
 def delete_license(request: Request, license_id: int, force: bool = False) -> Response:
     """Refused while the license has active devices, unless `force=true`."""
     return _run(
@@ -191,12 +205,12 @@ def delete_license(request: Request, license_id: int, force: bool = False) -> Re
     )
 
 
-@router.get("/licenses/{license_id}/devices")
+@router.get("/licenses/{license_id}/devices", dependencies=READ)
 def license_devices(request: Request, license_id: int) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_devices(s, a, license_id)})
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", dependencies=READ)
 def get_order(request: Request, order_id: str) -> Response:
     """The licenses issued for one order id (one purchase); 404 when there are none."""
     return _run(request, lambda s, a, _: management.get_order(s, a, order_id))
@@ -205,7 +219,7 @@ def get_order(request: Request, order_id: str) -> Response:
 # -- license users -----------------------------------------------------------------------------
 
 
-@router.post("/licenses/{license_id}/users")
+@router.post("/licenses/{license_id}/users", dependencies=WRITE)
 def add_license_user(
     request: Request, license_id: int, body: schemas.CreateLicenseUser
 ) -> Response:
@@ -227,7 +241,7 @@ def add_license_user(
     )
 
 
-@router.post("/license-users/{user_id}/reset-password")
+@router.post("/license-users/{user_id}/reset-password", dependencies=WRITE)
 def reset_user_password(
     request: Request, user_id: int, body: schemas.ResetPassword | None = None
 ) -> Response:
@@ -242,17 +256,17 @@ def reset_user_password(
 # -- devices and blacklist ---------------------------------------------------------------------
 
 
-@router.post("/devices/{device_id}/deactivate")
+@router.post("/devices/{device_id}/deactivate", dependencies=DEVICE)
 def deactivate_device(request: Request, device_id: int) -> Response:
     return _run(request, lambda s, a, _: management.deactivate_device(s, a, device_id, now=now()))
 
 
-@router.get("/blacklist")
+@router.get("/blacklist", dependencies=READ)
 def list_blacklist(request: Request) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_blacklist(s, a)})
 
 
-@router.post("/blacklist")
+@router.post("/blacklist", dependencies=WRITE)
 def blacklist_device(request: Request, body: schemas.BlacklistDevice) -> Response:
     return _run(
         request,
@@ -263,7 +277,7 @@ def blacklist_device(request: Request, body: schemas.BlacklistDevice) -> Respons
     )
 
 
-@router.delete("/blacklist/{entry_id}")
+@router.delete("/blacklist/{entry_id}", dependencies=WRITE)
 def unblacklist_device(request: Request, entry_id: int) -> Response:
     return _run(request, lambda s, a, _: management.blacklist_remove(s, a, entry_id, now=now()))
 
@@ -271,7 +285,7 @@ def unblacklist_device(request: Request, entry_id: int) -> Response:
 # -- customers and products --------------------------------------------------------------------
 
 
-@router.get("/customers")
+@router.get("/customers", dependencies=READ)
 def list_customers(
     request: Request,
     search: str | None = None,
@@ -286,7 +300,7 @@ def list_customers(
     )
 
 
-@router.post("/customers")
+@router.post("/customers", dependencies=WRITE)
 def create_customer(request: Request, body: schemas.CreateCustomer) -> Response:
     fields = body.model_dump(exclude={"email"})
     return _run(
@@ -296,17 +310,17 @@ def create_customer(request: Request, body: schemas.CreateCustomer) -> Response:
     )
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", dependencies=READ)
 def get_customer(request: Request, customer_id: int) -> Response:
     return _run(request, lambda s, a, _: management.get_customer(s, a, customer_id))
 
 
-@router.get("/products")
+@router.get("/products", dependencies=READ)
 def list_products(request: Request) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_products(s, a)})
 
 
-@router.post("/products")
+@router.post("/products", dependencies=WRITE)
 def create_product(request: Request, body: schemas.CreateProduct) -> Response:
     spec = catalogue.ProductSpec(
         short_code=body.short_code,
@@ -323,13 +337,13 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
     )
 
 
-@router.get("/products/{code}/releases")
+@router.get("/products/{code}/releases", dependencies=READ)
 def list_releases(request: Request, code: str) -> Response:
     """Releases of a product, oldest first."""
     return _run(request, lambda s, a, _: {"items": management.list_releases(s, a, code)})
 
 
-@router.post("/products/{code}/releases")
+@router.post("/products/{code}/releases", dependencies=WRITE)
 def add_release(request: Request, code: str, body: schemas.CreateRelease) -> Response:
     release_date = _utc(body.release_date)
     assert release_date is not None
@@ -351,15 +365,170 @@ def add_release(request: Request, code: str, body: schemas.CreateRelease) -> Res
     )
 
 
+# -- features, custom fields, policies ---------------------------------------------------------
+
+
+@router.get("/products/{code}/features", dependencies=READ)
+def list_features(request: Request, code: str) -> Response:
+    """Features defined on a product."""
+    return _run(request, lambda s, a, _: {"items": features.list_features(s, a, code)})
+
+
+@router.post("/products/{code}/features", dependencies=WRITE)
+def add_feature(request: Request, code: str, body: schemas.CreateFeature) -> Response:
+    fields = body.model_dump(exclude_unset=True)
+    fields["code"] = body.code
+    return _run(
+        request, lambda s, a, _: features.add_feature(s, a, code, fields, now=now()), status=201
+    )
+
+
+@router.patch("/products/{code}/features/{feature}", dependencies=WRITE)
+def update_feature(
+    request: Request, code: str, feature: str, body: schemas.UpdateFeature
+) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    return _run(
+        request, lambda s, a, _: features.update_feature(s, a, code, feature, changes, now=now())
+    )
+
+
+@router.delete("/products/{code}/features/{feature}", dependencies=WRITE)
+def remove_feature(request: Request, code: str, feature: str) -> Response:
+    """Delete a feature; the licenses and policies that had it lose it."""
+    return _run(request, lambda s, a, _: features.remove_feature(s, a, code, feature, now=now()))
+
+
+@router.post("/licenses/{license_id}/features", dependencies=WRITE)
+def attach_feature(request: Request, license_id: int, body: schemas.AttachFeature) -> Response:
+    """Attach a product feature to a license, with optional overrides."""
+    overrides = body.model_dump(exclude={"code"})
+    return _run(
+        request,
+        lambda s, a, _: features.set_license_feature(
+            s, a, license_id, body.code, overrides, attach=True, now=now()
+        ),
+        status=201,
+    )
+
+
+@router.patch("/licenses/{license_id}/features/{feature}", dependencies=WRITE)
+def update_license_feature(
+    request: Request, license_id: int, feature: str, body: schemas.FeatureOverrides
+) -> Response:
+    """Change a license's overrides of a feature (`null` = the product's value)."""
+    overrides = body.model_dump(exclude_unset=True)
+    return _run(
+        request,
+        lambda s, a, _: features.set_license_feature(
+            s, a, license_id, feature, overrides, attach=False, now=now()
+        ),
+    )
+
+
+@router.delete("/licenses/{license_id}/features/{feature}", dependencies=WRITE)
+def detach_feature(request: Request, license_id: int, feature: str) -> Response:
+    return _run(
+        request,
+        lambda s, a, _: features.detach_license_feature(s, a, license_id, feature, now=now()),
+    )
+
+
+@router.get("/products/{code}/custom-fields", dependencies=READ)
+def list_custom_fields(request: Request, code: str) -> Response:
+    return _run(request, lambda s, a, _: {"items": features.list_custom_fields(s, a, code)})
+
+
+@router.post("/products/{code}/custom-fields", dependencies=WRITE)
+def add_custom_field(request: Request, code: str, body: schemas.CreateCustomField) -> Response:
+    return _run(
+        request,
+        lambda s, a, _: features.add_custom_field(
+            s, a, code, body.name, body.default_value, now=now()
+        ),
+        status=201,
+    )
+
+
+@router.patch("/products/{code}/custom-fields/{name}", dependencies=WRITE)
+def update_custom_field(
+    request: Request, code: str, name: str, body: schemas.UpdateCustomField
+) -> Response:
+    return _run(
+        request,
+        lambda s, a, _: features.update_custom_field(
+            s, a, code, name, body.default_value, now=now()
+        ),
+    )
+
+
+@router.delete("/products/{code}/custom-fields/{name}", dependencies=WRITE)
+def remove_custom_field(request: Request, code: str, name: str) -> Response:
+    """Delete a custom field and every license's value for it."""
+    return _run(request, lambda s, a, _: features.remove_custom_field(s, a, code, name, now=now()))
+
+
+@router.get("/products/{code}/policies", dependencies=READ)
+def list_policies(request: Request, code: str) -> Response:
+    """License policies (templates for issuing) of a product."""
+    return _run(request, lambda s, a, _: {"items": policies.list_policies(s, a, code)})
+
+
+@router.post("/products/{code}/policies", dependencies=WRITE)
+def create_policy(request: Request, code: str, body: schemas.CreatePolicy) -> Response:
+    settings = body.model_dump(exclude_unset=True, exclude={"code", "name", "is_default"})
+    return _run(
+        request,
+        lambda s, a, _: policies.create_policy(
+            s,
+            a,
+            code,
+            policy_code=body.code,
+            name=body.name,
+            is_default=bool(body.is_default),
+            settings=_policy_settings(settings),
+            now=now(),
+        ),
+        status=201,
+    )
+
+
+@router.get("/products/{code}/policies/{policy}", dependencies=READ)
+def get_policy(request: Request, code: str, policy: str) -> Response:
+    return _run(request, lambda s, a, _: policies.get_policy(s, a, code, policy))
+
+
+@router.patch("/products/{code}/policies/{policy}", dependencies=WRITE)
+def update_policy(
+    request: Request, code: str, policy: str, body: schemas.PolicySettings
+) -> Response:
+    changes = _policy_settings(body.model_dump(exclude_unset=True))
+    return _run(
+        request, lambda s, a, _: policies.update_policy(s, a, code, policy, changes, now=now())
+    )
+
+
+@router.delete("/products/{code}/policies/{policy}", dependencies=WRITE)
+def delete_policy(request: Request, code: str, policy: str) -> Response:
+    """Licenses issued from it keep their terms."""
+    return _run(request, lambda s, a, _: policies.delete_policy(s, a, code, policy, now=now()))
+
+
+def _policy_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    if settings.get("validity_period") is not None:
+        settings["validity_period"] = _utc(settings["validity_period"])
+    return settings
+
+
 # -- credentials -------------------------------------------------------------------------------
 
 
-@router.get("/tokens")
+@router.get("/tokens", dependencies=CREDENTIALS)
 def list_tokens(request: Request) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_tokens(s, a)})
 
 
-@router.post("/tokens")
+@router.post("/tokens", dependencies=CREDENTIALS)
 def create_token(request: Request, body: schemas.CreateToken) -> Response:
     """The token is in this answer only; Licensor keeps just a hash of it."""
     return _run(
@@ -371,17 +540,17 @@ def create_token(request: Request, body: schemas.CreateToken) -> Response:
     )
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", dependencies=CREDENTIALS)
 def revoke_token(request: Request, token_id: int) -> Response:
     return _run(request, lambda s, a, _: management.revoke_token(s, a, token_id, now()))
 
 
-@router.get("/credentials")
+@router.get("/credentials", dependencies=CREDENTIALS)
 def list_credentials(request: Request) -> Response:
     return _run(request, lambda s, a, _: management.list_credentials(s, a))
 
 
-@router.post("/api-keys")
+@router.post("/api-keys", dependencies=CREDENTIALS)
 def create_api_key(request: Request, body: schemas.CreateApiKey) -> Response:
     """The shared key is in this answer only."""
     return _run(
@@ -399,12 +568,12 @@ def create_api_key(request: Request, body: schemas.CreateApiKey) -> Response:
     )
 
 
-@router.delete("/api-keys/{key_id}")
+@router.delete("/api-keys/{key_id}", dependencies=CREDENTIALS)
 def revoke_api_key(request: Request, key_id: int) -> Response:
     return _run(request, lambda s, a, _: management.revoke_api_key(s, a, key_id, now=now()))
 
 
-@router.post("/api-keys/{key_id}/rotate")
+@router.post("/api-keys/{key_id}/rotate", dependencies=CREDENTIALS)
 def rotate_api_key(request: Request, key_id: int, body: schemas.Rotate | None = None) -> Response:
     """A new shared key (in this answer only); the old one works `overlap_seconds` more."""
     overlap = body.overlap_seconds if body is not None else 0
@@ -416,7 +585,7 @@ def rotate_api_key(request: Request, key_id: int, body: schemas.Rotate | None = 
     )
 
 
-@router.post("/oauth-clients")
+@router.post("/oauth-clients", dependencies=CREDENTIALS)
 def create_oauth_client(request: Request, body: schemas.CreateOAuthClient) -> Response:
     """The client secret is in this answer only."""
     return _run(
@@ -434,7 +603,7 @@ def create_oauth_client(request: Request, body: schemas.CreateOAuthClient) -> Re
     )
 
 
-@router.post("/oauth-clients/{client_id}/rotate")
+@router.post("/oauth-clients/{client_id}/rotate", dependencies=CREDENTIALS)
 def rotate_oauth_client(
     request: Request, client_id: int, body: schemas.Rotate | None = None
 ) -> Response:
@@ -448,7 +617,7 @@ def rotate_oauth_client(
     )
 
 
-@router.delete("/oauth-clients/{client_id}")
+@router.delete("/oauth-clients/{client_id}", dependencies=CREDENTIALS)
 def revoke_oauth_client(request: Request, client_id: int) -> Response:
     return _run(request, lambda s, a, _: management.revoke_oauth_client(s, a, client_id, now=now()))
 
@@ -456,7 +625,7 @@ def revoke_oauth_client(request: Request, client_id: int) -> Response:
 # -- audit -------------------------------------------------------------------------------------
 
 
-@router.get("/audit")
+@router.get("/audit", dependencies=READ)
 def audit_log(
     request: Request,
     object_type: str | None = None,

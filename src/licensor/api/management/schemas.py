@@ -22,6 +22,19 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+FieldValue = Annotated[str, Field(max_length=1000), NoNul] | int | float | bool
+Code = Annotated[str, Field(min_length=1, max_length=100), NoNul]
+DateText = Annotated[str, Field(max_length=40), NoNul]
+
+
+class FeatureOverrides(_Body):
+    """What a license may change of its product's feature; null = the product's value."""
+
+    expiry_date: DateText | None = None
+    max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class IssueLicenses(_Body):
     product: Annotated[str, Field(min_length=1, max_length=100), NoNul]
     count: Annotated[int, Field(ge=1, le=10_000)] = 1
@@ -45,7 +58,9 @@ class IssueLicenses(_Body):
     user_email: Annotated[str, Field(max_length=320), NoNul] | None = None
     user_password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    custom_fields: dict[str, FieldValue] = Field(default_factory=dict)
+    features: dict[str, FeatureOverrides | None] = Field(default_factory=dict)
+    policy: Annotated[str, Field(min_length=1, max_length=100), NoNul] | None = None
 
 
 class UpdateLicense(_Body):
@@ -62,7 +77,8 @@ class UpdateLicense(_Body):
     version_spec: Short | None = None
     order_id: Short | None = None
     metadata: dict[str, Any] | None = None
-    custom_fields: dict[str, Any] | None = None
+    # merged into the license's values; null clears one (back to the product's default)
+    custom_fields: dict[str, FieldValue | None] | None = None
 
 
 class ExtendLicense(_Body):
@@ -148,3 +164,58 @@ class CreateRelease(_Body):
     channel: Annotated[str, Field(max_length=50), NoNul] = ""
     enabled: bool = True
     links: ReleaseLinks = Field(default_factory=ReleaseLinks)
+
+
+class CreateFeature(_Body):
+    code: Code
+    name: Short | None = None
+    feature_type: Literal["activation", "consumption"] = "activation"
+    max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] = 0
+    allow_unlimited_consumptions: bool = False
+    expiry_date: DateText | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UpdateFeature(_Body):
+    name: Short | None = None
+    feature_type: Literal["activation", "consumption"] | None = None
+    max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    allow_unlimited_consumptions: bool | None = None
+    expiry_date: DateText | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AttachFeature(FeatureOverrides):
+    code: Code
+
+
+class CreateCustomField(_Body):
+    name: Code
+    default_value: FieldValue = ""
+
+
+class UpdateCustomField(_Body):
+    default_value: FieldValue
+
+
+class PolicySettings(_Body):
+    license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] | None = None
+    max_activations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    allow_unlimited_activations: bool | None = None
+    validity_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    validity_period: datetime | None = None
+    is_trial: bool | None = None
+    trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
+    prevent_vm: bool | None = None
+    grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    maintenance_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    custom_fields: dict[str, FieldValue] | None = None
+    features: dict[str, FeatureOverrides | None] | None = None
+    metadata: dict[str, Any] | None = None
+    name: Short | None = None
+    is_default: bool | None = None
+
+
+class CreatePolicy(PolicySettings):
+    code: Code
