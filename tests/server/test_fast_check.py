@@ -3,6 +3,7 @@ the full endpoint answers, and hands every other case to the full endpoint."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -129,6 +130,21 @@ def rich_setup(server: Server) -> str:
         max_activations=3,
     )
     assert license_.license_key is not None
+    # features: one attached with an override, one attached and expired (hidden), one not attached
+    server.sql(
+        "UPDATE products SET features = :f",
+        f=json.dumps(
+            [
+                {"id": 1, "code": "pdf", "name": "PDF export", "feature_type": "activation"},
+                {"id": 2, "code": "old", "name": "Old", "expiry_date": "2020-01-01"},
+                {"id": 3, "code": "cloud", "name": "Cloud", "feature_type": "consumption"},
+            ]
+        ),
+    )
+    server.sql(
+        "UPDATE licenses SET features = :f",
+        f=json.dumps({"pdf": {"max_consumption": 9}, "old": {}}),
+    )
     answer = server.api.activate(
         product="app", license_key=license_.license_key, hardware_id=HW, hostname="pc"
     )
@@ -162,6 +178,7 @@ def test_fast_answer_is_byte_identical_to_the_full_endpoint(
     assert compact_json(fast) == compact_json(full)
     assert fast["customer"]["email"] == "buyer@example.com"
     assert fast["version"] == "1.2.0" and fast["channel"] == "beta"
+    assert [f["code"] for f in fast["product_features"]] == ["pdf"]
     assert {f["name"]: f["value"] for f in fast["custom_fields"]} == {
         "seats": "5",
         "tier": "gold",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from licensor.core import features as feature_rules
 from licensor.core.licensing import LicenseTerms, is_expired
 from licensor.keyring import Keyring
 from licensor.protocol.auth import http_date, offline_signature
@@ -200,7 +201,9 @@ def license_body(
             "max_borrow_time": 0,
             "prevent_vm": terms.prevent_vm,
             "custom_fields": custom_fields(product, license_),
-            "product_features": license_.product_features(product, now),
+            "product_features": feature_rules.product_features(
+                product.features, license_.features, now
+            ),
             "customer": customer_object(customer),
             "product_details": product_details(product),
             "metadata": license_.metadata_,
