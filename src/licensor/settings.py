@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Steady-state checks answered in one read statement (api/v4/fast_check.py); off = every
     # check takes the full endpoint (same answers, ~5x the CPU).
     fast_check: bool = True
+    fast_check_threads: int = Field(default=2, ge=1, le=64)
+    # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
+    # a thread finishing a request waits less to hand the answer to the event loop.
+    # 0 = leave Python's default.
+    gil_switch_interval_ms: float = Field(default=0.5, ge=0, le=100)
     db_connect_timeout_seconds: int = 3
     # Outgoing mail (authorization codes). No host = mail is not configured.
     smtp_host: str | None = None

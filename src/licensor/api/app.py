@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Fewer request threads than anyio's default 40: past the database pool size they only
         # queue for connections and fight over the GIL.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        if settings.gil_switch_interval_ms > 0:
+            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         log.info("server.started", extra={"database": state.db.url.split(":", 1)[0]})
         try:
             yield
@@ -74,5 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(SignResponses, keyring=keyring)
     if settings.fast_check:
-        app.add_middleware(FastCheck, state=lambda: app.state.licensor)
+        app.add_middleware(
+            FastCheck, state=lambda: app.state.licensor, threads=settings.fast_check_threads
+        )
     return app

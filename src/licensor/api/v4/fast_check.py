@@ -8,10 +8,14 @@ one read statement (``store.snapshot``) and the same rules and rendering as the 
 single sign-on, user-based products, a database error) goes on to the full endpoint, which
 answers exactly as before. Nothing here writes.
 
-The work runs in a worker thread, not on the event loop: run inline, a SQLite check is only
-~0.5 ms, but with 64 connections some of them starved (p99 of seconds against a p50 of
-~100 ms, measured with 1 worker); in a thread the tail stayed under 2x the median, and RSA
-signing (which releases the GIL) overlaps with the next request's Python work.
+The work runs in worker threads of its own (``LICENSOR_FAST_CHECK_THREADS``, default 2), not on
+the event loop. Measured with 1 worker and 64 connections (Ed25519 / RSA, req/s, p99/p50):
+inline on the event loop ~850 req/s but some connections starved (p99 of 1-3 s against a p50
+of ~75 ms); in the 8 shared request threads 330-400 req/s, fair (p99 < 2x p50), the rest lost
+to GIL hand-offs between the loop and eight busy threads; in 2 threads of its own with a
+0.5 ms GIL switch interval (``LICENSOR_GIL_SWITCH_INTERVAL_MS``) 640-660 / 336 req/s, fair.
+One thread did a little better with Ed25519 (700) and worse with RSA (220): RSA signing
+releases the GIL, so two threads overlap.
 """
 
 from __future__ import annotations
@@ -42,16 +46,20 @@ _FULL_PATH_PARAMS = frozenset(
 
 
 class FastCheck:
-    def __init__(self, app: ASGIApp, state: Callable[[], AppState]) -> None:
+    def __init__(self, app: ASGIApp, state: Callable[[], AppState], threads: int = 2) -> None:
         self.app = app
         self.state = state
+        self.threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in CHECK_PATHS:
             await self.app(scope, receive, send)
             return
         state = self.state()
-        answer = await anyio.to_thread.run_sync(self.answer, state, scope)
+        if self._limiter is None:  # (created on the server's event loop)
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        answer = await anyio.to_thread.run_sync(self.answer, state, scope, limiter=self._limiter)
         if answer is None:
             await self.app(scope, receive, send)
             return
