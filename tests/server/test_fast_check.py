@@ -37,6 +37,7 @@ def both_answers(
     algorithm: SignatureAlgorithm = "rsa-sha256",
     info: licensing.DeviceInfo | None = None,
     api_key: tuple[str, str] | None = None,
+    include_expired: bool = False,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | str]:
     """(fast path answer or None, full path answer or error code) at the same instant."""
     date = http_date(now)
@@ -53,6 +54,7 @@ def both_answers(
             info=info,
             now=now,
             algorithm=algorithm,
+            include_expired_features=include_expired,
         )
     fast = checked.body if checked is not None else None
     try:
@@ -69,6 +71,7 @@ def both_answers(
                 now=now,
                 algorithm=algorithm,
                 may_write=False,
+                include_expired_features=include_expired,
             ).body
     except licensing.DeviceTouchNeeded:
         full = "touch"
@@ -179,6 +182,10 @@ def test_fast_answer_is_byte_identical_to_the_full_endpoint(
     assert fast["customer"]["email"] == "buyer@example.com"
     assert fast["version"] == "1.2.0" and fast["channel"] == "beta"
     assert [f["code"] for f in fast["product_features"]] == ["pdf"]
+    fast, full = both_answers(server, ref, now=now, algorithm=algorithm, include_expired=True)
+    assert fast is not None and isinstance(full, dict)
+    assert compact_json(fast) == compact_json(full)
+    assert [f["code"] for f in fast["product_features"]] == ["pdf", "old"]
     assert {f["name"]: f["value"] for f in fast["custom_fields"]} == {
         "seats": "5",
         "tier": "gold",
@@ -275,6 +282,11 @@ def test_steady_state_check_over_http_runs_one_statement(server: Server) -> None
         answer = server.api.check(product="app", license_key=key, hardware_id=HW)
         assert answer.status_code == 200 and answer.json()["license_key"] == key
         assert statements == []  # answered by the snapshot statement, not the ORM path
+        assert [f["code"] for f in answer.json()["product_features"]] == ["pdf"]
+        expired_too = server.api.check(
+            product="app", license_key=key, hardware_id=HW, include_expired_features="true"
+        )
+        assert [f["code"] for f in expired_too.json()["product_features"]] == ["pdf", "old"]
         missing = server.api.check(product="app", license_key="ZZZZ-ZZZZ", hardware_id=HW)
         assert error_of(missing) == (400, "license_not_found")
         assert statements  # the full endpoint named the error

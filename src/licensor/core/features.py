@@ -90,12 +90,15 @@ def product_features(
     definitions: Sequence[Mapping[str, Any]] | None,
     attached: Mapping[str, Any] | None,
     now: datetime,
+    *,
+    include_expired: bool = False,
 ) -> list[dict[str, Any]]:
-    """``product_features`` of a License API answer: attached, overridden, expired ones left out."""
+    """``product_features`` of a License API answer: attached, overridden; expired ones left out
+    unless ``include_expired`` (the ``include_expired_features`` query parameter)."""
     return [
         feature_object(feature, feature["total_consumptions"])
         for feature in attached_features(definitions, attached)
-        if not is_expired(feature, now)
+        if include_expired or not is_expired(feature, now)
     ]
 
 

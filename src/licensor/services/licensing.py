@@ -235,6 +235,7 @@ def _signed_body(
     resolved: _Resolved,
     device: Device,
     now: datetime,
+    include_expired_features: bool = False,
 ) -> dict[str, Any]:
     license_ = resolved.license
     product = resolved.product
@@ -254,6 +255,7 @@ def _signed_body(
         if request == "activation"
         else None,
         now=now,
+        include_expired_features=include_expired_features,
     )
 
 
@@ -472,11 +474,24 @@ def check(
     now: datetime,
     algorithm: SignatureAlgorithm = "rsa-sha256",
     may_write: bool = True,
+    include_expired_features: bool = False,
 ) -> Answer:
     """The license on this device. With ``may_write=False`` the check raises
     ``DeviceTouchNeeded`` instead of writing, so the steady state needs no write transaction."""
     resolved, device = _checked_device(session, caller, ref, info, now=now, may_write=may_write)
-    return Answer(_signed_body(session, "check", caller, keys, algorithm, resolved, device, now))
+    return Answer(
+        _signed_body(
+            session,
+            "check",
+            caller,
+            keys,
+            algorithm,
+            resolved,
+            device,
+            now,
+            include_expired_features=include_expired_features,
+        )
+    )
 
 
 def check_snapshot(
@@ -489,6 +504,7 @@ def check_snapshot(
     info: DeviceInfo,
     now: datetime,
     algorithm: SignatureAlgorithm,
+    include_expired_features: bool = False,
 ) -> SnapshotCheck | None:
     """The answer of a steady-state key check read in one statement, or ``None`` when the full
     path must answer: an error to name (in the documented evaluation order), device data to
@@ -553,6 +569,7 @@ def check_snapshot(
             release=found.release,
             variables=None,
             now=now,
+            include_expired_features=include_expired_features,
         ),
         seen,
     )

@@ -161,6 +161,7 @@ def license_body(
     release: ProductRelease | None,
     variables: list[DeviceVariable] | None,
     now: datetime,
+    include_expired_features: bool = False,
 ) -> dict[str, Any]:
     """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks)."""
     key_or_user = user.email if user is not None else (license_.license_key or "")
@@ -202,7 +203,7 @@ def license_body(
             "prevent_vm": terms.prevent_vm,
             "custom_fields": custom_fields(product, license_),
             "product_features": feature_rules.product_features(
-                product.features, license_.features, now
+                product.features, license_.features, now, include_expired=include_expired_features
             ),
             "customer": customer_object(customer),
             "product_details": product_details(product),

@@ -252,6 +252,7 @@ def check_license(request: Request) -> Response:
                     now=now,
                     algorithm=algorithm,
                     may_write=writable,
+                    include_expired_features=query.include_expired_features,
                 )
             break
         except licensing.DeviceTouchNeeded:

@@ -116,6 +116,7 @@ class FastCheck:
                     info=device_info(query),
                     now=datetime.now(UTC),
                     algorithm=algorithm,
+                    include_expired_features=query.include_expired_features,
                 )
         except LicensorError:
             return None
