@@ -21,7 +21,8 @@ from licensor.protocol import (
     parse_licensor_signature,
     v2_signing_bytes,
 )
-from licensor.services import catalogue
+from licensor.services import catalogue, policies
+from licensor.services.management import Admin
 from licensor.store import repository
 from tests.server.support import Server, error_of, verify_response
 
@@ -461,3 +462,66 @@ def test_check_answer_signatures_for_a_user_license_with_validity(server: Server
         server.public_keys.verify(
             v2_signing_bytes(tampered), body["license_signature_v2"], algorithm="rsa-sha256"
         )
+
+
+def _trial_policy(server: Server, code: str, *, default: bool, **settings: Any) -> None:
+    with server.db.transaction(write=True) as session:
+        policies.create_policy(
+            session,
+            Admin(server.company_id, "test", "admin"),
+            "app",
+            policy_code=code,
+            is_default=default,
+            settings=settings,
+            now=datetime.now(UTC),
+        )
+
+
+def test_trial_key_takes_its_terms_from_a_trial_policy(server: Server) -> None:
+    server.product(
+        "app",
+        allow_trial=True,
+        trial_days=14,
+        custom_fields=[{"name": "edition", "default_value": "basic"}],
+    )
+    # a default policy for paid licenses does not shape trials
+    _trial_policy(server, "paid", default=True, max_activations=5)
+    plain = trial(server, product="app", hardware_id="device-1").json()
+    assert plain["trial_days"] == 14 and plain["max_activations"] == 1
+
+    _trial_policy(
+        server,
+        "eval",
+        default=False,
+        is_trial=True,
+        trial_days=30,
+        max_activations=2,
+        custom_fields={"edition": "pro"},
+        metadata={"campaign": "autumn"},
+    )
+    named = trial(server, product="app", hardware_id="device-2", license_policy="eval")
+    assert named.status_code == 200, named.text
+    body = named.json()
+    assert body["is_trial"] is True and body["trial_days"] == 30 and body["max_activations"] == 2
+    activated = server.api.activate(
+        product="app", license_key=body["license_key"], hardware_id="device-2"
+    ).json()
+    assert activated["metadata"] == {"campaign": "autumn"}
+    assert {f["name"]: f["value"] for f in activated["custom_fields"]} == {"edition": "pro"}
+    until = parse_iso_datetime(activated["validity_period"])
+    assert timedelta(days=29, hours=23) < until - datetime.now(UTC) <= timedelta(days=30)
+
+    # the product's default policy, when it is a trial policy, applies without naming it
+    _trial_policy(server, "default-eval", default=True, is_trial=True, trial_days=3)
+    defaulted = trial(server, product="app", hardware_id="device-3").json()
+    assert defaulted["trial_days"] == 3
+
+    assert error_of(
+        trial(server, product="app", hardware_id="device-4", license_policy="nope")
+    ) == (400, "unknown_policy")
+    assert (
+        server.sql("select count(*) from licenses where trial_hardware_id = :hw", hw="device-4")[0][
+            0
+        ]
+        == 0
+    )

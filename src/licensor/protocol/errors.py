@@ -53,6 +53,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "oauth_token_malformed": ErrorSpec(401, "The OAuth token is malformed or badly signed"),
     # catalogue
     "unknown_product": ErrorSpec(400, "Provided product was not found"),
+    "unknown_policy": ErrorSpec(400, "The product has no license policy with this code"),
     "disabled_product": ErrorSpec(400, "The product is disabled"),
     "archived_product": ErrorSpec(400, "The product is archived"),
     "invalid_product_auth_method": ErrorSpec(400, "Product authorization method is invalid"),

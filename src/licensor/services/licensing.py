@@ -35,11 +35,12 @@ from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
 from licensor.services import audit, auth, payload
 from licensor.services.context import Caller, ServerKeys
-from licensor.store import repository, snapshot
+from licensor.store import admin_repository, repository, snapshot
 from licensor.store.models import (
     Device,
     IdempotencyRecord,
     License,
+    LicensePolicy,
     LicenseRelease,
     LicenseUser,
     Product,
@@ -804,6 +805,23 @@ class TrialRequest:
     first_name: str = ""
     last_name: str = ""
     phone: str = ""
+    license_policy: str | None = None
+
+
+def _trial_policy(session: Session, product: Product, code: str | None) -> LicensePolicy | None:
+    """The policy a new trial takes its terms from: the one named, else the product's default
+    policy when it is a trial policy (a default made for paid licenses does not shape trials);
+    ``None``: the product's trial settings."""
+    if code is not None:
+        policy = admin_repository.license_policy(session, product.id, code)
+        if policy is None:
+            raise LicensorError(
+                "unknown_policy",
+                f"Product '{product.short_code}' has no license policy '{code}'",
+            )
+        return policy
+    default = admin_repository.default_license_policy(session, product.id)
+    return default if default is not None and default.is_trial else None
 
 
 def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: datetime) -> Answer:
@@ -823,6 +841,7 @@ def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: d
     existing = repository.trial_license(session, product.id, request.hardware_id)
     if existing is not None:
         return Answer(_trial_body(session, existing, product, None, created=False))
+    policy = _trial_policy(session, product, request.license_policy)
     generated_password = None
     try:
         with session.begin_nested():
@@ -837,6 +856,8 @@ def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: d
                 created_at=now,
                 updated_at=now,
             )
+            if policy is not None:
+                _apply_trial_policy(license_, policy, product)
             if not user_based:
                 key = generate_license_key()
                 license_.license_key = key
@@ -866,6 +887,24 @@ def trial_key(session: Session, caller: Caller, request: TrialRequest, *, now: d
             raise
         return Answer(_trial_body(session, existing, product, None, created=False))
     return Answer(_trial_body(session, license_, product, generated_password, created=True))
+
+
+def _apply_trial_policy(license_: License, policy: LicensePolicy, product: Product) -> None:
+    """A trial's terms from a policy; it stays a trial of this device whatever the policy says."""
+    license_.policy_id = policy.id
+    license_.license_type = policy.license_type
+    license_.validity_days = policy.validity_days
+    license_.validity_period = policy.validity_period
+    license_.trial_days = policy.trial_days or product.trial_days or None
+    license_.max_activations = max(policy.max_activations, 1)
+    license_.allow_unlimited_activations = policy.allow_unlimited_activations
+    license_.max_transfers = policy.max_transfers
+    license_.prevent_vm = policy.prevent_vm
+    license_.grace_period = policy.grace_period
+    license_.allow_grace_period = policy.grace_period > 0
+    license_.custom_fields = dict(policy.custom_fields or {})
+    license_.features = dict(policy.features or {})
+    license_.metadata_ = dict(policy.metadata_ or {})
 
 
 def _trial_body(

@@ -333,6 +333,7 @@ def trial_key(request: Request) -> Response:
                 first_name=query.first_name,
                 last_name=query.last_name,
                 phone=query.phone,
+                license_policy=query.license_policy,
             ),
             now=now,
         )

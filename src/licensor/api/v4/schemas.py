@@ -115,6 +115,7 @@ class ProductDetailsQuery(_Request):
 class TrialKeyQuery(_Request):
     hardware_id: HardwareId
     product: ProductCode
+    license_policy: ProductCode | None = None
     email: Email | None = None
     password: Password | None = None
     first_name: Str200 = ""
