@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Steady-state checks answered in one read statement (api/v4/fast_check.py); off = every
     # check takes the full endpoint (same answers, ~5x the CPU).
     fast_check: bool = True
+    # Failed License API attempts (unknown key, wrong password) per window before 429
+    # (services/rate_limit.py); 0 = no limit.
+    rate_limit_window_seconds: int = Field(default=600, ge=1, le=86_400)
+    rate_limit_client_failures: int = Field(default=30, ge=0)
+    rate_limit_license_failures: int = Field(default=10, ge=0)
     fast_check_threads: int = Field(default=2, ge=1, le=64)
     # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
     # a thread finishing a request waits less to hand the answer to the event loop.

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licensor.core.errors import LicensorError
+from licensor.core.errors import LicensorError, RateLimited
 from licensor.protocol.errors import ERROR_CODES
 from licensor.protocol.signing import compact_json
 
@@ -43,7 +43,8 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     async def licensor_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LicensorError)
-        return error_response(exc.code, exc.message, exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return error_response(exc.code, exc.message, exc.status, headers)
 
     async def validation_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

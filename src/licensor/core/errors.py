@@ -19,3 +19,13 @@ class LicensorError(Exception):
 class ServiceUnavailable(LicensorError):
     def __init__(self, message: str = "The service is temporarily unavailable") -> None:
         super().__init__("service_unavailable", message)
+
+
+class RateLimited(LicensorError):
+    """429 ``too_many_requests``; the answer carries ``Retry-After: retry_after``."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too_many_requests", f"Too many failed attempts; try again in {retry_after} seconds"
+        )
+        self.retry_after = retry_after

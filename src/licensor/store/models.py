@@ -505,3 +505,14 @@ class LicensePolicy(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimitCounter(Base):
+    """Failed attempts of one bucket (a client address, a license identity) in its current
+    window (services/rate_limit.py). Identities are stored hashed: a guessed key never lands
+    in the database in clear."""
+
+    __tablename__ = "rate_limit_counters"
+    bucket: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column()
+    failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from licensor.store.models import (
@@ -27,6 +29,7 @@ from licensor.store.models import (
     OAuthClient,
     Product,
     ProductRelease,
+    RateLimitCounter,
 )
 
 # -- credentials -------------------------------------------------------------------------------
@@ -464,3 +467,36 @@ def license_user_on_license(session: Session, license_id: int, email: str) -> Li
     return session.scalars(
         select(LicenseUser).where(LicenseUser.license_id == license_id, LicenseUser.email == email)
     ).one_or_none()
+
+
+# -- rate limits -------------------------------------------------------------------------------
+
+
+def rate_counters(session: Session, buckets: Sequence[str]) -> dict[str, RateLimitCounter]:
+    rows = session.scalars(
+        select(RateLimitCounter).where(RateLimitCounter.bucket.in_(list(buckets)))
+    ).all()
+    return {row.bucket: row for row in rows}
+
+
+def count_failure(session: Session, bucket: str, window_start: datetime) -> None:
+    """One more failure in ``bucket``'s window (a new window starts over at 1). One atomic
+    upsert, so concurrent processes never lose a count."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(RateLimitCounter).values(
+        bucket=bucket, window_start=window_start, failures=1
+    )
+    table = RateLimitCounter.__table__
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.bucket],
+        set_={
+            "failures": case((table.c.window_start == window_start, table.c.failures + 1), else_=1),
+            "window_start": window_start,
+        },
+    )
+    session.execute(statement)
+
+
+def forget_rate_counters(session: Session, before: datetime) -> None:
+    session.execute(delete(RateLimitCounter).where(RateLimitCounter.window_start < before))

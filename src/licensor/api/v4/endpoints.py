@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -19,8 +20,9 @@ from licensor.api.middleware import requested_algorithm
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
+from licensor.core.keys import normalize_license_key
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, licensing, sso
+from licensor.services import auth, licensing, rate_limit, sso
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -109,6 +111,36 @@ def idempotency_key_of(request: Request) -> str | None:
     if value is not None and not (0 < len(value) <= IDEMPOTENCY_KEY_MAX and value.isprintable()):
         raise LicensorError("validation_error", "Idempotency-Key: 1-200 printable characters")
     return value
+
+
+@contextmanager
+def failures_counted(
+    request: Request,
+    state: AppState,
+    caller: Caller,
+    data: schemas.LicenseIdentity,
+    now: datetime,
+) -> Iterator[None]:
+    """Refuse (429) a client address or license identity over its failure limit, and count
+    this request's failure if it reveals a wrong guess (services/rate_limit.py)."""
+    policy = rate_limit.Policy.of(state.settings)
+    identity = (
+        normalize_license_key(data.license_key)
+        if data.license_key
+        else (data.username or "").strip().lower() or None
+    )
+    client = request.client.host if request.client else None
+    found = rate_limit.buckets(policy, client, caller.company_id, data.product, identity)
+    if found:
+        with state.db.transaction() as session:
+            rate_limit.ensure_allowed(session, policy, found, now)
+    try:
+        yield
+    except LicensorError as exc:
+        if found and exc.code in rate_limit.COUNTED:
+            with state.db.transaction(write=True) as session:
+                rate_limit.record_failure(session, policy, found, now, exc.code)
+        raise
 
 
 def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> licensing.LicenseRef:
@@ -208,7 +240,10 @@ def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Respon
         caller = caller_of(session, state, request, now)
     idempotency_key = idempotency_key_of(request)
     data = parse_json(raw, schemas.ActivateRequest)
-    with state.db.transaction(write=True) as session:
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
         answer = licensing.activate(
             session,
             caller,
@@ -235,28 +270,30 @@ def check_license(request: Request) -> Response:
     state = app_state(request)
     now = utcnow()
     algorithm = requested_algorithm(request.scope["headers"])
+    with state.db.transaction() as session:
+        caller = caller_of(session, state, request, now)
+    query = parse_query(request, schemas.CheckQuery)
     # Read-only first (no write lock on SQLite); writable only when the device has news.
     ref: licensing.LicenseRef | None = None  # resolved once: an SSO code is single-use
-    for writable in (False, True):
-        try:
-            with state.db.transaction(write=writable) as session:
-                caller = caller_of(session, state, request, now)
-                query = parse_query(request, schemas.CheckQuery)
-                ref = ref or identity_ref(session, state, caller, query, now=now)
-                answer = licensing.check(
-                    session,
-                    caller,
-                    state.keys,
-                    ref,
-                    device_info(query),
-                    now=now,
-                    algorithm=algorithm,
-                    may_write=writable,
-                    include_expired_features=query.include_expired_features,
-                )
-            break
-        except licensing.DeviceTouchNeeded:
-            continue
+    with failures_counted(request, state, caller, query, now):
+        for writable in (False, True):
+            try:
+                with state.db.transaction(write=writable) as session:
+                    ref = ref or identity_ref(session, state, caller, query, now=now)
+                    answer = licensing.check(
+                        session,
+                        caller,
+                        state.keys,
+                        ref,
+                        device_info(query),
+                        now=now,
+                        algorithm=algorithm,
+                        may_write=writable,
+                        include_expired_features=query.include_expired_features,
+                    )
+                break
+            except licensing.DeviceTouchNeeded:
+                continue
     return json_answer(answer.body)
 
 
@@ -268,7 +305,10 @@ def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Resp
     with state.db.transaction() as session:  # (as in activate_license)
         caller = caller_of(session, state, request, now)
     data = parse_json(raw, schemas.DeactivateRequest)
-    with state.db.transaction(write=True) as session:
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
         ref = identity_ref(session, state, caller, data, data.password, now=now)
         answer = licensing.deactivate(session, caller, ref, now=now)
     return json_answer(answer.body)
