@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=600, ge=1, le=86_400)
     rate_limit_client_failures: int = Field(default=30, ge=0)
     rate_limit_license_failures: int = Field(default=10, ge=0)
+    # Authorization codes e-mailed per (product, e-mail address) and window; 0 = no limit.
+    rate_limit_code_requests: int = Field(default=5, ge=0)
     fast_check_threads: int = Field(default=2, ge=1, le=64)
     # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
     # a thread finishing a request waits less to hand the answer to the event loop.

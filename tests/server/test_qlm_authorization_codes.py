@@ -335,3 +335,30 @@ def test_concurrent_uses_of_one_code_activate_once(server: Server) -> None:
     assert guesses.count("authorization_code_locked") == 6
     tries = server.sql("select failed_attempts from authorization_codes order by id desc")[0][0]
     assert tries == 5
+
+
+def test_codes_per_address_are_limited(mail_server: Server, mailbox: Mailbox) -> None:
+    """Each code allows 5 guesses: unlimited new codes would make 6 digits guessable."""
+    mail_server.product()
+    mail_server.license(customer_email="ann@example.com")
+    mail_server.license(customer_email="bob@example.com")
+    limit = mail_server.settings.rate_limit_code_requests
+    assert limit == 5
+    for _ in range(limit):
+        assert request_code(mail_server, product="app").status_code == 200
+    refused = request_code(mail_server, product="app")
+    assert error_of(refused) == (429, "too_many_requests")
+    assert (
+        1 <= int(refused.headers["Retry-After"]) <= mail_server.settings.rate_limit_window_seconds
+    )
+    assert request_code(mail_server, "bob@example.com", product="app").status_code == 200
+    mailbox.wait_for(limit + 1)
+    assert len(mailbox.messages) == limit + 1  # no mail for the refused request
+    # the QLM front shares the limit
+    qlm = mail_server.api.call(
+        "GET",
+        "/qlmservice.asmx/RequestAuthorizationCodeForActivationHttp",
+        params={"is_email": "ann@example.com", "is_pcid": "pc-ann"},
+    )
+    assert "<error>" in qlm.text and "<errorCode>" in qlm.text, qlm.text
+    assert len(mailbox.messages) == limit + 1

@@ -34,7 +34,7 @@ from licensor.protocol.computer_key import (
     parse_features,
 )
 from licensor.protocol.signing import PublicKeySet
-from licensor.services import audit, licensing
+from licensor.services import audit, licensing, rate_limit
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     Activated,
@@ -389,6 +389,31 @@ def _code_hash(keys: ServerKeys, email: str, code: str) -> str:
     return keys.master_key.hash_secret(f"authorization-code|{email}|{code}")
 
 
+def _limit_code_requests(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    product: Product,
+    address: str,
+    now: datetime,
+) -> None:
+    """At most ``rate_limit_code_requests`` codes per product and address and window: each
+    code allows 5 guesses, so unlimited new codes would make 6 digits guessable (and flood the
+    customer's mailbox). Counted in this transaction: only codes actually issued count."""
+    limit = keys.settings.rate_limit_code_requests
+    if limit <= 0:
+        return
+    policy = rate_limit.Policy.of(keys.settings)
+    bucket = [
+        (
+            rate_limit.identity_bucket(caller.company_id, product.short_code, "code:" + address),
+            limit,
+        )
+    ]
+    rate_limit.ensure_allowed(session, policy, bucket, now)
+    rate_limit.count(session, policy, bucket, now)
+
+
 def request_authorization_code(
     session: Session,
     caller: Caller,
@@ -409,6 +434,7 @@ def request_authorization_code(
     address = normalize_email(email)
     license_ = license_for_email(session, caller, address, _products(session, caller, product))
     found_product = _product_of(session, caller, license_)
+    _limit_code_requests(session, caller, keys, found_product, address, now)
     repository.expire_authorization_codes(
         session, caller.company_id, address, found_product.id, now
     )

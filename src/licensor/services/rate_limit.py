@@ -58,9 +58,20 @@ def buckets(
     if policy.per_client > 0 and client:
         found.append(("client:" + client[:80], policy.per_client))
     if policy.per_license > 0 and identity:
-        digest = hashlib.sha256(f"{company_id}\0{product}\0{identity}".encode()).hexdigest()[:40]
-        found.append(("license:" + digest, policy.per_license))
+        found.append((identity_bucket(company_id, product, identity), policy.per_license))
     return found
+
+
+def identity_bucket(company_id: int, product: str, identity: str) -> str:
+    digest = hashlib.sha256(f"{company_id}\0{product}\0{identity}".encode()).hexdigest()[:40]
+    return "license:" + digest
+
+
+def count(session: Session, policy: Policy, found: list[tuple[str, int]], now: datetime) -> None:
+    """Count one event in every bucket of ``found`` (e.g. an authorization code sent)."""
+    start = policy.window_start(now)
+    for bucket, _ in found:
+        repository.count_failure(session, bucket, start)
 
 
 def ensure_allowed(
