@@ -15,7 +15,7 @@ from licensor.core.errors import RateLimited
 from licensor.services import catalogue, rate_limit
 from licensor.settings import Settings
 from tests.server.processes import Deployment, prepare, serve
-from tests.server.support import Api, Server, error_of
+from tests.server.support import Api, Server, error_of, shared_keys_dir, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +144,35 @@ def test_a_new_window_starts_over(server: Server) -> None:
             session, policy, found, start + timedelta(seconds=61), "license_not_found"
         )
     assert allowed(start + timedelta(seconds=62)) is None  # one failure in the new window
+
+
+def test_computer_key_endpoints_count_wrong_keys_too(
+    database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    servers = start_server(
+        database_url,
+        tmp_path / "data",
+        shared_keys_dir(tmp_path_factory.getbasetemp()),
+        rate_limit_client_failures=3,
+    )
+    server = next(servers)
+    try:
+        server.product("app")
+        key = server.license().license_key
+
+        def by_key(license_key: str | None) -> httpx.Response:
+            return server.api.call(
+                "POST",
+                "/api/v4/activate_license_by_key",
+                json={"product": "app", "license_key": license_key, "hardware_id": "pc-1"},
+            )
+
+        for i in range(3):
+            assert error_of(by_key(f"WRONG-{i}")) == (400, "license_not_found")
+        assert error_of(by_key(key)) == (429, "too_many_requests")
+        assert error_of(server.api.check(product="app", license_key=key, hardware_id="pc-1")) == (
+            429,
+            "too_many_requests",
+        )
+    finally:
+        servers.close()

@@ -20,6 +20,7 @@ from licensor.api.v4 import computer_key_schemas as schemas
 from licensor.api.v4.endpoints import (
     _body_doc,
     caller_of,
+    failures_counted,
     json_answer,
     parse_json,
     raw_body,
@@ -116,9 +117,14 @@ def granted(
     answer with the grant."""
     state = app_state(request)
     now = utcnow()
-    with state.db.transaction(write=True) as session:
+    with state.db.transaction() as session:
         caller = caller_of(session, state, request, now)
-        body = grant_body(issue(session, caller, state, parse_json(raw, model), now))
+    data = parse_json(raw, model)
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
+        body = grant_body(issue(session, caller, state, data, now))
     return json_answer(body)
 
 

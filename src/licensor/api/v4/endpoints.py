@@ -115,22 +115,23 @@ def idempotency_key_of(request: Request) -> str | None:
 
 @contextmanager
 def failures_counted(
-    request: Request,
-    state: AppState,
-    caller: Caller,
-    data: schemas.LicenseIdentity,
-    now: datetime,
+    request: Request, state: AppState, caller: Caller, data: BaseModel, now: datetime
 ) -> Iterator[None]:
     """Refuse (429) a client address or license identity over its failure limit, and count
-    this request's failure if it reveals a wrong guess (services/rate_limit.py)."""
+    this request's failure if it reveals a wrong guess (services/rate_limit.py). ``data``: a
+    request naming ``product`` and ``license_key`` or ``username``."""
     policy = rate_limit.Policy.of(state.settings)
+    key, username = getattr(data, "license_key", None), getattr(data, "username", None)
     identity = (
-        normalize_license_key(data.license_key)
-        if data.license_key
-        else (data.username or "").strip().lower() or None
+        normalize_license_key(key)
+        if isinstance(key, str) and key
+        else (username.strip().lower() if isinstance(username, str) else "") or None
     )
+    product = getattr(data, "product", None)
     client = request.client.host if request.client else None
-    found = rate_limit.buckets(policy, client, caller.company_id, data.product, identity)
+    found = rate_limit.buckets(
+        policy, client, caller.company_id, product if isinstance(product, str) else "", identity
+    )
     if found:
         with state.db.transaction() as session:
             rate_limit.ensure_allowed(session, policy, found, now)
