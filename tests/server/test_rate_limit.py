@@ -146,7 +146,7 @@ def test_a_new_window_starts_over(server: Server) -> None:
     assert allowed(start + timedelta(seconds=62)) is None  # one failure in the new window
 
 
-def test_computer_key_endpoints_count_wrong_keys_too(
+def test_computer_key_endpoints_and_the_qlm_front_count_wrong_keys_too(
     database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     servers = start_server(
@@ -167,9 +167,23 @@ def test_computer_key_endpoints_count_wrong_keys_too(
                 json={"product": "app", "license_key": license_key, "hardware_id": "pc-1"},
             )
 
-        for i in range(3):
+        for i in range(2):
             assert error_of(by_key(f"WRONG-{i}")) == (400, "license_not_found")
+        # the QLM front counts for the same address
+        wrong = server.api.call(
+            "GET",
+            "/qlmservice.asmx/ValidateLicenseHttp",
+            params={"is_avkey": "NOPE-NOPE", "is_pcid": "pc-1"},
+        )
+        assert "<error>" in wrong.text and wrong.status_code == 400
         assert error_of(by_key(key)) == (429, "too_many_requests")
+        blocked = server.api.call(
+            "GET",
+            "/qlmservice.asmx/ValidateLicenseHttp",
+            params={"is_avkey": key, "is_pcid": "pc-1"},
+        )
+        assert blocked.status_code == 429 and "<error>" in blocked.text
+        assert int(blocked.headers["Retry-After"]) >= 1
         assert error_of(server.api.check(product="app", license_key=key, hardware_id="pc-1")) == (
             429,
             "too_many_requests",

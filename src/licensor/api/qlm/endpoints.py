@@ -26,11 +26,11 @@ from licensor import __version__
 from licensor.api.qlm.errors import server_error_code
 from licensor.api.qlm.xml import Elements, document, error_document, qlm_datetime
 from licensor.api.state import AppState, app_state
-from licensor.core.errors import LicensorError
+from licensor.core.errors import LicensorError, RateLimited
 from licensor.protocol.computer_key import features_text
 from licensor.protocol.errors import ERROR_CODES
 from licensor.protocol.signing import iso_ms_z
-from licensor.services import auth, mail, qlm
+from licensor.services import auth, mail, qlm, rate_limit
 from licensor.services.context import Caller
 from licensor.services.licensing import ActivationExtras, DeviceInfo
 
@@ -143,6 +143,7 @@ class Call:
     date: str | None
     args: Arguments
     now: datetime
+    client: str | None = None  # the client address (rate limits)
 
     def caller(self, session: Session) -> Caller:
         return auth.authenticate(
@@ -436,13 +437,29 @@ def _error(
 
 
 def _run(handler: Callable[[Call], Elements], call: Call, method: str, bom: bool) -> Response:
-    """One call: every failure becomes an XML ``<error>``, never a stack trace."""
+    """One call: every failure becomes an XML ``<error>``, never a stack trace. Wrong keys and
+    passwords count against the client address (services/rate_limit.py)."""
     message: str | None = None
     status: int | None = None
+    policy = rate_limit.Policy.of(call.state.settings)
+    found = rate_limit.buckets(policy, call.client, 0, "", None)
     try:
+        if found:
+            with call.state.db.transaction() as session:
+                rate_limit.ensure_allowed(session, policy, found, call.now)
         return xml_answer(document(handler(call), bom=bom))
     except LicensorError as exc:
         code, message, status = exc.code, exc.message, exc.status
+        if isinstance(exc, RateLimited):
+            response = _error(code, message, status, method=method, bom=bom)
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        if found and code in rate_limit.COUNTED:
+            try:
+                with call.state.db.transaction(write=True) as session:
+                    rate_limit.record_failure(session, policy, found, call.now, code)
+            except (OperationalError, PoolTimeout, DBAPIError) as db_error:
+                log.warning("rate_limit.not_recorded", extra={"error": type(db_error).__name__})
     except IntegrityError:
         code = "conflict"
     except DataError:
@@ -473,6 +490,7 @@ async def qlm_method(method: str, request: Request) -> Response:
         date=request.headers.get("date"),
         args=args,
         now=datetime.now(UTC),
+        client=request.client.host if request.client else None,
     )
     return await run_in_threadpool(_run, handler, call, name, bom)
 
