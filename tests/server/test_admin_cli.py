@@ -634,6 +634,23 @@ def test_local_catalogue_and_credential_commands(license_api: Api) -> None:
     assert "annual" in cli("policy", "list", "app").stdout
     assert cli_json("policy", "show", "app", "annual") == annual
     assert "365" in cli("policy", "show", "app", "annual").stdout
+    cli_json("policy", "create", "app", "spare", "--max-activations", "2")
+    assert cli_json("policy", "default", "app", "spare")["is_default"] is True
+    assert cli_json("policy", "show", "app", "annual")["is_default"] is False
+    assert cli_json("policy", "default", "app", "annual")["is_default"] is True
+    assert cli_json("policy", "delete", "app", "spare")["deleted"] is True
+    assert [p["code"] for p in cli_json("policy", "list", "app")["items"]] == ["annual"]
+    assert "policy 'spare' not found" in error_text(cli("policy", "delete", "app", "spare", code=1))
+
+    edition = cli_json("custom-field", "add", "app", "edition", "--default", "basic")
+    assert (edition["name"], edition["default_value"]) == ("edition", "basic")
+    assert (
+        cli_json("custom-field", "set-default", "app", "edition", "pro")["default_value"] == "pro"
+    )
+    assert [f["name"] for f in cli_json("custom-field", "list", "app")["items"]] == ["edition"]
+    assert "pro" in cli("custom-field", "list", "app").stdout
+    assert cli_json("custom-field", "remove", "app", "edition")["removed"] is True
+    assert cli_json("custom-field", "list", "app")["items"] == []
 
     own = cli_json(
         "license", "create", "--product", "app", "--policy", "annual", "--max-activations", "5"
@@ -714,6 +731,12 @@ def test_remote_catalogue_and_credential_commands(remote: Remote) -> None:
     ] == ["export"]
     refused = remote_cli(remote, "feature", "add", "app", "other", token=desk, code=1)
     assert "forbidden" in error_text(refused)
+    added = remote_cli(remote, "custom-field", "add", "app", "tier", "--default", "a", token=shop)
+    assert added["name"] == "tier"
+    listed = remote_cli(remote, "custom-field", "list", "app", token=desk)["items"]
+    assert [f["name"] for f in listed] == ["tier"]
+    denied = remote_cli(remote, "custom-field", "remove", "app", "tier", token=desk, code=1)
+    assert "forbidden" in error_text(denied)
     remote_cli(
         remote, "policy", "create", "app", "pro", "--max-activations", "4", "--feature", "export",
         "--trial-days", "14", token=shop,

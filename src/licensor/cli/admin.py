@@ -583,6 +583,9 @@ release_app = typer.Typer(help="Releases (versions) of products.", no_args_is_he
 license_user_app = typer.Typer(help="Users of user-based licenses.", no_args_is_help=True)
 feature_app = typer.Typer(help="Product features, and features of licenses.", no_args_is_help=True)
 policy_app = typer.Typer(help="License policies: templates for issuing.", no_args_is_help=True)
+custom_field_app = typer.Typer(
+    help="Custom fields of a product (values are set per license).", no_args_is_help=True
+)
 
 
 def columns(*names: str) -> Table:
@@ -1014,3 +1017,103 @@ def policy_create(
     api = backend(server, company)
     data = call(api, "POST", f"/products/{product}/policies", body=body)
     emit(as_json, data, lambda: out.print(f"Policy {data['code']} of {product} created."))
+
+
+@policy_app.command("default")
+def policy_default(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Policy code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make this policy the product's default (licenses issued without --policy take it)."""
+    api = backend(server, company)
+    data = call(api, "PATCH", f"/products/{product}/policies/{code}", body={"is_default": True})
+    emit(as_json, data, lambda: out.print(f"Policy {code} is the default of {product}."))
+
+
+@policy_app.command("delete")
+def policy_delete(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    code: Annotated[str, typer.Argument(help="Policy code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a policy (licenses already issued from it keep their terms)."""
+    api = backend(server, company)
+    call(api, "DELETE", f"/products/{product}/policies/{code}")
+    data = {"product": product, "code": code, "deleted": True}
+    emit(as_json, data, lambda: out.print(f"Policy {code} deleted from {product}."))
+
+
+# -- custom fields -----------------------------------------------------------------------------
+
+
+@custom_field_app.command("list")
+def custom_field_list(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Custom fields defined on a product, with their default values."""
+    api = backend(server, company)
+    data = call(api, "GET", f"/products/{product}/custom-fields")
+
+    def render() -> None:
+        table = Table("name", "default value", box=None)
+        for field in data["items"]:
+            table.add_row(str(field.get("name", "")), str(field.get("default_value", "")))
+        out.print(table)
+
+    emit(as_json, data, render)
+
+
+@custom_field_app.command("add")
+def custom_field_add(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    name: Annotated[str, typer.Argument(help="Field name")],
+    default: Annotated[str, typer.Option("--default", help="Default value")] = "",
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Define a custom field on a product."""
+    api = backend(server, company)
+    body = {"name": name, "default_value": default}
+    data = call(api, "POST", f"/products/{product}/custom-fields", body=body)
+    emit(as_json, data, lambda: out.print(f"Custom field {name} added to {product}."))
+
+
+@custom_field_app.command("set-default")
+def custom_field_set_default(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    name: Annotated[str, typer.Argument(help="Field name")],
+    value: Annotated[str, typer.Argument(help="New default value")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a custom field's default value."""
+    api = backend(server, company)
+    data = call(
+        api, "PATCH", f"/products/{product}/custom-fields/{name}", body={"default_value": value}
+    )
+    emit(as_json, data, lambda: out.print(f"Custom field {name} now defaults to {value!r}."))
+
+
+@custom_field_app.command("remove")
+def custom_field_remove(
+    product: Annotated[str, typer.Argument(help="Product short code")],
+    name: Annotated[str, typer.Argument(help="Field name")],
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a custom field and every license's value for it."""
+    api = backend(server, company)
+    call(api, "DELETE", f"/products/{product}/custom-fields/{name}")
+    data = {"product": product, "name": name, "removed": True}
+    emit(as_json, data, lambda: out.print(f"Custom field {name} removed from {product}."))

@@ -284,6 +284,23 @@ def _catalogue_route(
             return (None,)
         changes = {k: (_date(v) if k == "validity_period" else v) for k, v in body.items()}
         return (policies.update_policy(session, admin, code, policy, changes, now=now),)
+    if m := match(r"/products/([^/]+)/custom-fields"):
+        if method == "GET":
+            return ({"items": features.list_custom_fields(session, admin, m.group(1))},)
+        return (
+            features.add_custom_field(
+                session, admin, m.group(1), body.get("name"), body.get("default_value"), now=now
+            ),
+        )
+    if m := match(r"/products/([^/]+)/custom-fields/([^/]+)"):
+        if method == "DELETE":
+            features.remove_custom_field(session, admin, m.group(1), m.group(2), now=now)
+            return (None,)
+        return (
+            features.update_custom_field(
+                session, admin, m.group(1), m.group(2), body.get("default_value"), now=now
+            ),
+        )
     return None
 
 

@@ -554,6 +554,7 @@ app.add_typer(_admin.release_app, name="release")
 app.add_typer(_admin.license_user_app, name="license-user")
 app.add_typer(_admin.feature_app, name="feature")
 app.add_typer(_admin.policy_app, name="policy")
+app.add_typer(_admin.custom_field_app, name="custom-field")
 _admin.credential_commands(api_key_app, "api_keys", "/api-keys", "shared_key")
 _admin.credential_commands(oauth_app, "oauth_clients", "/oauth-clients", "client_secret")
 
