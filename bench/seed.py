@@ -13,7 +13,10 @@ Layout (``n`` licenses, ``d`` devices per license, ``d = max(1, min_devices // n
 
 Pools the load scripts use (disjoint, so one run never disturbs another's data):
 
-* check: device ``j = 0`` of up to ``CHECK_POOL`` licenses chosen at random;
+* check: ``CHECK_POOL`` devices whatever the size, so that the 1,000- and the 1,000,000-license
+  runs rotate over the same number of devices and differ only in data size: device ``j = 0`` of
+  ``CHECK_POOL`` licenses chosen at random, or, with fewer licenses, devices ``j = 0..k-1`` of
+  every license (shuffled);
 * activate: up to ``ACTIVATE_POOL`` licenses chosen at random, each request a fresh hardware id;
 * deactivate: every other device, spread round-robin over the licenses (consecutive requests hit
   different licenses, so they do not queue on one license's row lock), handed out in slices.
@@ -128,13 +131,17 @@ def prepare(
     )
     ids = list(range(1, licenses + 1))
     check_ids = rng.sample(ids, min(CHECK_POOL, licenses))
-    deployment.check_pool = [(license_key(i), hardware_id(i, 0)) for i in check_ids]
+    per_check = min(per, -(-CHECK_POOL // licenses))  # devices per license in the check pool
+    deployment.check_pool = [
+        (license_key(i), hardware_id(i, j)) for j in range(per_check) for i in check_ids
+    ][:CHECK_POOL]
+    rng.shuffle(deployment.check_pool)
     deployment.activate_pool = [
         license_key(i) for i in rng.sample(ids, min(ACTIVATE_POOL, licenses))
     ]
-    if per > 1:
-        # j = 1.. of every license, round-robin over the licenses.
-        pairs = ((i, j) for j in range(1, per) for i in ids)
+    if per > per_check:
+        # the devices after the check pool's, round-robin over the licenses.
+        pairs = ((i, j) for j in range(per_check, per) for i in ids)
         deployment.deactivate_pool = [
             (license_key(i), hardware_id(i, j))
             for (i, j), _ in zip(pairs, range(DEACTIVATE_POOL), strict=False)
