@@ -4,6 +4,7 @@ the full endpoint answers, and hands every other case to the full endpoint."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,7 +101,7 @@ def seen_due(server: Server, ref: licensing.LicenseRef, now: datetime) -> int | 
 
 def record_seen(server: Server, device_id: int, now: datetime) -> bool:
     with server.db.snapshot() as connection:
-        return licensing.record_seen(connection, device_id, now)
+        return licensing.record_seen(connection, [device_id], now)
 
 
 def fast_license_id(server: Server, key: str) -> int:
@@ -152,9 +153,23 @@ def rich_setup(server: Server) -> str:
         product="app", license_key=license_.license_key, hardware_id=HW, hostname="pc"
     )
     assert answer.status_code == 200, answer.text
-    # the first check records "last seen" (a write): the steady state starts after it
+    # the first check records "last seen" (a write, batched): the steady state starts after it
     assert server.api.check(product="app", license_key=license_.license_key, hardware_id=HW)
+    wait_until_seen(server, license_.license_key, after=None)
     return license_.license_key
+
+
+def wait_until_seen(server: Server, key: str, *, after: datetime | None) -> None:
+    """Wait for the fast path's batched "last seen" write (about a second after the answer)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with server.db.transaction() as session:
+            device = repository.device(session, fast_license_id(server, key), HW)
+            assert device is not None
+            if device.last_check_at is not None and (after is None or device.last_check_at > after):
+                return
+        time.sleep(0.1)
+    raise AssertionError("last seen was not recorded")
 
 
 def _caller(server: Server, session: Any) -> Caller:
@@ -287,6 +302,11 @@ def test_steady_state_check_over_http_runs_one_statement(server: Server) -> None
             product="app", license_key=key, hardware_id=HW, include_expired_features="true"
         )
         assert [f["code"] for f in expired_too.json()["product_features"]] == ["pdf", "old"]
+        # a due "last seen" is written shortly after the answer, in a batch
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        server.sql("UPDATE devices SET last_check_at = :t", t=hour_ago)
+        assert server.api.check(product="app", license_key=key, hardware_id=HW).status_code == 200
+        wait_until_seen(server, key, after=hour_ago)
         missing = server.api.check(product="app", license_key="ZZZZ-ZZZZ", hardware_id=HW)
         assert error_of(missing) == (400, "license_not_found")
         assert statements  # the full endpoint named the error

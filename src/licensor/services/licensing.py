@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -576,9 +577,9 @@ def check_snapshot(
     )
 
 
-def record_seen(connection: Connection, device_id: int, now: datetime) -> bool:
-    """Record a device's "last seen" time after a fast check answered (best effort)."""
-    return snapshot.touch_device(connection, device_id, now)
+def record_seen(connection: Connection, device_ids: Sequence[int], now: datetime) -> bool:
+    """Record the "last seen" time of devices fast checks answered (best effort)."""
+    return snapshot.touch_devices(connection, device_ids, now)
 
 
 def check_device(

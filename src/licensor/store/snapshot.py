@@ -209,12 +209,15 @@ def check_snapshot(
     )
 
 
-def touch_device(connection: Connection, device_id: int, now: datetime) -> bool:
-    """Record "last seen" (autocommit, one statement). Best effort: when another writer holds
-    the database it gives up at once (the snapshot engine does not wait on SQLite's lock) and a
-    later check tries again; no answer depends on it."""
+def touch_devices(connection: Connection, device_ids: Sequence[int], now: datetime) -> bool:
+    """Record "last seen" of several devices (autocommit, one statement per 500). Best effort:
+    when another writer holds the database it gives up at once (the snapshot engine does not
+    wait on SQLite's lock) and later checks try again; no answer depends on it."""
+    ids = sorted(set(device_ids))
     try:
-        connection.execute(update(Device).where(Device.id == device_id).values(last_check_at=now))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            connection.execute(update(Device).where(Device.id.in_(chunk)).values(last_check_at=now))
     except OperationalError:
         return False
     return True

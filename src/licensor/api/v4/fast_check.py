@@ -24,6 +24,7 @@ threads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from licensor.services import licensing
 
 log = logging.getLogger("licensor.api")
 
+SEEN_BATCH_SECONDS = 1.0
 CHECK_PATHS = frozenset({"/api/v4/check_license", "/api/v4/check_license/"})
 # Query parameters the fast path understands; any other one (SSO, username, ...) goes on.
 _FULL_PATH_PARAMS = frozenset(
@@ -55,6 +57,9 @@ class FastCheck:
         self.state = state
         self.threads = threads
         self._limiter: anyio.CapacityLimiter | None = None
+        # "last seen" due for these devices, written together about once a second
+        self._seen: set[int] = set()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in CHECK_PATHS:
@@ -76,14 +81,25 @@ class FastCheck:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
         if seen is not None:
-            # after the answer, off the event loop: a write can meet a checkpoint's fsync
-            await anyio.to_thread.run_sync(self.record_seen, state, seen)
+            self._seen.add(seen)
+            if self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_seen(state))
+
+    async def _flush_seen(self, state: AppState) -> None:
+        """After the answers, off the event loop (a write can meet a checkpoint's fsync), and
+        batched: one UPDATE for the devices seen in the last second instead of a write and a
+        thread hop per device (measured: 10,000 first checks in a run made the SQLite tail)."""
+        try:
+            await anyio.sleep(SEEN_BATCH_SECONDS)
+        finally:
+            ids, self._seen, self._flusher = sorted(self._seen), set(), None
+        await anyio.to_thread.run_sync(self.record_seen, state, ids)
 
     @staticmethod
-    def record_seen(state: AppState, device_id: int) -> None:
+    def record_seen(state: AppState, device_ids: list[int]) -> None:
         try:
             with state.db.snapshot() as connection:
-                licensing.record_seen(connection, device_id, datetime.now(UTC))
+                licensing.record_seen(connection, device_ids, datetime.now(UTC))
         except Exception as exc:
             log.warning("check.record_seen_failed", extra={"error": type(exc).__name__})
 
