@@ -126,13 +126,21 @@ def resolve_product(session: Session, caller: Caller, code: str) -> Product:
     product = repository.product_by_code(session, caller.company_id, code)
     if product is None:
         raise LicensorError("unknown_product", f"Provided product code '{code}' was not found.")
-    if product.archived:
-        raise LicensorError("archived_product")
-    if not product.enabled:
-        raise LicensorError("disabled_product")
-    if caller.allowed_product_ids is not None and product.id not in caller.allowed_product_ids:
-        raise LicensorError("api_key_product_not_allowed")
+    refusal = _product_refusal(product, caller)
+    if refusal is not None:
+        raise LicensorError(refusal)
     return product
+
+
+def _product_refusal(product: Product, caller: Caller) -> str | None:
+    """Why this caller may not use this product (an error code), if it may not."""
+    if product.archived:
+        return "archived_product"
+    if not product.enabled:
+        return "disabled_product"
+    if caller.allowed_product_ids is not None and product.id not in caller.allowed_product_ids:
+        return "api_key_product_not_allowed"
+    return None
 
 
 def _resolve(
@@ -535,13 +543,8 @@ def check_snapshot(
         caller = auth.hmac_caller(keys, found.api_key, found.oauth_required, pairs, date_value, now)
         product, license_, device = found.product, found.license, found.device
         if (
-            product.archived
-            or not product.enabled
+            _product_refusal(product, caller) is not None
             or product.authorization_method == AuthorizationMethod.USER
-            or (
-                caller.allowed_product_ids is not None
-                and product.id not in caller.allowed_product_ids
-            )
         ):
             return None
         terms = terms_of(license_, product)

@@ -6,7 +6,7 @@ Every change is written to the audit log with the state before and after.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -262,11 +262,17 @@ def list_licenses(
         limit=limit,
         sort=sort,
     )
+    items = _license_views(session, rows)
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+def _license_views(session: Session, rows: Sequence[License]) -> list[dict[str, Any]]:
+    """License views with their product codes and customer e-mails, two lookups for all."""
     products = admin_repo.products_by_id(session, {r.product_id for r in rows})
     customers = admin_repo.customers_by_id(
         session, {r.customer_id for r in rows if r.customer_id is not None}
     )
-    items = [
+    return [
         views.license_view(
             row,
             products[row.product_id].short_code,
@@ -274,7 +280,6 @@ def list_licenses(
         )
         for row in rows
     ]
-    return {"items": items, "page": page, "per_page": per_page, "total": total}
 
 
 def get_license(session: Session, admin: Admin, license_id: int) -> dict[str, Any]:
@@ -495,18 +500,7 @@ def get_order(session: Session, admin: Admin, order_id: str) -> dict[str, Any]:
     rows = admin_repo.licenses_by_order(session, admin.company_id, order_id) if order_id else []
     if not rows:
         raise _not_found("order", repr(order_id))
-    products = admin_repo.products_by_id(session, {r.product_id for r in rows})
-    customers = admin_repo.customers_by_id(
-        session, {r.customer_id for r in rows if r.customer_id is not None}
-    )
-    items = [
-        views.license_view(
-            row,
-            products[row.product_id].short_code,
-            customer_email=customers[row.customer_id].email if row.customer_id else None,
-        )
-        for row in rows
-    ]
+    items = _license_views(session, rows)
     return {"order_id": order_id, "items": items}
 
 
