@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Authorization codes e-mailed per (product, e-mail address) and window; 0 = no limit.
     rate_limit_code_requests: int = Field(default=5, ge=0)
     fast_check_threads: int = Field(default=2, ge=1, le=64)
+    # Common-case activations and deactivations in one short write transaction of prepared
+    # statements (api/v4/fast_activation.py); off = the full endpoint (same answers).
+    fast_activation: bool = True
+    fast_activation_threads: int = Field(default=2, ge=1, le=64)
     # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
     # a thread finishing a request waits less to hand the answer to the event loop.
     # 0 = leave Python's default.

@@ -21,6 +21,7 @@ from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4.computer_keys import router as computer_keys_router
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
+from licensor.api.v4.fast_activation import FastActivation
 from licensor.api.v4.fast_check import FastCheck
 from licensor.keyring import Keyring
 from licensor.settings import Settings
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(SignResponses, keyring=keyring)
+    if settings.fast_activation:
+        app.add_middleware(
+            FastActivation,
+            state=lambda: app.state.licensor,
+            threads=settings.fast_activation_threads,
+        )
     if settings.fast_check:
         app.add_middleware(
             FastCheck, state=lambda: app.state.licensor, threads=settings.fast_check_threads

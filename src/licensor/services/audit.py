@@ -33,6 +33,12 @@ def subscribe(listener: Listener) -> None:
     _listeners.append(listener)
 
 
+def has_listeners() -> bool:
+    """Whether a listener wants each change with its session (paths without one must not
+    write changes then: ``services/fast_activation.py`` hands those requests on)."""
+    return bool(_listeners)
+
+
 def record(
     session: Session,
     *,

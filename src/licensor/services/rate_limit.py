@@ -79,13 +79,28 @@ def ensure_allowed(
 ) -> None:
     if not found:
         return
+    rows = repository.rate_counters(session, [bucket for bucket, _ in found])
+    counters = {bucket: (row.window_start, row.failures) for bucket, row in rows.items()}
+    refused = refusal(policy, found, counters, now)
+    if refused is not None:
+        raise refused
+
+
+def refusal(
+    policy: Policy,
+    found: list[tuple[str, int]],
+    counters: dict[str, tuple[datetime, int]],
+    now: datetime,
+) -> RateLimited | None:
+    """The 429 for a request whose buckets' counters (bucket -> (window start, failures)) are
+    over their limits in the current window, if any."""
     start = policy.window_start(now)
-    counters = repository.rate_counters(session, [bucket for bucket, _ in found])
     for bucket, limit in found:
         counter = counters.get(bucket)
-        if counter is not None and counter.window_start == start and counter.failures >= limit:
+        if counter is not None and counter[0] == start and counter[1] >= limit:
             remaining = (start + timedelta(seconds=policy.window_seconds) - now).total_seconds()
-            raise RateLimited(max(1, math.ceil(remaining)))
+            return RateLimited(max(1, math.ceil(remaining)))
+    return None
 
 
 def record_failure(

@@ -107,10 +107,30 @@ def parse_params(params: QueryParams, model: type[Model]) -> Model:
 
 
 def idempotency_key_of(request: Request) -> str | None:
-    value = request.headers.get("idempotency-key")
+    return checked_idempotency_key(request.headers.get("idempotency-key"))
+
+
+def checked_idempotency_key(value: str | None) -> str | None:
     if value is not None and not (0 < len(value) <= IDEMPOTENCY_KEY_MAX and value.isprintable()):
         raise LicensorError("validation_error", "Idempotency-Key: 1-200 printable characters")
     return value
+
+
+def failure_buckets(
+    policy: rate_limit.Policy, client: str | None, caller: Caller, data: BaseModel
+) -> list[tuple[str, int]]:
+    """The rate-limit buckets of a request naming ``product`` and ``license_key`` or
+    ``username`` (services/rate_limit.py)."""
+    key, username = getattr(data, "license_key", None), getattr(data, "username", None)
+    identity = (
+        normalize_license_key(key)
+        if isinstance(key, str) and key
+        else (username.strip().lower() if isinstance(username, str) else "") or None
+    )
+    product = getattr(data, "product", None)
+    return rate_limit.buckets(
+        policy, client, caller.company_id, product if isinstance(product, str) else "", identity
+    )
 
 
 @contextmanager
@@ -121,17 +141,8 @@ def failures_counted(
     this request's failure if it reveals a wrong guess (services/rate_limit.py). ``data``: a
     request naming ``product`` and ``license_key`` or ``username``."""
     policy = rate_limit.Policy.of(state.settings)
-    key, username = getattr(data, "license_key", None), getattr(data, "username", None)
-    identity = (
-        normalize_license_key(key)
-        if isinstance(key, str) and key
-        else (username.strip().lower() if isinstance(username, str) else "") or None
-    )
-    product = getattr(data, "product", None)
     client = request.client.host if request.client else None
-    found = rate_limit.buckets(
-        policy, client, caller.company_id, product if isinstance(product, str) else "", identity
-    )
+    found = failure_buckets(policy, client, caller, data)
     if found:
         with state.db.transaction() as session:
             rate_limit.ensure_allowed(session, policy, found, now)

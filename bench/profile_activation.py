@@ -1,0 +1,167 @@
+"""In-process CPU cost of one activation / deactivation (no HTTP server, no load generator).
+
+    python bench/profile_activation.py [--db sqlite|postgresql] [--endpoint activate|deactivate]
+                                       [--ed25519] [--requests 2000] [--cprofile N]
+
+Seeds a small deployment (bench/seed.py), builds the application state the server builds, and
+calls the endpoint function itself (``api.v4.endpoints.activate_license`` /
+``deactivate_license``, ``--path full``) or the fast path's ``FastActivation.answer`` (``--path
+fast``, the default; signature headers included) with the same headers and body the benchmark's
+wrk script sends; prints CPU and wall milliseconds per request (this process) and,
+with ``--cprofile N``, the N functions with the most cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+# bench/profile.py would shadow the standard library's ``profile`` (which cProfile imports)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+import cProfile  # noqa: E402
+import pstats  # noqa: E402
+
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(BENCH)]
+
+import run  # noqa: E402
+import seed  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--endpoint", choices=["activate", "deactivate"], default="activate")
+    parser.add_argument("--ed25519", action="store_true")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N")
+    parser.add_argument("--licenses", type=int, default=1000)
+    parser.add_argument(
+        "--path",
+        choices=["fast", "full"],
+        default="fast",
+        help="fast: the FastActivation layer's answer(); full: the endpoint function",
+    )
+    args = parser.parse_args()
+
+    from starlette.requests import Request
+
+    from licensor.api.app import create_app
+    from licensor.api.state import AppState
+    from licensor.api.v4 import endpoints
+    from licensor.api.v4.fast_activation import FastActivation
+    from licensor.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="licensor-actprof-"))
+    pg = None
+    if args.db == "postgresql":
+        from tests.harness.postgres import PostgresServer
+
+        pg = PostgresServer().start()
+        url = pg.create_database("actprof")
+    else:
+        url = f"sqlite:///{work / 'licensor.db'}"
+    try:
+        deployment = seed.prepare(
+            "actprof",
+            url,
+            work / "data",
+            licenses=args.licenses,
+            min_devices=max(100_000, args.licenses),
+            rng=random.Random(4),
+        )
+        settings = Settings(
+            data_dir=deployment.data_dir, database_url=url, master_key=seed.MASTER_KEY
+        )
+        app = create_app(settings)
+        state = AppState.open(settings)
+        app.state.licensor = state
+        headers = run.signed_headers(deployment, run.ED25519 if args.ed25519 else {})
+        raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        pairs = deployment.take_deactivations(args.requests)
+
+        def body(i: int) -> bytes:
+            if args.endpoint == "activate":
+                key = deployment.activate_pool[i % len(deployment.activate_pool)]
+                return (
+                    '{"product":"bench","license_key":"'
+                    + key
+                    + '","hardware_id":"act-p-'
+                    + str(i)
+                    + '","is_vm":false,"os_ver":"Linux","hostname":"bench","app_ver":"1.0",'
+                    '"sdk_ver":"bench"}'
+                ).encode()
+            key, hw = pairs[i % len(pairs)]
+            return (
+                '{"product":"bench","license_key":"' + key + '","hardware_id":"' + hw + '"}'
+            ).encode()
+
+        path = "/api/v4/" + (
+            "activate_license" if args.endpoint == "activate" else "deactivate_license"
+        )
+        call = (
+            endpoints.activate_license
+            if args.endpoint == "activate"
+            else endpoints.deactivate_license
+        )
+
+        fast = FastActivation(app, lambda: state)
+
+        def one(i: int) -> Any:
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": path,
+                "headers": raw_headers,
+                "query_string": b"",
+                "client": ("127.0.0.1", 40000),
+                "app": app,
+            }
+            if args.path == "fast":
+                answer = fast.answer(state, scope, body(i))
+                if answer is None or answer[0] != 200:
+                    raise SystemExit(f"request {i}: the fast path declined or failed: {answer}")
+                return answer
+            response = call(Request(scope), body(i))
+            if response.status_code != 200:
+                raise SystemExit(f"request {i}: {response.status_code} {response.body[:300]!r}")
+            return response
+
+        n = min(args.requests, len(pairs)) if args.endpoint == "deactivate" else args.requests
+        warm = min(50, n // 10)
+        for i in range(warm):
+            one(i)
+        profiler = cProfile.Profile() if args.cprofile else None
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for i in range(warm, n):
+            one(i)
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        count = n - warm
+        sig = "ed25519" if args.ed25519 else "rsa"
+        print(
+            f"{args.db} {args.endpoint} {sig} ({args.path} path): {count} requests, "
+            f"{1000 * cpu / count:.2f} ms CPU, {1000 * wall / count:.2f} ms wall per request"
+            + (" (under cProfile)" if profiler else "")
+        )
+        if profiler:
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(args.cprofile)
+            stats.sort_stats("tottime").print_stats(25)
+        state.close()
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+if __name__ == "__main__":
+    main()
