@@ -137,9 +137,11 @@ class FastActivation:
             if not message.get("more_body", False):
                 return b"".join(chunks), messages
 
-    def answer(self, state: AppState, scope: Scope, body: bytes) -> Answer | None:
+    def answer(
+        self, state: AppState, scope: Scope, body: bytes, now: datetime | None = None
+    ) -> Answer | None:
         """The answer's status, bytes and signature headers, or ``None`` for the full endpoint
-        (nothing written then)."""
+        (nothing written then). ``now``: the server's clock unless given (tests)."""
         authorization = date_value = idempotency_header = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -152,7 +154,7 @@ class FastActivation:
             return None
         algorithm: SignatureAlgorithm = requested_algorithm(scope["headers"])
         activating = scope["path"] in ACTIVATE_PATHS
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         client = scope.get("client")
         try:
             if activating:
