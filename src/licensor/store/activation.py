@@ -49,6 +49,7 @@ from licensor.store.models import (
     Company,
     Customer,
     Device,
+    DeviceVariable,
     IdempotencyRecord,
     License,
     LicenseEvent,
@@ -317,6 +318,42 @@ def _release_device_statement() -> ClauseElement:
     )
 
 
+# The columns a re-activation of a known device sets (licensing._activate_resolved).
+_REACTIVATED = (
+    "license_user_id",
+    "is_vm",
+    "vm_info",
+    "os_ver",
+    "hostname",
+    "ip",
+    "ip_local",
+    "app_ver",
+    "sdk_ver",
+    "mac_address",
+    "last_activated_at",
+    "deactivated_at",
+    "activation_count",
+)
+
+
+def _reactivate_device_statement() -> ClauseElement:
+    # Guarded: only a device that is (still) inactive.
+    return (
+        update(Device)
+        .where(Device.id == bindparam("b_id"), Device.active.is_(False))
+        .values(active=True, **{name: bindparam("b_" + name) for name in _REACTIVATED})
+    )
+
+
+def _variables_statement() -> ClauseElement:
+    # repository.variables()
+    return (
+        select(*(getattr(DeviceVariable, key) for key in _attributes(DeviceVariable)))
+        .where(DeviceVariable.device_id == bindparam("device_id"))
+        .order_by(DeviceVariable.variable)
+    )
+
+
 class _Statements:
     """Every statement of this module, compiled for one dialect."""
 
@@ -338,6 +375,13 @@ class _Statements:
         self.release_device = _Prepared(
             _release_device_statement(), dialect, ["b_id", "b_deactivated_at"]
         )
+        self.reactivate_device = _Prepared(
+            _reactivate_device_statement(),
+            dialect,
+            ["b_id", *("b_" + name for name in _REACTIVATED)],
+        )
+        self.variables = _Prepared(_variables_statement(), dialect, ["device_id"])
+        self.variable_names = _attributes(DeviceVariable)
         self.inserts = {}
         for model in (Device, LicenseEvent, AuditEntry, LicenseRelease, IdempotencyRecord):
             statement, names = _insert_all(model, returning_id=model is Device)
@@ -496,6 +540,27 @@ def release_device(
             cursor, {"b_id": device_id, "b_deactivated_at": now}
         )
         return bool(cursor.rowcount == 1)
+
+
+def reactivate_device(
+    connection: DbapiConnection, dialect: Dialect, device_id: int, values: dict[str, Any]
+) -> bool:
+    """Re-activate a known, inactive device with its new ``values`` (every column of
+    ``_REACTIVATED``); ``False`` when it was not inactive (any more)."""
+    prepared = _statements(dialect).reactivate_device
+    with _cursor(connection) as cursor:
+        parameters = {"b_" + name: values[name] for name in _REACTIVATED}
+        prepared.execute(cursor, {"b_id": device_id, **parameters})
+        return bool(cursor.rowcount == 1)
+
+
+def variables(connection: DbapiConnection, dialect: Dialect, device_id: int) -> list[Any]:
+    """A device's variables (views of ``DeviceVariable``), by name."""
+    statements = _statements(dialect)
+    prepared, names = statements.variables, statements.variable_names
+    with _cursor(connection) as cursor:
+        rows = prepared.execute(cursor, {"device_id": device_id}).fetchall()
+    return [_view(dict(zip(names, prepared.convert(raw), strict=True))) for raw in rows]
 
 
 def insert(

@@ -1,12 +1,12 @@
 """``POST /api/v4/activate_license`` and ``/deactivate_license`` in their common case, without
 the framework in the way.
 
-An HMAC-signed activation of a license key on a new device (or a deactivation of a device that
-holds a seat) is answered here with one autocommit read of the API key and one short write
+An HMAC-signed activation of a license key on a device without a seat (or a deactivation of a
+device that holds one) is answered here with one autocommit read of the API key and one short write
 transaction of prepared statements (``services/fast_activation.py``, ``store/activation.py``),
 with the same rules and rendering as the full endpoint. Everything else -- an error to name
-(and to count in the rate limits), a replayed Idempotency-Key, a known device, user-based
-products, single sign-on, OAuth, variables, a database error -- goes on to the full endpoint,
+(and to count in the rate limits), a replayed Idempotency-Key, user-based products, single
+sign-on, OAuth, variables, a database error -- goes on to the full endpoint,
 which answers exactly as before: the body read here is handed on unchanged, and nothing has been
 written when a request is handed on. Answers are signed here over their exact bytes, like
 ``SignResponses`` signs the others.
@@ -81,12 +81,15 @@ class FastActivation:
         if body is None:
             await self.app(scope, handed_on, send)
             return
-        if self._limiter is None:  # (created on the server's event loop)
-            self._limiter = anyio.CapacityLimiter(self.threads)
         try:
-            answer = await anyio.to_thread.run_sync(
-                self.answer, state, scope, body, limiter=self._limiter
-            )
+            if self.threads == 0:
+                answer = self.answer(state, scope, body)
+            else:
+                if self._limiter is None:  # (created on the server's event loop)
+                    self._limiter = anyio.CapacityLimiter(self.threads)
+                answer = await anyio.to_thread.run_sync(
+                    self.answer, state, scope, body, limiter=self._limiter
+                )
         except _Committed as exc:
             log.error("activation.render_failed", extra={"error": str(exc)})
             algorithm = requested_algorithm(scope["headers"])
