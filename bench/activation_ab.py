@@ -72,7 +72,7 @@ def main() -> None:
             activate_file = run.write_lines(work / "activate.txt", deployment.activate_pool)
 
             def deactivations(phase: str, deployment: seed.Deployment = deployment) -> Path:
-                count = int(4000 * ((args.duration if phase == "measure" else args.warmup) + 1))
+                count = int(2600 * ((args.duration if phase == "measure" else args.warmup) + 1))
                 pairs = deployment.take_deactivations(count)
                 return run.write_lines(
                     work / f"deactivate-{phase}.txt",

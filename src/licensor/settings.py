@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # Common-case activations and deactivations in one short write transaction of prepared
     # statements (api/v4/fast_activation.py); off = the full endpoint (same answers).
     fast_activation: bool = True
-    fast_activation_threads: int = Field(default=2, ge=0, le=64)
+    fast_activation_threads: int = Field(default=0, ge=0, le=64)
     # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
     # a thread finishing a request waits less to hand the answer to the event loop.
     # 0 = leave Python's default.

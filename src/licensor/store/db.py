@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -17,6 +18,8 @@ from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_u
 from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY
+_BUSY_RETRY_SECONDS = 0.0005
 
 
 def _sqlite_engine(url: str, begin: str | None, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
@@ -41,6 +44,10 @@ def _sqlite_engine(url: str, begin: str | None, busy_ms: int = SQLITE_BUSY_TIMEO
     return engine
 
 
+class WriterBusy(Exception):
+    """SQLite's write lock is held by another writer and the caller asked not to wait."""
+
+
 class WriterQueue:
     """Queues this path's SQLite writers so the write lock passes straight to the next one.
 
@@ -50,8 +57,9 @@ class WriterQueue:
     exclusive ``flock`` of a file beside the database; both wake the next writer as soon as the
     lock is released, and a process that dies releases its ``flock`` with it. (An earlier
     version around the ORM transactions measured no gain: those were ~5 ms long, so the sleeps
-    were a small share; around the ~0.3 ms transactions of ``fast_write`` they dominate.) Other
-    writers (ORM transactions, other tools) still meet SQLite's busy timeout.
+    were a small share; around the sub-millisecond transactions of ``fast_write`` they
+    dominate.) Other writers (ORM transactions, other tools) still meet SQLite's busy timeout.
+    The lock may be released by another thread than the one that took it.
     """
 
     def __init__(self, path: str | None) -> None:
@@ -59,25 +67,73 @@ class WriterQueue:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
 
+    def _file(self) -> int | None:
+        if self._path is not None and self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free at once; whether it was taken."""
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return True
+
+    def acquire(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self._thread_lock:
-            if self._path is None:
-                yield
-                return
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     def close(self) -> None:
         with self._thread_lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _begin_immediate(dbapi: Any, driver: Any, *, wait: bool) -> None:
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+            return
+        except driver.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_BUSY:
+                raise
+            if not wait:
+                raise WriterBusy from None
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(_BUSY_RETRY_SECONDS)
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -125,7 +181,8 @@ class Database:
         # Short write transactions of prepared statements (``fast_write``). SQLite: a
         # connection that emits its own BEGIN IMMEDIATE, behind the writer queue.
         if self.is_sqlite:
-            self._fast_write_engine = _sqlite_engine(url, None)
+            # (no busy handler: fast_write waits for other writers itself)
+            self._fast_write_engine = _sqlite_engine(url, None, busy_ms=0)
             path = _sqlite_file(url)
             self.writer_queue = WriterQueue(path + "-writer.lock" if path else None)
         else:
@@ -161,23 +218,28 @@ class Database:
         return self.write_engine.dialect
 
     @contextmanager
-    def fast_write(self) -> Iterator[Any]:
+    def fast_write(self, *, wait: bool = True, queue_held: bool = False) -> Iterator[Any]:
         """A DBAPI connection inside a write transaction, for prepared statements
         (``store.activation``): committed when the block ends, rolled back on any exception.
-        SQLite: ``BEGIN IMMEDIATE`` behind the writer queue (the lock is held for the whole
-        block: keep it short). PostgreSQL: an ordinary transaction (row locks). A connection
-        whose driver raised is closed, not reused."""
+        SQLite: ``BEGIN IMMEDIATE`` behind the writer queue (taken here unless the caller
+        holds it: ``queue_held``), so the lock is held for the whole block: keep it short.
+        When another kind of writer holds the database: ``WriterBusy`` at once with
+        ``wait=False``, else retried every half millisecond (SQLite's own busy handler sleeps
+        up to 100 ms between tries). PostgreSQL: an ordinary transaction (row locks). A
+        connection whose driver failed is closed, not reused."""
+        idle = self._fast_write_idle
         try:
-            connection = self._fast_write_idle.pop()
+            connection = idle.pop()
         except IndexError:
             connection = self._fast_write_engine.connect()
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
         driver = self._fast_write_engine.dialect.loaded_dbapi
+        queued = self.is_sqlite and not queue_held
         try:
-            with self.writer_queue.held() if self.is_sqlite else nullcontext():
+            with self.writer_queue.held() if queued else nullcontext():
                 if self.is_sqlite:
-                    dbapi.execute("BEGIN IMMEDIATE")
+                    _begin_immediate(dbapi, driver, wait=wait)
                 try:
                     yield dbapi
                 except BaseException:
@@ -190,9 +252,9 @@ class Database:
                 connection.invalidate()
                 connection.close()
             else:
-                self._fast_write_idle.append(connection)
+                idle.append(connection)
             raise
-        self._fast_write_idle.append(connection)
+        idle.append(connection)
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
