@@ -5,6 +5,8 @@ case it hands to the full endpoint with nothing written."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -670,3 +672,44 @@ def test_the_setting_turns_the_fast_path_off(
             assert server.api.activate(**activation(key)).status_code == 200
             assert server.api.deactivate(**activation(key)).json() == "license_deactivated"
             assert statements
+
+
+def test_sqlite_held_by_another_writer_is_waited_for_off_the_event_loop(
+    sqlite_server: Server,
+) -> None:
+    server = sqlite_server
+    server.product("app")
+    license_ = server.license(allow_unlimited_activations=True)
+    key = license_.license_key
+    assert key is not None
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with server.db.transaction(write=True) as session:  # BEGIN IMMEDIATE
+            session.execute(text("UPDATE companies SET name = name"))
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    assert held.wait(10)
+    answers: list[Any] = []
+    activating = threading.Thread(
+        target=lambda: answers.append(server.api.activate(**activation(key)))
+    )
+    with orm_statements(server) as statements:
+        activating.start()
+        try:
+            time.sleep(0.3)
+            assert answers == []  # waiting for the lock ...
+            started = time.monotonic()
+            keys = server.client.get("/api/v4/public_keys")  # ... off the event loop
+            assert keys.status_code == 200 and time.monotonic() - started < 1
+        finally:
+            release.set()
+            holder.join()
+            activating.join(10)
+        assert statements == []  # answered by the fast path
+    assert len(answers) == 1 and answers[0].status_code == 200, answers
+    assert current(server)["licenses"][0]["times_activated"] == 1
