@@ -51,11 +51,6 @@ from licensor.services.licensing import (
 from licensor.store import activation
 from licensor.store.activation import DbapiConnection
 from licensor.store.models import (
-    AuditEntry,
-    Device,
-    IdempotencyRecord,
-    LicenseEvent,
-    LicenseRelease,
     utcnow,
 )
 
@@ -220,53 +215,33 @@ def activate(
         "first_activated_at": license_.first_activated_at or now,
         "updated_at": utcnow(),
     }
-    if not activation.take_seat(
-        connection,
-        dialect,
-        license_.id,
-        unlimited=license_.allow_unlimited_activations,
-        transfer_count=changed["transfer_count"],
-        validity_period=changed["validity_period"],
-        first_activated_at=changed["first_activated_at"],
-        updated_at=changed["updated_at"],
-    ):
-        raise Declined  # no seat left: license_activated_max_times, named by the full path
-    variables: list[Any] = []
     if known is None:
-        device = _new_device(license_.id, ref.hardware_id, info, now)
-        device_id = activation.insert(connection, dialect, Device, device)
-        assert device_id is not None
-    else:  # a known device activated again: a new activation, with its variables
-        device_id = known.id
-        changed_device = _reactivated(known, info, now)
-        if not activation.reactivate_device(connection, dialect, device_id, changed_device):
-            raise Declined
-        device = {**vars(known), **changed_device, "active": True}
-        variables = activation.variables(connection, dialect, device_id)
-    events = ["activation", "transfer"] if decision.counts_transfer else ["activation"]
-    for event in events:
-        activation.insert(
-            connection,
-            dialect,
-            LicenseEvent,
-            {
-                "license_id": license_.id,
-                "device_id": device_id,
-                "hardware_id": ref.hardware_id,
-                "event": event,
-                "created_at": now,
-            },
-        )
-    activation.insert(
+        device: dict[str, Any] = _new_device(license_.id, ref.hardware_id, info, now)
+    else:  # a known device activated again: a new activation
+        device = {**vars(known), **_reactivated(known, info, now), "active": True}
+    event = {"license_id": license_.id, "hardware_id": ref.hardware_id, "created_at": now}
+    events = [{**event, "event": "activation"}]
+    if decision.counts_transfer:
+        events.append({**event, "event": "transfer"})
+    device_id = activation.record_activation(
         connection,
         dialect,
-        AuditEntry,
-        {
+        activation.Seat(
+            license_id=license_.id,
+            unlimited=license_.allow_unlimited_activations,
+            transfer_count=changed["transfer_count"],
+            validity_period=changed["validity_period"],
+            first_activated_at=changed["first_activated_at"],
+            updated_at=changed["updated_at"],
+        ),
+        device,
+        known=known is not None,
+        events=events,
+        audit={
             "company_id": caller.company_id,
             "actor": actor_of(caller),
             "action": "device.activate",
             "object_type": "device",
-            "object_id": str(device_id),
             "before": None,
             "after": {
                 "license_id": license_.id,
@@ -276,6 +251,10 @@ def activate(
             "created_at": now,
         },
     )
+    if device_id is None:
+        raise Declined  # no seat left after all (license_activated_max_times), or a race
+    # its variables, for the answer (a new device has none)
+    variables = [] if known is None else activation.variables(connection, dialect, device_id)
     activated = Activated(
         caller=caller,
         license=SimpleNamespace(**{**vars(license_), **changed}),
@@ -290,10 +269,9 @@ def activate(
         return activated
     # The record holds the answer itself, so it is made (and signed) inside the transaction.
     content = compact_json(_body(activated, keys, algorithm))
-    activation.insert(
+    activation.record_idempotency(
         connection,
         dialect,
-        IdempotencyRecord,
         {
             "company_id": caller.company_id,
             "key": idempotency_key,
@@ -414,41 +392,23 @@ def deactivate(
         raise Declined from None
     if terms.max_release_count >= 0:
         raise Declined  # decide_release needs the release history: the full path
-    if not activation.release_device(connection, dialect, device.id, now=now):
-        raise Declined
-    # licensing.release_seat and the rest of licensing.deactivate, in the same order.
-    activation.free_seat(
-        connection, dialect, license_.id, hardware_id=device.hardware_id, updated_at=utcnow()
-    )
-    activation.insert(
+    # licensing.release_seat and the rest of licensing.deactivate
+    released = activation.record_deactivation(
         connection,
         dialect,
-        LicenseEvent,
-        {
-            "license_id": license_.id,
-            "device_id": device.id,
-            "hardware_id": device.hardware_id,
-            "event": "deactivation",
-            "created_at": now,
-        },
-    )
-    activation.insert(
-        connection,
-        dialect,
-        LicenseRelease,
-        {
+        license_id=license_.id,
+        device_id=device.id,
+        hardware_id=device.hardware_id,
+        now=now,
+        updated_at=utcnow(),
+        release={
             "license_id": license_.id,
             "device_id": device.id,
             "hardware_id": ref.hardware_id,
             "method": "online",
             "released_at": now,
         },
-    )
-    activation.insert(
-        connection,
-        dialect,
-        AuditEntry,
-        {
+        audit={
             "company_id": caller.company_id,
             "actor": actor_of(caller),
             "action": "device.deactivate",
@@ -459,3 +419,5 @@ def deactivate(
             "created_at": now,
         },
     )
+    if not released:
+        raise Declined  # deactivated meanwhile: the full path names it

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY
 _BUSY_RETRY_SECONDS = 0.0005
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 def _sqlite_engine(url: str, begin: str | None, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
@@ -234,27 +235,31 @@ class Database:
             connection = self._fast_write_engine.connect()
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
-        driver = self._fast_write_engine.dialect.loaded_dbapi
         queued = self.is_sqlite and not queue_held
         try:
             with self.writer_queue.held() if queued else nullcontext():
                 if self.is_sqlite:
-                    _begin_immediate(dbapi, driver, wait=wait)
-                try:
-                    yield dbapi
-                except BaseException:
-                    dbapi.rollback()
-                    raise
+                    _begin_immediate(dbapi, self._fast_write_engine.dialect.loaded_dbapi, wait=wait)
+                yield dbapi
                 dbapi.commit()
-        except BaseException as exc:
-            broken = isinstance(exc, driver.Error) and not isinstance(exc, driver.IntegrityError)
-            if broken or not isinstance(exc, Exception):
+        except BaseException:
+            if not self._rolled_back(dbapi):
                 connection.invalidate()
                 connection.close()
             else:
                 idle.append(connection)
             raise
         idle.append(connection)
+
+    def _rolled_back(self, dbapi: Any) -> bool:
+        """Roll back after a failure; whether the connection is clean for reuse."""
+        try:
+            dbapi.rollback()
+        except Exception:
+            return False
+        if self.is_sqlite:
+            return not dbapi.in_transaction
+        return bool(dbapi.info.transaction_status == _PG_IDLE)
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Session]:
