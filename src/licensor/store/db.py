@@ -21,15 +21,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY
 _BUSY_RETRY_SECONDS = 0.0005
 _PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
-CHECKPOINT_EVERY_COMMITS = 200  # ~8 pages a commit: about SQLite's own 1,000-page threshold
 
 
-def _sqlite_engine(
-    url: str,
-    begin: str | None,
-    busy_ms: int = SQLITE_BUSY_TIMEOUT_MS,
-    autocheckpoint: bool = True,
-) -> Engine:
+def _sqlite_engine(url: str, begin: str | None, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     engine = create_engine(url, connect_args={"timeout": busy_ms / 1000})
 
     @event.listens_for(engine, "connect")
@@ -40,8 +34,6 @@ def _sqlite_engine(
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-        if not autocheckpoint:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     if begin is not None:
@@ -51,57 +43,6 @@ def _sqlite_engine(
             connection.exec_driver_sql(begin)
 
     return engine
-
-
-class WalCheckpointer:
-    """Checkpoints the WAL from a thread of its own, outside any write transaction.
-
-    A commit that crosses SQLite's auto-checkpoint threshold (1,000 pages) copies the WAL
-    into the database file and syncs both before it returns -- inside the writer queue, so
-    every other writer waits. Measured in process (bench/profile_activation.py, 4,000 fast
-    activations): commit p50 0.023 ms, p99 0.48 ms, p99.9 6 ms, max 20 ms, mean 0.073 ms.
-    The fast path's connections therefore do not auto-checkpoint; every
-    ``CHECKPOINT_EVERY_COMMITS`` of their commits ask this thread for a PASSIVE checkpoint
-    (it never waits for readers or writers, so it runs beside them). Other connections keep
-    SQLite's automatic checkpoints."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._wanted = threading.Event()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def request(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="licensor-wal-checkpoint", daemon=True
-                )
-                self._thread.start()
-        self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._stopped:
-                return
-            try:
-                with self._engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # noqa: S112 - best effort: the next request tries again
-                continue
-
-    def close(self) -> None:
-        with self._lock:
-            self._stopped = True
-            thread, self._thread = self._thread, None
-        self._wanted.set()
-        if thread is not None:
-            thread.join(timeout=10)
 
 
 class WriterBusy(Exception):
@@ -241,10 +182,8 @@ class Database:
         # Short write transactions of prepared statements (``fast_write``). SQLite: a
         # connection that emits its own BEGIN IMMEDIATE, behind the writer queue.
         if self.is_sqlite:
-            # (no busy handler: fast_write waits for other writers itself; no checkpoints in
-            # the commit: the checkpointer's thread does them)
-            self._fast_write_engine = _sqlite_engine(url, None, busy_ms=0, autocheckpoint=False)
-            self._checkpointer: WalCheckpointer | None = WalCheckpointer(snapshot_base)
+            # (no busy handler: fast_write waits for other writers itself)
+            self._fast_write_engine = _sqlite_engine(url, None, busy_ms=0)
             path = _sqlite_file(url)
             self.writer_queue = WriterQueue(path + "-writer.lock" if path else None)
         else:
@@ -256,9 +195,7 @@ class Database:
                 connect_args={"connect_timeout": connect_timeout},
             )
             self.writer_queue = WriterQueue(None)
-            self._checkpointer = None
         self._fast_write_idle: list[Connection] = []
-        self._fast_commits = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -305,12 +242,6 @@ class Database:
                     _begin_immediate(dbapi, self._fast_write_engine.dialect.loaded_dbapi, wait=wait)
                 yield dbapi
                 dbapi.commit()
-            self._fast_commits += 1
-            if (
-                self._checkpointer is not None
-                and self._fast_commits % CHECKPOINT_EVERY_COMMITS == 0
-            ):
-                self._checkpointer.request()
         except BaseException:
             if not self._rolled_back(dbapi):
                 connection.invalidate()
@@ -349,8 +280,6 @@ class Database:
             self._snapshot_idle.pop().close()
         while self._fast_write_idle:
             self._fast_write_idle.pop().close()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         self._snapshot_base.dispose()
         self._fast_write_engine.dispose()
         self.writer_queue.close()
