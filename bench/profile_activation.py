@@ -156,7 +156,7 @@ def main() -> None:
         if profiler:
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(args.cprofile)
-            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("tottime").print_stats(40)
         state.close()
     finally:
         if pg is not None:

@@ -78,11 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(SignResponses, keyring=keyring)
     if settings.fast_activation:
-        app.add_middleware(
-            FastActivation,
-            state=lambda: app.state.licensor,
-            threads=settings.fast_activation_threads,
-        )
+        threads = settings.fast_activation_threads
+        if threads is None:
+            threads = 0 if settings.resolved_database_url.startswith("sqlite") else 1
+        app.add_middleware(FastActivation, state=lambda: app.state.licensor, threads=threads)
     if settings.fast_check:
         app.add_middleware(
             FastCheck, state=lambda: app.state.licensor, threads=settings.fast_check_threads
