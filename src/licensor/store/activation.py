@@ -109,33 +109,43 @@ class _Prepared:
         self.sql = str(compiled)
         self.positional = compiled.positional
         self.order = list(compiled.positiontup or [])
-        self.fixed = dict(compiled.construct_params(dict.fromkeys(names, None)) or {})
-        for name in names:
-            self.fixed.pop(name, None)
-        self.bind_processors = {
+        processors = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
+        self.bind_processors = {name: p for name, p in processors.items() if p is not None}
+        fixed = dict(compiled.construct_params(dict.fromkeys(names, None)) or {})
+        for name in names:
+            fixed.pop(name, None)
+        self.fixed = {name: self._bound(name, value) for name, value in fixed.items()}
         columns: list[Any] = (
             list(statement.selected_columns) if isinstance(statement, Select) else []
         )
-        self.result_processors = [
+        result_processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ]
+        self.width = len(columns)
+        self.converting = [(i, p) for i, p in enumerate(result_processors) if p is not None]
+
+    def _bound(self, name: str, value: Any) -> Any:
+        processor = self.bind_processors.get(name)
+        # (None too: a JSON column stores it as 'null', as the ORM does)
+        return value if processor is None else processor(value)
 
     def parameters(self, values: dict[str, Any]) -> Any:
-        merged = {**self.fixed, **values}
-        for name, value in merged.items():
-            processor = self.bind_processors.get(name)
-            if processor is not None:  # (None too: a JSON column stores it as 'null')
-                merged[name] = processor(value)
+        merged = dict(self.fixed)
+        for name, value in values.items():
+            merged[name] = self._bound(name, value)
         return [merged[name] for name in self.order] if self.positional else merged
 
     def convert(self, raw: Sequence[Any]) -> list[Any]:
-        return [
-            value if processor is None or value is None else processor(value)
-            for processor, value in zip(self.result_processors, raw, strict=True)
-        ]
+        row = list(raw)
+        assert len(row) == self.width
+        for index, processor in self.converting:
+            value = row[index]
+            if value is not None:
+                row[index] = processor(value)
+        return row
 
     def execute(self, cursor: Any, values: dict[str, Any]) -> Any:
         cursor.execute(self.sql, self.parameters(values))

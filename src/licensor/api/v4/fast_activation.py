@@ -167,7 +167,11 @@ class FastActivation:
             self._loop_lock = anyio.Lock()
         try:
             async with self._loop_lock:
-                queue.acquire()
+                try:
+                    queue.acquire()
+                except OSError as exc:  # e.g. no lock file beside the database: the full path
+                    log.warning("activation.queue_failed", extra={"error": type(exc).__name__})
+                    return None
                 try:
                     try:
                         written = self.write(state, prepared, wait=False, queue_held=True)
