@@ -21,7 +21,7 @@ the commit, outside the write lock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -50,9 +50,7 @@ from licensor.services.licensing import (
 )
 from licensor.store import activation
 from licensor.store.activation import DbapiConnection
-from licensor.store.models import (
-    utcnow,
-)
+from licensor.store.models import utcnow
 
 
 class Declined(Exception):
@@ -164,8 +162,8 @@ def activate(
     request_hash: str = "",
 ) -> Activated:
     """``licensing.activate`` for a device that holds no seat on a license-key license, inside
-    the caller's write transaction (``Database.fast_write``). Raises ``Declined`` before writing anything
-    when the full endpoint must answer."""
+    the caller's write transaction (``Database.fast_write``). Raises ``Declined`` before
+    writing anything when the full endpoint must answer."""
     key_lookup = _key_lookup(ref)
     rows = activation.seat_rows(
         connection,
@@ -281,17 +279,7 @@ def activate(
             "created_at": now,
         },
     )
-    return Activated(
-        caller=caller,
-        license=activated.license,
-        product=product,
-        device=activated.device,
-        customer=rows.customer,
-        release=rows.release,
-        variables=variables,
-        now=now,
-        content=content,
-    )
+    return replace(activated, content=content)
 
 
 def _new_device(

@@ -12,7 +12,9 @@ result conversions as the ORM) and run on the DBAPI cursor with bound parameters
 
 Rows come back as read-only views with the mapped classes' attribute names (plain namespaces:
 nothing can be written through them). The writes are plain ``UPDATE``/``INSERT`` statements with
-every column given (the ORM's Python-side defaults do not run on a DBAPI cursor).
+every column given (the ORM's Python-side defaults do not run on a DBAPI cursor); on PostgreSQL
+all the writes of one activation or deactivation go in one statement (data-modifying CTEs, each
+hanging on the guarded ``UPDATE``), since every round trip costs there.
 """
 
 from __future__ import annotations
