@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=1, help="repeat the variants this often")
     parser.add_argument(
+        "--licenses", type=int, default=1000, help="licenses seeded (100,000 devices at least)"
+    )
+    parser.add_argument(
         "--variant", action="append", default=[], help="NAME:VAR=VALUE[,VAR=VALUE...]"
     )
     parser.add_argument(
@@ -67,7 +70,12 @@ def main() -> None:
             else:
                 url = f"sqlite:///{work / 'ab.db'}"
             deployment = seed.prepare(
-                db, url, work / db, licenses=1000, min_devices=100_000, rng=random.Random(4)
+                db,
+                url,
+                work / db,
+                licenses=args.licenses,
+                min_devices=100_000,
+                rng=random.Random(4),
             )
             activate_file = run.write_lines(work / "activate.txt", deployment.activate_pool)
 
@@ -81,7 +89,7 @@ def main() -> None:
 
             for round_ in range(args.rounds):
                 for name, env in variants:
-                    block = {"name": f"{db} {name} r{round_}", "db": db, "licenses": 1000}
+                    block = {"name": f"{db} {name} r{round_}", "db": db, "licenses": args.licenses}
                     block["workers"] = args.workers
                     print(f"\n== {block['name']} {env}", flush=True)
                     log = work / f"server-{db}-{name}.log"

@@ -713,3 +713,30 @@ def test_sqlite_held_by_another_writer_is_waited_for_off_the_event_loop(
         assert statements == []  # answered by the fast path
     assert len(answers) == 1 and answers[0].status_code == 200, answers
     assert current(server)["licenses"][0]["times_activated"] == 1
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_on_the_event_loop_and_in_threads_alike(
+    database_url: str, tmp_path: Any, tmp_path_factory: pytest.TempPathFactory, threads: int
+) -> None:
+    for server in start_server(
+        database_url,
+        tmp_path / "data",
+        shared_keys_dir(tmp_path_factory.getbasetemp()),
+        fast_activation_threads=threads,
+    ):
+        server.product("app")
+        license_ = server.license(max_activations=1, max_transfers=1)
+        key = license_.license_key
+        assert key is not None
+        with orm_statements(server) as statements:
+            for hardware_id in ("one", "two"):
+                done = server.api.activate(**activation(key, hardware_id))
+                assert done.status_code == 200, done.text
+                released = server.api.deactivate(**activation(key, hardware_id))
+                assert released.json() == "license_deactivated"
+            assert statements == []
+        refused = server.api.activate(**activation(key, "three"))
+        assert error_of(refused) == (400, "license_transferred_max_times")
+        rows = current(server)["licenses"][0]
+        assert (rows["times_activated"], rows["transfer_count"]) == (0, 1)
