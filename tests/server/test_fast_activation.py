@@ -42,6 +42,7 @@ TABLES = {
     "license_users": "id",
     "rate_limit_counters": "bucket",
 }
+_LAYERS: dict[int, FastActivation] = {}
 SEQUENCES = ("devices", "license_events", "audit_log", "license_releases", "idempotency_keys")
 
 
@@ -177,7 +178,11 @@ def fast_path(
         "client": (client, 50000),
     }
     state = state_of(server)
-    layer = FastActivation(app=None, state=lambda: state)  # type: ignore[arg-type]
+    # one layer per server, as in the application: from its second request on, PostgreSQL reads
+    # the API key with the license (the company of a key already seen)
+    layer = _LAYERS.get(id(state))
+    if layer is None:
+        layer = _LAYERS[id(state)] = FastActivation(app=None, state=lambda: state)  # type: ignore[arg-type]
     raw = body if isinstance(body, bytes) else compact_json(body)
     answer = layer.answer(state, scope, raw, now=now)
     if answer is None:
@@ -510,6 +515,19 @@ def test_cases_the_fast_path_hands_to_the_full_endpoint(server: Server) -> None:
         assert current(server) == before, label
         full, _ = full_path(server, endpoint, body, now=now, **options)
         assert (full if isinstance(full, str) else "ok") == expected, label
+
+    # a key revoked after it was seen (PostgreSQL: its row now comes with the license's), and a
+    # wrong remembered company for a key: the full path
+    server.sql("UPDATE api_keys SET revoked = :t WHERE api_key = :k", t=True, k=read_only.api_key)
+    assert fast_path(server, "activate", activation(plain), now=now, api=read_only) is None
+    layer = _LAYERS[id(state_of(server))]
+    if not server.db.is_sqlite:
+        assert layer._companies[server.api.api_key] == server.company_id
+        layer._companies[server.api.api_key] = server.company_id + 1000
+        before = current(server)
+        assert fast_path(server, "activate", activation(plain), now=now) is None
+        assert current(server) == before
+        layer._companies[server.api.api_key] = server.company_id
 
     # bodies the full endpoint names the problem of
     for raw in (

@@ -95,6 +95,7 @@ class SeatRows:
     app_release_date: datetime | None  # release date of the request's app_ver, if known
     idempotency_record: bool  # a record exists for the request's Idempotency-Key
     rate_counters: dict[str, tuple[datetime, int]]  # bucket -> (window start, failures)
+    credential: Credential | None = None  # when asked for (``seat_rows(api_key=...)``)
 
 
 def _view(values: dict[str, Any]) -> Any:
@@ -187,14 +188,19 @@ _READ_PARAMETERS = (
 )
 
 
-def _seat_statement(for_answer: bool) -> tuple[ClauseElement, list[tuple[str, list[str]]]]:
+def _seat_statement(
+    for_answer: bool, with_credential: bool
+) -> tuple[ClauseElement, list[tuple[str, list[str]]]]:
     p, lic = aliased(Product, name="p"), aliased(License, name="l")
+    k = aliased(ApiKey, name="k")
     d, c = aliased(Device, name="d"), aliased(Customer, name="c")
     r = aliased(ProductRelease, name="r")
     rc1 = aliased(RateLimitCounter, name="rc1")
     rc2 = aliased(RateLimitCounter, name="rc2")
     entities: list[tuple[str, type[Any], Any]] = [("p", Product, p), ("l", License, lic)]
     entities.append(("d", Device, d))
+    if with_credential:
+        entities.append(("k", ApiKey, k))
     if for_answer:
         entities += [("c", Customer, c), ("r", ProductRelease, r)]
     columns: list[Any] = []
@@ -237,6 +243,8 @@ def _seat_statement(for_answer: bool) -> tuple[ClauseElement, list[tuple[str, li
             .scalar_subquery()
         )
         columns.append(app_release.label("app_release_date"))
+    if with_credential:
+        columns.append(Company.oauth_required.label("oauth_required"))
     statement = (
         select(*columns)
         .select_from(p)
@@ -253,6 +261,11 @@ def _seat_statement(for_answer: bool) -> tuple[ClauseElement, list[tuple[str, li
         .outerjoin(rc2, rc2.bucket == bindparam("identity_bucket"))
         .where(p.company_id == company_id, p.short_code == bindparam("product"))
     )
+    if with_credential:
+        # the API key (of the company it belonged to on an earlier request) and its company
+        statement = statement.join(
+            k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
+        ).join(Company, Company.id == company_id)
     if for_answer:
         # repository.latest_release()
         latest_release = (
@@ -528,8 +541,10 @@ class _Statements:
         self.credential_names = _attributes(ApiKey)
         reads = {}
         for for_answer in (True, False):
-            statement, layout = _seat_statement(for_answer)
-            reads[for_answer] = (_Prepared(statement, dialect, _READ_PARAMETERS), layout)
+            for with_credential in (False, True):
+                statement, layout = _seat_statement(for_answer, with_credential)
+                names = [*_READ_PARAMETERS, *(["api_key"] if with_credential else [])]
+                reads[for_answer, with_credential] = (_Prepared(statement, dialect, names), layout)
         self.reads = reads
         self.take_seat = {
             limited: _Prepared(_take_seat_statement(limited), dialect, _TAKE_SEAT_PARAMETERS)
@@ -615,11 +630,14 @@ def seat_rows(
     app_ver: str = "",
     idempotency_key: str | None = None,
     buckets: Sequence[str] = (),
+    api_key: str | None = None,
 ) -> SeatRows | None:
     """The rows an activation (``for_answer``) or a deactivation decides on, the license row
-    locked (PostgreSQL); ``None`` when the product or the license key does not match (the
-    full path then names the error)."""
-    prepared, layout = _statements(dialect).reads[for_answer]
+    locked (PostgreSQL), and with ``api_key`` that key's row (of ``company_id``) and its
+    company's ``oauth_required``; ``None`` when the product, the license key or the API key
+    does not match (the full path then names the error)."""
+    with_credential = api_key is not None
+    prepared, layout = _statements(dialect).reads[for_answer, with_credential]
     client_bucket = identity_bucket = None
     for bucket in buckets:
         if bucket.startswith("client:"):
@@ -638,6 +656,7 @@ def seat_rows(
                 "idempotency_key": idempotency_key,
                 "client_bucket": client_bucket,
                 "identity_bucket": identity_bucket,
+                **({"api_key": api_key} if with_credential else {}),
             },
         ).fetchone()
     if raw is None:
@@ -664,6 +683,7 @@ def seat_rows(
         app_release_date=extra[8] if for_answer else None,
         idempotency_record=bool(extra[1]),
         rate_counters=counters,
+        credential=Credential(views["k"], bool(extra[-1])) if with_credential else None,
     )
 
 

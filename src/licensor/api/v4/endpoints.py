@@ -117,7 +117,7 @@ def checked_idempotency_key(value: str | None) -> str | None:
 
 
 def failure_buckets(
-    policy: rate_limit.Policy, client: str | None, caller: Caller, data: BaseModel
+    policy: rate_limit.Policy, client: str | None, company_id: int, data: BaseModel
 ) -> list[tuple[str, int]]:
     """The rate-limit buckets of a request naming ``product`` and ``license_key`` or
     ``username`` (services/rate_limit.py)."""
@@ -129,7 +129,7 @@ def failure_buckets(
     )
     product = getattr(data, "product", None)
     return rate_limit.buckets(
-        policy, client, caller.company_id, product if isinstance(product, str) else "", identity
+        policy, client, company_id, product if isinstance(product, str) else "", identity
     )
 
 
@@ -142,7 +142,7 @@ def failures_counted(
     request naming ``product`` and ``license_key`` or ``username``."""
     policy = rate_limit.Policy.of(state.settings)
     client = request.client.host if request.client else None
-    found = failure_buckets(policy, client, caller, data)
+    found = failure_buckets(policy, client, caller.company_id, data)
     if found:
         with state.db.transaction() as session:
             rate_limit.ensure_allowed(session, policy, found, now)
