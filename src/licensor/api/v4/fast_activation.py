@@ -232,10 +232,11 @@ class FastActivation:
     def prepare(
         self, state: AppState, scope: Scope, body: bytes, now: datetime | None = None
     ) -> _Prepared | None:
-        """Parse and authenticate; ``None`` for the full endpoint. The API key is read here
-        (outside the write transaction: on SQLite that keeps the write lock short), except on
-        PostgreSQL for a key this process has seen: its row then comes with the license's, in
-        the transaction (measured: one of five round trips, ~6% of an activation's CPU)."""
+        """Parse and authenticate; ``None`` for the full endpoint. The API key is read here,
+        outside the write transaction, except on PostgreSQL for a key this process has seen:
+        its row then comes with the license's, in the transaction (one round trip of five;
+        measured +5% activations and deactivations per second). On SQLite that would move the
+        key's check into the write lock: measured -4% Ed25519 activations, -14% deactivations."""
         authorization = date_value = idempotency_header = None
         for name, value in scope["headers"]:
             if name == b"authorization":
