@@ -166,6 +166,8 @@ class FastActivation:
             return None
         queue = state.db.writer_queue
         if self._loop_lock is None:  # (created on the server's event loop)
+            # (not fast_acquire: skipping the yield when the lock is free measured +6-10%
+            # req/s but p99 at 2-10x p50 in 4 of 10 runs, against <= 2.5x with it)
             self._loop_lock = anyio.Lock()
         try:
             async with self._loop_lock:
