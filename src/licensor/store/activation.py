@@ -286,18 +286,13 @@ def _seat_statement(
 # -- writes --------------------------------------------------------------------------------
 
 
-def _insert_all(
-    model: type[Any], *, returning_id: bool = False, computed: dict[str, Any] | None = None
-) -> tuple[ClauseElement, list[str]]:
-    """INSERT with every column but the id bound as ``b_<column>``, but the ``computed``
-    ones (SQL expressions)."""
+def _insert_all(model: type[Any], *, returning_id: bool = False) -> tuple[ClauseElement, list[str]]:
+    """INSERT with every column but the id bound as ``b_<column>``."""
     table = cast(Table, model.__table__)
-    computed = computed or {}
-    names = [c.name for c in table.columns if c.name != "id" and c.name not in computed]
-    values: dict[str, Any] = {
-        name: bindparam("b_" + name, type_=table.c[name].type) for name in names
-    }
-    statement: Any = insert_into(table).values({**values, **computed})
+    names = [c.name for c in table.columns if c.name != "id"]
+    statement: Any = insert_into(table).values(
+        {name: bindparam("b_" + name, type_=table.c[name].type) for name in names}
+    )
     if returning_id:
         statement = statement.returning(table.c.id)
     return statement, ["b_" + name for name in names]
