@@ -6,12 +6,16 @@ deadlock upgrading a read lock (``SELECT ... FOR UPDATE`` is a no-op there). Pos
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session
+
+from licensor.store import changes
+from licensor.store.changes import ChangeWatcher
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -56,6 +60,7 @@ class Database:
                 connect_args={"connect_timeout": connect_timeout},
             )
             self.read_engine = self.write_engine
+            event.listen(self.write_engine, "commit", lambda _connection: changes.committed())
         # Autocommit connections for single statements (``store.snapshot``): no BEGIN, no
         # pre-ping round trip. A connection that fails is invalidated and the caller falls back
         # to a normal transaction, which reconnects. SQLite: never wait for the write lock (WAL
@@ -73,6 +78,17 @@ class Database:
         self._snapshot_base = snapshot_base
         self.snapshot_engine = snapshot_base.execution_options(isolation_level="AUTOCOMMIT")
         self._snapshot_idle: list[Connection] = []
+        self._changes: ChangeWatcher | None = None
+        self._changes_lock = threading.Lock()
+
+    @property
+    def changes(self) -> ChangeWatcher:
+        """The change watcher of this database (store/changes.py), started on first use."""
+        if self._changes is None:
+            with self._changes_lock:
+                if self._changes is None:
+                    self._changes = changes.watch(self.url, connect_timeout=self.connect_timeout)
+        return self._changes
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -106,6 +122,9 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
         while self._snapshot_idle:
             self._snapshot_idle.pop().close()
         self._snapshot_base.dispose()
