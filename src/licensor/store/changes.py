@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger("licensor.store")
 
 CHANNEL = "licensor_changes"
+APPLICATION_NAME = "licensor-changes"  # (the listening connections, in pg_stat_activity)
 
 # Commits made through this process's engines (db.Database counts them on PostgreSQL): a
 # change this process made moves the version at once, before its notification comes back.
@@ -100,7 +101,10 @@ class PostgresChanges:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(
-                    self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=self._connect_timeout,
+                    application_name=APPLICATION_NAME,
                 ) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self._version += 1  # (changes made while nobody listened)
