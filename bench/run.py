@@ -313,14 +313,22 @@ def run_block(
         flush=True,
     )
     log = ctx.out / "logs" / f"licensor-{db}-{deployment.licenses}-{workers}w.log"
-    check_file = write_lines(
+    steady_file = write_lines(
         ctx.work / f"check-{db}-{deployment.licenses}.txt",
-        [check_path(k, h) for k, h in deployment.check_pool],
+        [check_path(k, h) for k, h in deployment.check_pool[: seed.STEADY_POOL]],
     )
-    one_device_file = write_lines(
-        ctx.work / f"check1-{db}-{deployment.licenses}.txt",
-        [check_path(*deployment.check_pool[-1])],
-    )
+    # cold: devices checked at most once in the run, warm-up included (a third for RSA, two
+    # thirds for the faster Ed25519; the last fifth of each for the warm-up)
+    cold_pool = deployment.check_pool[seed.STEADY_POOL :]
+    third = len(cold_pool) // 3
+    cold_files: dict[tuple[str, str], Path] = {}
+    for sig, pool in (("rsa", cold_pool[:third]), ("ed25519", cold_pool[third:])):
+        cut = len(pool) * 4 // 5
+        for phase, part in (("measure", pool[:cut]), ("warmup", pool[cut:])):
+            cold_files[(sig, phase)] = write_lines(
+                ctx.work / f"check-cold-{sig}-{phase}-{db}-{deployment.licenses}.txt",
+                [check_path(k, h) for k, h in part],
+            )
     activate_file = write_lines(
         ctx.work / f"activate-{db}-{deployment.licenses}.txt", deployment.activate_pool
     )
@@ -356,24 +364,26 @@ def run_block(
             lambda _p: ref_file,
             reference_session,
         )
+        # steady state: the same devices checked again and again (answers kept, served again)
         check_rsa = measure(
-            ctx, block, "check_license", "rsa", url, rsa, "get", lambda _p: check_file, session
+            ctx, block, "check_license", "rsa", url, rsa, "get", lambda _p: steady_file, session
         )
         measure(
-            ctx, block, "check_license", "ed25519", url, ed, "get", lambda _p: check_file, session
+            ctx, block, "check_license", "ed25519", url, ed, "get", lambda _p: steady_file, session
         )
-        # Informative: every request for the same device (what a signature cache would see).
-        measure(
-            ctx,
-            block,
-            "check_license_1dev",
-            "rsa",
-            url,
-            rsa,
-            "get",
-            lambda _p: one_device_file,
-            session,
-        )
+        # cold: a device at most once in the run (every answer read, made and signed)
+        for sig, headers in (("rsa", rsa), ("ed25519", ed)):
+            measure(
+                ctx,
+                block,
+                "check_license_cold",
+                sig,
+                url,
+                headers,
+                "get",
+                lambda phase, sig=sig: cold_files[(sig, phase)],  # type: ignore[misc]
+                session,
+            )
         measure(
             ctx,
             block,
@@ -401,7 +411,7 @@ def run_block(
         )
         if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
             run_open_loop(
-                ctx, block, url, deployment, check_file, check_rsa["throughput"] / 2, session
+                ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
             )
 
 
@@ -534,8 +544,8 @@ def parse_args() -> argparse.Namespace:
         "--check-devices",
         type=int,
         default=seed.CHECK_POOL,
-        help="activated devices the check_license load rotates over (default "
-        "10000; each request a different device, as many clients would)",
+        help="activated devices of the check loads (default 60000: the first "
+        f"{seed.STEADY_POOL:,} are checked again and again, the others once per run)",
     )
     parser.add_argument(
         "--rev",

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
 from licensor.services import catalogue
@@ -178,8 +180,9 @@ def test_postgresql_listener_lost_means_nothing_is_trusted(
     reads: list[str],
 ) -> None:
     name = "t_" + uuid.uuid4().hex[:12]
+    url = postgres.create_database(name)
     servers = start_server(
-        postgres.create_database(name),
+        url,
         tmp_path / "data",
         shared_keys_dir(tmp_path_factory.getbasetemp()),
     )
@@ -189,6 +192,18 @@ def test_postgresql_listener_lost_means_nothing_is_trusted(
         first = server.api.check(**params)
         reads.clear()
         assert server.api.check(**params).content == first.content and reads == []
+        # recording "last seen" (from another process) notifies nobody: it is in no answer...
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(conninfo, autocommit=True) as other:
+            other.execute("UPDATE devices SET last_check_at = now()")
+            time.sleep(0.2)
+            assert server.api.check(**params).content == first.content and reads == []
+            # ...any other change does
+            other.execute("UPDATE devices SET hostname = 'renamed'")
+            time.sleep(0.2)
+        assert server.api.check(**params).status_code == 200
+        assert reads == [HW]
+        reads.clear()
         killed = server.sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = :a AND datname = current_database()",
