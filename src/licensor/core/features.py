@@ -86,6 +86,20 @@ def attached_features(
     return found
 
 
+def next_expiry(
+    definitions: Sequence[Mapping[str, Any]] | None,
+    attached: Mapping[str, Any] | None,
+    now: datetime,
+) -> datetime | None:
+    """The next instant after ``now`` at which one of the license's features expires."""
+    ends = [
+        expiry
+        for feature in attached_features(definitions, attached)
+        if (expiry := _expiry(feature.get("expiry_date"))) is not None and expiry > now
+    ]
+    return min(ends, default=None)
+
+
 def product_features(
     definitions: Sequence[Mapping[str, Any]] | None,
     attached: Mapping[str, Any] | None,

@@ -53,7 +53,8 @@ class OAuthError(Exception):
         self.status = status
 
 
-def check_date(date_value: str | None, now: datetime, window_seconds: int) -> None:
+def check_date(date_value: str | None, now: datetime, window_seconds: int) -> datetime:
+    """The ``Date`` header's time, when it is one and inside the window."""
     if not date_value:
         raise LicensorError("missing_headers", "must have required property 'date'")
     try:
@@ -69,6 +70,7 @@ def check_date(date_value: str | None, now: datetime, window_seconds: int) -> No
             "date_header_diff",
             f"The Date header differs from server time by more than {window_seconds // 60} minutes",
         )
+    return sent
 
 
 def authenticate(

@@ -178,6 +178,7 @@ def _body(activated: Activated, keys: ServerKeys, algorithm: SignatureAlgorithm)
         release=activated.release,
         variables=activated.variables,
         now=activated.now,
+        date_step_seconds=keys.settings.answer_date_step_seconds,
     )
 
 

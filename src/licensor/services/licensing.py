@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from licensor.core import features as feature_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import (
@@ -30,6 +31,7 @@ from licensor.core.licensing import (
     decide_activation,
     decide_device_access,
     decide_release,
+    expires_at,
     release_window_start,
 )
 from licensor.protocol.computer_key import verify_deactivation_code
@@ -266,6 +268,7 @@ def _signed_body(
         else None,
         now=now,
         include_expired_features=include_expired_features,
+        date_step_seconds=keys.settings.answer_date_step_seconds,
     )
 
 
@@ -470,6 +473,23 @@ class SnapshotCheck:
     seen_device_id: int | None  # "last seen" to record (``record_seen``), if due
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotLookup:
+    """A steady-state check read in one statement, authenticated and allowed: what the answer
+    is made of (``check_render``) and how long an answer made of it stays right."""
+
+    found: snapshot.CheckSnapshot
+    caller: Caller
+    terms: LicenseTerms
+    # when the device's "last seen" is next due (None: a read-only key never records it)
+    seen_due_at: datetime | None
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Equal fingerprints, equal rows read (bar "last seen"): the same answer."""
+        return self.found.fingerprint
+
+
 class DeviceTouchNeeded(Exception):
     """A check in a read-only transaction found device data to record: retry it writable."""
 
@@ -516,16 +536,44 @@ def check_snapshot(
     algorithm: SignatureAlgorithm,
     include_expired_features: bool = False,
 ) -> SnapshotCheck | None:
-    """The answer of a steady-state key check read in one statement, or ``None`` when the full
-    path must answer: an error to name (in the documented evaluation order), device data to
-    record, a user-based product, single sign-on, a pinned license id. Never writes: when the
-    device's "last seen" time is due (``CHECK_TOUCH_INTERVAL``) the answer names the device
-    for ``record_seen``, which the front runs after sending the answer. Both paths apply the
-    same rules (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render the
-    same body (``payload.license_body``)."""
+    """The answer of a steady-state key check read in one statement (``check_lookup`` then
+    ``check_render``), or ``None`` when the full path must answer."""
+    looked = check_lookup(
+        connection, keys, authorization=authorization, date_value=date_value, ref=ref, info=info,
+        now=now,
+    )  # fmt: skip
+    if looked is None:
+        return None
+    body = check_render(
+        keys,
+        looked,
+        now=now,
+        algorithm=algorithm,
+        include_expired_features=include_expired_features,
+    )
+    due = looked.seen_due_at is not None and now >= looked.seen_due_at
+    return SnapshotCheck(body, looked.found.device.id if due and looked.found.device else None)
+
+
+def check_lookup(
+    connection: Connection,
+    keys: ServerKeys,
+    *,
+    authorization: str,
+    date_value: str,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    now: datetime,
+) -> SnapshotLookup | None:
+    """The rows of a steady-state key check, read in one statement and checked, or ``None``
+    when the full path must answer: an error to name (in the documented evaluation order),
+    device data to record, a user-based product, single sign-on, a pinned license id. Never
+    writes: the device's "last seen" time, when due (``CHECK_TOUCH_INTERVAL``), is recorded by
+    the front after the answer (``record_seen``). Both paths apply the same rules
+    (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render the same body
+    (``payload.license_body``)."""
     if not ref.license_key or ref.username or ref.license_id is not None:
         return None
-    seen: int | None = None
     try:
         pairs = auth.hmac_pairs(authorization)
         api_key = pairs["apikey"]
@@ -554,30 +602,64 @@ def check_snapshot(
     except LicensorError:
         return None
     assert device is not None
+    seen_due_at: datetime | None = None
     if not caller.read_only:
         if _device_info_changes(device, info):
             return None  # new device data: recorded by the full path
-        if device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL:
-            seen = device.id
-    return SnapshotCheck(
-        payload.license_body(
-            request="check",
-            caller=caller,
-            keyring=keys.keyring,
-            algorithm=algorithm,
-            terms=terms,
-            license_=license_,
-            product=product,
-            customer=found.customer,
-            user=None,
-            device=device,
-            release=found.release,
-            variables=None,
-            now=now,
-            include_expired_features=include_expired_features,
-        ),
-        seen,
+        seen_due_at = (
+            device.last_check_at + CHECK_TOUCH_INTERVAL if device.last_check_at is not None else now
+        )
+    return SnapshotLookup(found, caller, terms, seen_due_at)
+
+
+def check_render(
+    keys: ServerKeys,
+    looked: SnapshotLookup,
+    *,
+    now: datetime,
+    algorithm: SignatureAlgorithm,
+    include_expired_features: bool = False,
+) -> dict[str, Any]:
+    """The signed check answer of a ``check_lookup`` at ``now``."""
+    found = looked.found
+    assert found.device is not None
+    return payload.license_body(
+        request="check",
+        caller=looked.caller,
+        keyring=keys.keyring,
+        algorithm=algorithm,
+        terms=looked.terms,
+        license_=found.license,
+        product=found.product,
+        customer=found.customer,
+        user=None,
+        device=found.device,
+        release=found.release,
+        variables=None,
+        now=now,
+        include_expired_features=include_expired_features,
+        date_step_seconds=keys.settings.answer_date_step_seconds,
     )
+
+
+def answer_fresh_until(keys: ServerKeys, looked: SnapshotLookup, now: datetime) -> datetime:
+    """Until when a check answer rendered at ``now`` from these rows stays the right answer
+    (as long as the rows do not change): the end of its date step, or the next instant at
+    which the license or one of its features expires, or the API key's rotated-away secret
+    stops being accepted, whichever comes first."""
+    found = looked.found
+    assert found.device is not None
+    step = keys.settings.answer_date_step_seconds
+    until = payload.next_step(payload.answer_date(now, found.device.hardware_id, step), step)
+    ends = [
+        expires_at(looked.terms, found.license.validity_period),
+        feature_rules.next_expiry(found.product.features, found.license.features, now),
+        found.api_key.previous_valid_until,
+    ]
+    for end in ends:
+        if end is not None and now < end < until:
+            until = end
+    return until
 
 
 def record_seen(connection: Connection, device_ids: Sequence[int], now: datetime) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from licensor.core import features as feature_rules
@@ -146,6 +147,28 @@ def variable_objects(rows: list[DeviceVariable]) -> list[dict[str, Any]]:
     ]
 
 
+def answer_date(now: datetime, hardware_id: str, step_seconds: int) -> datetime:
+    """The ``date`` a license answer carries: ``now`` rounded down to a step of
+    ``step_seconds`` that starts at an offset of the device's own (0 = ``now`` to the second).
+
+    Within one step every answer for a device carries the same date, so an unchanged answer
+    is the same bytes, signed once (``api/v4/fast_check.py``); the date never goes backwards
+    for a device, whichever worker process answers, and never lies in the future; the
+    per-device offset spreads the steps' ends, so that answers are not all re-signed at once.
+    """
+    if step_seconds <= 0:
+        return now.replace(microsecond=0)
+    offset = int.from_bytes(hashlib.sha256(hardware_id.encode()).digest()[:4]) % step_seconds
+    seconds = int(now.timestamp())
+    start = seconds - (seconds - offset) % step_seconds
+    return datetime.fromtimestamp(start, UTC)
+
+
+def next_step(date: datetime, step_seconds: int) -> datetime:
+    """When the step of an answer dated ``date`` ends (its date then moves on)."""
+    return date + timedelta(seconds=max(step_seconds, 1))
+
+
 def license_body(
     *,
     request: str,
@@ -162,8 +185,10 @@ def license_body(
     variables: list[DeviceVariable] | None,
     now: datetime,
     include_expired_features: bool = False,
+    date_step_seconds: int = 0,
 ) -> dict[str, Any]:
-    """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks)."""
+    """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks).
+    Its ``date`` is ``answer_date(now, ...)``; everything else is computed at ``now``."""
     key_or_user = user.email if user is not None else (license_.license_key or "")
     validity = iso_or_none(license_.validity_period)
     body: dict[str, Any] = {
@@ -226,7 +251,7 @@ def license_body(
         body["active"] = device.active
         body["request"] = "activation"
         body["variables"] = variable_objects(variables or [])
-    date = http_date(now)
+    date = http_date(answer_date(now, device.hardware_id, date_step_seconds))
     body["date"] = date
     if request == "check":
         body["offline_signature"] = (

@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session
 
+from licensor.store import changes
+from licensor.store.changes import ChangeWatcher
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BUSY = 5  # sqlite3.SQLITE_BUSY
 _BUSY_RETRY_SECONDS = 0.0005
@@ -162,6 +165,7 @@ class Database:
                 connect_args={"connect_timeout": connect_timeout},
             )
             self.read_engine = self.write_engine
+            event.listen(self.write_engine, "commit", lambda _connection: changes.committed())
         # Autocommit connections for single statements (``store.snapshot``): no BEGIN, no
         # pre-ping round trip. A connection that fails is invalidated and the caller falls back
         # to a normal transaction, which reconnects. SQLite: never wait for the write lock (WAL
@@ -196,6 +200,17 @@ class Database:
             )
             self.writer_queue = WriterQueue(None)
         self._fast_write_idle: list[Connection] = []
+        self._changes: ChangeWatcher | None = None
+        self._changes_lock = threading.Lock()
+
+    @property
+    def changes(self) -> ChangeWatcher:
+        """The change watcher of this database (store/changes.py), started on first use."""
+        if self._changes is None:
+            with self._changes_lock:
+                if self._changes is None:
+                    self._changes = changes.watch(self.url, connect_timeout=self.connect_timeout)
+        return self._changes
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -242,6 +257,10 @@ class Database:
                     _begin_immediate(dbapi, self._fast_write_engine.dialect.loaded_dbapi, wait=wait)
                 yield dbapi
                 dbapi.commit()
+            if not self.is_sqlite:
+                # (as the write engine's commits: this process's answer cache sees it at once;
+                # SQLite's data_version moves by itself for a commit on another connection)
+                changes.committed()
         except BaseException:
             if not self._rolled_back(dbapi):
                 connection.invalidate()
@@ -276,6 +295,9 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
         while self._snapshot_idle:
             self._snapshot_idle.pop().close()
         while self._fast_write_idle:
