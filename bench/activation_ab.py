@@ -3,7 +3,7 @@
     python bench/activation_ab.py [--db sqlite,postgresql] [--workers 2] [--duration 5]
         --variant inline:LICENSOR_FAST_ACTIVATION_THREADS=0 --variant threads:LICENSOR_...=2
 
-Seeds the benchmark's small deployment (1,000 licenses, 100 devices each; bench/seed.py) per
+Seeds the benchmark's small deployment (1,000 licenses, 200 devices each; bench/seed.py) per
 database, then for each variant starts ``licensor serve`` with the variant's environment and
 measures with the same wrk script and accounting as bench/run.py (server CPU ms per request =
 server cores / throughput). Variants run in turn on the same data (activations add devices,
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=1, help="repeat the variants this often")
     parser.add_argument(
-        "--licenses", type=int, default=1000, help="licenses seeded (100,000 devices at least)"
+        "--licenses", type=int, default=1000, help="licenses seeded (200,000 devices at least)"
     )
     parser.add_argument(
         "--variant", action="append", default=[], help="NAME:VAR=VALUE[,VAR=VALUE...]"
@@ -74,7 +74,7 @@ def main() -> None:
                 url,
                 work / db,
                 licenses=args.licenses,
-                min_devices=100_000,
+                min_devices=200_000,
                 rng=random.Random(4),
             )
             activate_file = run.write_lines(work / "activate.txt", deployment.activate_pool)
