@@ -43,6 +43,12 @@ def main() -> None:
         "--variant", action="append", default=[], help="NAME:VAR=VALUE[,VAR=VALUE...]"
     )
     parser.add_argument(
+        "--warm-check",
+        action="store_true",
+        help="send each worker a few checks first (starts the answer cache's change watcher, "
+        "as a server that also answers checks has)",
+    )
+    parser.add_argument(
         "--endpoints", default="activate_rsa,activate_ed25519,deactivate", help="subset to run"
     )
     args = parser.parse_args()
@@ -99,6 +105,11 @@ def main() -> None:
                     ):
                         rsa = run.signed_headers(deployment)
                         ed = run.signed_headers(deployment, run.ED25519)
+                        if args.warm_check:
+                            import httpx
+
+                            for key, hw in deployment.check_pool[:20]:
+                                httpx.get(base + run.check_path(key, hw), headers=rsa, timeout=10)
                         plan = [
                             ("activate_rsa", "rsa", rsa, "activate", lambda _p: activate_file),
                             (
