@@ -143,15 +143,15 @@ def hmac_caller(
         raise LicensorError("oauth_required")
     check_date(date_value, now, keys.settings.date_window_seconds)
     shared_key = keys.master_key.decrypt(api_key.shared_key_encrypted, context=SHARED_KEY_CONTEXT)
-    signature = pairs["signature"].encode()
-    matches = hmac.compare_digest(hmac_signature(shared_key, date_value).encode(), signature)
+    signature = pairs["signature"]
+    matches = signs(shared_key, date_value, signature)
     if not matches and in_overlap(api_key.previous_valid_until, now):
         assert api_key.previous_shared_key_encrypted is not None
         previous = keys.master_key.decrypt(
             api_key.previous_shared_key_encrypted, context=SHARED_KEY_CONTEXT
         )
         # the key rotated away is still accepted until the end of the overlap window
-        if hmac.compare_digest(hmac_signature(previous, date_value).encode(), signature):
+        if signs(previous, date_value, signature):
             matches, shared_key = True, previous
     if not matches:
         raise LicensorError("signature_mismatch")
@@ -167,6 +167,12 @@ def hmac_caller(
         api_key=api_key.api_key,
         shared_key=shared_key,
     )
+
+
+def signs(shared_key: str, date_value: str, signature: str) -> bool:
+    """Whether ``signature`` is the HMAC of this ``Date`` with this shared key (constant time)."""
+    expected = hmac_signature(shared_key, date_value).encode()
+    return hmac.compare_digest(expected, signature.encode())
 
 
 def in_overlap(previous_valid_until: datetime | None, now: datetime) -> bool:

@@ -37,12 +37,14 @@ from licensor.core.licensing import (
     decide_device_access,
 )
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import audit, auth, payload, rate_limit
+from licensor.services import audit, auth, rate_limit
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
+    DEVICE_INFO_FIELDS,
     DeviceInfo,
     LicenseRef,
     actor_of,
+    license_answer,
     terms_of,
 )
 from licensor.services.licensing import (
@@ -164,12 +166,11 @@ class Activated:
 
 
 def _body(activated: Activated, keys: ServerKeys, algorithm: SignatureAlgorithm) -> dict[str, Any]:
-    return payload.license_body(
+    return license_answer(
+        keys,
         request="activation",
         caller=activated.caller,
-        keyring=keys.keyring,
         algorithm=algorithm,
-        terms=terms_of(activated.license, activated.product),
         license_=activated.license,
         product=activated.product,
         customer=activated.customer,
@@ -178,7 +179,6 @@ def _body(activated: Activated, keys: ServerKeys, algorithm: SignatureAlgorithm)
         release=activated.release,
         variables=activated.variables,
         now=activated.now,
-        date_step_seconds=keys.settings.answer_date_step_seconds,
     )
 
 
@@ -367,16 +367,8 @@ def _new_device(
     }
 
 
-_DEVICE_FACTS = (
-    "vm_info",
-    "os_ver",
-    "hostname",
-    "ip",
-    "ip_local",
-    "app_ver",
-    "sdk_ver",
-    "mac_address",
-)
+# what a request may tell of a device (all but is_vm, which is always set)
+_DEVICE_FACTS = tuple(name for name in DEVICE_INFO_FIELDS if name != "is_vm")
 
 
 def _reactivated(device: Any, info: DeviceInfo, now: datetime) -> dict[str, Any]:

@@ -40,13 +40,16 @@ from licensor.services import audit, auth, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import admin_repository, repository, snapshot
 from licensor.store.models import (
+    Customer,
     Device,
+    DeviceVariable,
     IdempotencyRecord,
     License,
     LicensePolicy,
     LicenseRelease,
     LicenseUser,
     Product,
+    ProductRelease,
 )
 
 password_hasher = PasswordHasher()
@@ -80,7 +83,7 @@ class DeviceInfo:
     mac_address: str = ""
 
 
-_DEVICE_INFO_FIELDS = tuple(f.name for f in fields(DeviceInfo))
+DEVICE_INFO_FIELDS = tuple(f.name for f in fields(DeviceInfo))
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,12 +254,11 @@ def _signed_body(
 ) -> dict[str, Any]:
     license_ = resolved.license
     product = resolved.product
-    return payload.license_body(
+    return license_answer(
+        keys,
         request=request,
         caller=caller,
-        keyring=keys.keyring,
         algorithm=algorithm,
-        terms=terms_of(license_, product),
         license_=license_,
         product=product,
         customer=repository.customer(session, license_.customer_id),
@@ -266,6 +268,42 @@ def _signed_body(
         variables=list(repository.variables(session, device.id))
         if request == "activation"
         else None,
+        now=now,
+        include_expired_features=include_expired_features,
+    )
+
+
+def license_answer(
+    keys: ServerKeys,
+    *,
+    request: str,
+    caller: Caller,
+    algorithm: SignatureAlgorithm,
+    license_: License,
+    product: Product,
+    customer: Customer | None,
+    user: LicenseUser | None,
+    device: Device,
+    release: ProductRelease | None,
+    variables: list[DeviceVariable] | None,
+    now: datetime,
+    include_expired_features: bool = False,
+) -> dict[str, Any]:
+    """The signed activation or check answer (``payload.license_body``) with this server's
+    terms and date step: what every path that answers with a license renders."""
+    return payload.license_body(
+        request=request,
+        caller=caller,
+        keyring=keys.keyring,
+        algorithm=algorithm,
+        terms=terms_of(license_, product),
+        license_=license_,
+        product=product,
+        customer=customer,
+        user=user,
+        device=device,
+        release=release,
+        variables=variables,
         now=now,
         include_expired_features=include_expired_features,
         date_step_seconds=keys.settings.answer_date_step_seconds,
@@ -623,12 +661,11 @@ def check_render(
     """The signed check answer of a ``check_lookup`` at ``now``."""
     found = looked.found
     assert found.device is not None
-    return payload.license_body(
+    return license_answer(
+        keys,
         request="check",
         caller=looked.caller,
-        keyring=keys.keyring,
         algorithm=algorithm,
-        terms=looked.terms,
         license_=found.license,
         product=found.product,
         customer=found.customer,
@@ -638,7 +675,6 @@ def check_render(
         variables=None,
         now=now,
         include_expired_features=include_expired_features,
-        date_step_seconds=keys.settings.answer_date_step_seconds,
     )
 
 
@@ -697,7 +733,7 @@ def _checked_device(
 
 
 def _device_info_changes(device: Device, info: DeviceInfo) -> bool:
-    for name in _DEVICE_INFO_FIELDS:  # (not asdict: it deep-copies, on every check)
+    for name in DEVICE_INFO_FIELDS:  # (not asdict: it deep-copies, on every check)
         value = getattr(info, name)
         if (name == "is_vm" or value) and getattr(device, name) != value:
             return True

@@ -51,6 +51,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
+from licensor.store import repository
 from licensor.store.models import (
     ApiKey,
     AuditEntry,
@@ -267,14 +268,7 @@ def _seat_statement(
             k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
         ).join(Company, Company.id == company_id)
     if for_answer:
-        # repository.latest_release()
-        latest_release = (
-            select(ProductRelease.id)
-            .where(ProductRelease.product_id == p.id, ProductRelease.enabled.is_(True))
-            .order_by(ProductRelease.release_date.desc(), ProductRelease.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
+        latest_release = repository.latest_release_id(p.id)
         statement = statement.outerjoin(c, c.id == lic.customer_id).outerjoin(
             r, r.id == latest_release
         )

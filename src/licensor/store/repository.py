@@ -80,11 +80,22 @@ def release(session: Session, product_id: int, version: str) -> ProductRelease |
     ).first()
 
 
-def latest_release(session: Session, product_id: int) -> ProductRelease | None:
-    return session.scalars(
-        select(ProductRelease)
+def latest_release_id(product_id: Any) -> Any:
+    """The id of a product's latest enabled release, as a scalar subquery (``product_id``: a
+    value or a column of an enclosing statement, as store/snapshot.py and store/activation.py
+    use it)."""
+    return (
+        select(ProductRelease.id)
         .where(ProductRelease.product_id == product_id, ProductRelease.enabled.is_(True))
         .order_by(ProductRelease.release_date.desc(), ProductRelease.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def latest_release(session: Session, product_id: int) -> ProductRelease | None:
+    return session.scalars(
+        select(ProductRelease).where(ProductRelease.id == latest_release_id(product_id))
     ).first()
 
 

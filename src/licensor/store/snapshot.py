@@ -27,6 +27,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
+from licensor.store import repository
 from licensor.store.models import (
     ApiKey,
     BlacklistEntry,
@@ -89,13 +90,7 @@ def _statement() -> tuple[Select[Any], list[tuple[str, type[Any], list[str]]]]:
             names.append(key)
         layout.append((prefix, model, names))
     hardware_id: BindParameter[str] = bindparam("hardware_id")
-    latest_release = (
-        select(ProductRelease.id)
-        .where(ProductRelease.product_id == p.id, ProductRelease.enabled.is_(True))
-        .order_by(ProductRelease.release_date.desc(), ProductRelease.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    latest_release = repository.latest_release_id(p.id)
     blacklisted = exists().where(
         BlacklistEntry.company_id == k.company_id,
         BlacklistEntry.hardware_id == hardware_id,

@@ -37,7 +37,6 @@ is reused if the row is the same (``fingerprint``), else made anew.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import threading
@@ -55,7 +54,6 @@ from licensor.api.state import AppState
 from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import device_info, license_ref, parse_params
 from licensor.core.errors import LicensorError
-from licensor.protocol.auth import hmac_signature
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import auth, licensing
 
@@ -218,8 +216,7 @@ class FastCheck:
                 )
             except LicensorError:
                 return False  # the full path names the error
-            expected = hmac_signature(entry.shared_key, headers[1]).encode()
-            if not hmac.compare_digest(expected, pairs["signature"].encode()):
+            if not auth.signs(entry.shared_key, headers[1], pairs["signature"]):
                 return False
             verified = (pairs["apikey"], entry.shared_key, sent.timestamp())
             if len(self._verified) >= VERIFIED_KEPT:
