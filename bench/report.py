@@ -38,8 +38,13 @@ def size_label(licenses: int) -> str:
 
 
 def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each endpoint's throughput over the reference measured in the same block."""
-    reference = {r["block"]: r["throughput"] for r in results if r["endpoint"] == "reference"}
+    """Each endpoint's throughput over the reference measured in the same block (the mean of
+    its measurements there: at the start and at the end of the block)."""
+    measured: dict[str, list[float]] = {}
+    for r in results:
+        if r["endpoint"] == "reference":
+            measured.setdefault(r["block"], []).append(r["throughput"])
+    reference = {block: sum(rates) / len(rates) for block, rates in measured.items()}
     for r in results:
         ref = reference.get(r["block"])
         r["reference_throughput"] = ref

@@ -408,6 +408,19 @@ def run_block(
         measure(
             ctx, block, "deactivate_license", "-", url, rsa, "deactivate", deactivations, session
         )
+        # the reference again, at the end of the block: the block's ratios are to the mean of
+        # the two (one 8-second sample moved by up to 20% between blocks of one run)
+        measure(
+            ctx,
+            block,
+            "reference",
+            "-",
+            reference_url,
+            {},
+            "get",
+            lambda _p: ref_file,
+            reference_session,
+        )
         if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
             run_open_loop(
                 ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session

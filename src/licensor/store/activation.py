@@ -51,7 +51,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 
-from licensor.store import repository
+from licensor.store import native, repository
 from licensor.store.models import (
     ApiKey,
     AuditEntry,
@@ -113,6 +113,9 @@ class _Prepared:
         self.sql = str(compiled)
         self.positional = compiled.positional
         self.order = list(compiled.positiontup or [])
+        if native.uses_native(dialect):  # (run on a RawCursor: see store/native.py)
+            self.sql, self.order = native.native_placeholders(self.sql)
+            self.positional = True
         processors = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
@@ -581,8 +584,8 @@ def _statements(dialect: Dialect) -> _Statements:
 
 
 @contextmanager
-def _cursor(connection: DbapiConnection) -> Iterator[Any]:
-    cursor = connection.cursor()
+def _cursor(connection: DbapiConnection, dialect: Dialect) -> Iterator[Any]:
+    cursor = native.raw_cursor(connection) if native.uses_native(dialect) else connection.cursor()
     try:
         yield cursor
     finally:
@@ -595,7 +598,7 @@ def _cursor(connection: DbapiConnection) -> Iterator[Any]:
 def credential(connection: DbapiConnection, dialect: Dialect, api_key: str) -> Credential | None:
     """The API key (with its company's ``oauth_required``), or ``None``."""
     prepared = _statements(dialect)
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         raw = prepared.credential.execute(cursor, {"api_key": api_key}).fetchone()
     if raw is None:
         return None
@@ -633,7 +636,7 @@ def seat_rows(
             client_bucket = bucket
         else:
             identity_bucket = bucket
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         raw = prepared.execute(
             cursor,
             {
@@ -717,7 +720,7 @@ def record_activation(
         device_values = {"d_" + name: device[name] for name in ("id", *_REACTIVATED)}
     else:
         device_values = {"d_" + name: value for name, value in device.items() if name != "id"}
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         if statements.one_statement:
             found = (
                 statements.activation_cte[known]
@@ -789,7 +792,7 @@ def record_deactivation(
         "event": "deactivation",
         "created_at": now,
     }
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         if statements.one_statement:
             found = statements.deactivation_cte.execute(
                 cursor,
@@ -821,7 +824,7 @@ def variables(connection: DbapiConnection, dialect: Dialect, device_id: int) -> 
     """A device's variables (views of ``DeviceVariable``), by name."""
     statements = _statements(dialect)
     prepared, names = statements.variables, statements.variable_names
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         rows = prepared.execute(cursor, {"device_id": device_id}).fetchall()
     return [_view(dict(zip(names, prepared.convert(raw), strict=True))) for raw in rows]
 
@@ -830,5 +833,5 @@ def record_idempotency(
     connection: DbapiConnection, dialect: Dialect, values: dict[str, Any]
 ) -> None:
     """The answer to replay for an Idempotency-Key (every column of ``IdempotencyRecord``)."""
-    with _cursor(connection) as cursor:
+    with _cursor(connection, dialect) as cursor:
         _statements(dialect).inserts[IdempotencyRecord].execute(cursor, _prefixed(values))

@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter
 
-from licensor.store import repository
+from licensor.store import native, repository
 from licensor.store.models import (
     ApiKey,
     BlacklistEntry,
@@ -138,6 +138,10 @@ class _Prepared:
         self.sql = str(compiled)
         self.positional = compiled.positional
         self.order = list(compiled.positiontup or [])
+        self.native = native.uses_native(dialect)
+        if self.native:  # (run on a RawCursor: see store/native.py)
+            self.sql, self.order = native.native_placeholders(self.sql)
+            self.positional = True
         self.fixed = compiled.construct_params(dict.fromkeys(_PARAMETERS, ""))
         names = [column.name for column in _STATEMENT.selected_columns]
         self.last_seen_index = names.index("d__last_check_at")
@@ -178,7 +182,8 @@ def check_snapshot(
     prepared = _PREPARED.get(dialect.name)
     if prepared is None:
         prepared = _PREPARED[dialect.name] = _Prepared(dialect)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = connection.connection.dbapi_connection
+    cursor = native.raw_cursor(dbapi) if prepared.native else dbapi.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(
             prepared.sql,
