@@ -99,7 +99,14 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                 if r is None or r["ratio"] is None:
                     add(name, where, "not measured", None)
                 else:
-                    add(name, where, f"{r['ratio']:.3f}", r["ratio"] >= limit, _validity(r))
+                    notes = [_validity(r), _signature_ceiling(document, r)]
+                    add(
+                        name,
+                        where,
+                        f"{r['ratio']:.3f}",
+                        r["ratio"] >= limit,
+                        "; ".join(n for n in notes if n),
+                    )
             for r in results:
                 if (r["db"], r["licenses"], r["workers"]) != (db, licenses, TARGET_WORKERS):
                     continue
@@ -179,6 +186,19 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+def _signature_ceiling(document: dict[str, Any], r: dict[str, Any]) -> str:
+    """For an activation: the rate at which its two signatures alone would take every core of
+    the machine (the run's own signing measurement), as a ratio to the block's reference."""
+    cost = document["machine"].get("signature_cpu_ms", {}).get(f"{r['signature']}_ms")
+    if r["endpoint"] != "activate_license" or not cost or not r.get("reference_throughput"):
+        return ""
+    ceiling = document["machine"]["cores"] * 1000 / (2 * cost)
+    return (
+        f"two {r['signature']} signatures ({cost:.2f} ms each) alone cap it at "
+        f"{ceiling:.0f} req/s = ratio {ceiling / r['reference_throughput']:.3f}"
+    )
+
+
 def _cpu_per_request(r: dict[str, Any]) -> float:
     return 1000 * r["cpu"]["server_cores"] / r["throughput"] if r["throughput"] else float("nan")
 
@@ -197,6 +217,17 @@ def _validity(r: dict[str, Any]) -> str:
 # -- outputs -----------------------------------------------------------------------------------
 
 
+def _signing_line(machine: dict[str, Any]) -> str:
+    cost = machine.get("signature_cpu_ms")
+    if not cost:
+        return ""
+    return (
+        f" One signature of a 2,500-byte answer costs {cost['rsa_ms']:.3f} ms of CPU with "
+        f"RSA-2048 and {cost['ed25519_ms']:.3f} ms with Ed25519 (measured at the start of the "
+        "run); a new activation makes two."
+    )
+
+
 def markdown(document: dict[str, Any]) -> str:
     m = document["machine"]
     lines = [
@@ -207,7 +238,8 @@ def markdown(document: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-        + f". Load average {m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end.",
+        + f". Load average {m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end."
+        + _signing_line(m),
         "",
         f"wrk, {document['settings']['connections']} connections, 1 thread, "
         f"{document['settings']['duration_s']:.0f} s per run after "

@@ -688,7 +688,33 @@ def machine_info() -> dict[str, Any]:
         "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0:1],
         "versions": versions,
         "loadavg_at_start": procs.loadavg(),
+        "signature_cpu_ms": signing_cost(),
     }
+
+
+def signing_cost(seconds: float = 1.0) -> dict[str, float]:
+    """CPU milliseconds per signature of a 2,500-byte body (an activation answer's size) with
+    the server's own code (protocol.signing.sign_bytes: RSA-2048 PKCS#1 v1.5 + SHA-256, and
+    Ed25519), measured in this run: a new activation makes two (the license's
+    offline_signature and the answer's signature header), which bounds what two cores can
+    answer whatever else the server does."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    from licensor.protocol.signing import sign_bytes
+
+    body = os.urandom(2500)
+    cost = {}
+    for name, key in (
+        ("rsa", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        ("ed25519", ed25519.Ed25519PrivateKey.generate()),
+    ):
+        sign_bytes(key, body)
+        count, cpu0 = 0, time.process_time()
+        while time.process_time() - cpu0 < seconds:
+            sign_bytes(key, body)
+            count += 1
+        cost[f"{name}_ms"] = 1000 * (time.process_time() - cpu0) / count
+    return cost
 
 
 def use_revision(rev: str, work: Path) -> dict[str, str]:
