@@ -521,6 +521,7 @@ def run_open_loop(
         "rate": rate,
         "connections": CONNECTIONS,
         "warmup_s": OPEN_LOOP_WARMUP,
+        "timer_slack_us": data["slack_us"],
         "scheduled": data["scheduled"],
         "sent": data["sent"],
         "completed": data["completed"],
