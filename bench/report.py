@@ -280,17 +280,21 @@ def markdown(document: dict[str, Any]) -> str:
             "Open loop (check_license, RSA, offered at a fixed rate = half the measured RSA "
             "check peak; generator: " + document["settings"]["open_loop_generator"] + "):",
             "",
-            "| block | offered req/s | achieved req/s | ok / scheduled | p50 ms | p90 ms | p99 ms "
-            "| max ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| block | offered req/s | achieved req/s | ok / scheduled | unfinished | errors "
+            "| p50 ms | p90 ms | p99 ms | max ms | send lag p99 ms | generator cores |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for o in document["open_loop"]:
             lat = o["latency_ms"]
+            lag = o.get("send_lag_ms", {}).get("p99")
+            cores = o["cpu"].get("generator_cores")
             lines.append(
                 f"| {o['db']} {size_label(o['licenses'])} {o['workers']}w | {o['rate']:.0f} | "
                 f"{o.get('achieved_rate', 0):.0f} | {o['ok']} / {o['scheduled']} | "
+                f"{o.get('unfinished', '-')} | {o.get('errors', 0)} | "
                 f"{lat.get('p50', 0):.2f} | {lat.get('p90', 0):.2f} | {lat.get('p99', 0):.2f} | "
-                f"{lat['max']:.1f} |"
+                f"{lat['max']:.1f} | {'-' if lag is None else f'{lag:.2f}'} | "
+                f"{'-' if cores is None else f'{cores:.2f}'} |"
             )
     lines += ["", "Seeding (bulk):", ""]
     for s in document["seeding"]:

@@ -9,8 +9,8 @@ connections, on 127.0.0.1 only:
 * GET check_license (activated devices), POST activate_license (a fresh hardware_id per request),
   POST deactivate_license (pre-activated devices, each once); check and activate with RSA and
   with Ed25519 (`Licensor-Accept-Signature: ed25519`);
-* check_license open loop at half the measured peak (bench/openloop.py, fixed timetable, latency
-  from the scheduled time).
+* check_license open loop at half the measured RSA peak (bench/openloop.c, built with gcc into
+  bench-results/build/: a fixed timetable, latency from the scheduled time).
 
 Writes bench-results/report.md, results.json and ratios.png, prints the table and PASS/FAIL per
 target of issue 4. Bounded: every run has a fixed duration, and the whole benchmark stops
@@ -146,6 +146,7 @@ def check_path(key: str, hardware_id: str) -> str:
 class Context:
     args: argparse.Namespace
     wrk: str
+    openloop: str
     out: Path
     work: Path
     deadline: float
@@ -367,6 +368,13 @@ def run_block(
         check_rsa = measure(
             ctx, block, "check_license", "rsa", url, rsa, "get", lambda _p: steady_file, session
         )
+        # open loop at half that peak, right away: on the same devices, whose answers are still
+        # served again (the activation and deactivation runs below change their licenses, after
+        # which every answer is made and signed again: not the steady state the peak measured)
+        if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
+            run_open_loop(
+                ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
+            )
         measure(
             ctx, block, "check_license", "ed25519", url, ed, "get", lambda _p: steady_file, session
         )
@@ -421,50 +429,33 @@ def run_block(
             lambda _p: ref_file,
             reference_session,
         )
-        if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
-            run_open_loop(
-                ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
-            )
 
 
-def ensure_hey() -> str:
-    found = shutil.which("hey")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("bench: hey (the open-loop load generator) is missing; installing it ...", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "hey"],
-            env=env,
-            check=False,
-            timeout=300,
+OPENLOOP_SOURCE = BENCH / "openloop.c"
+OPEN_LOOP_WARMUP = 1.0  # seconds of the timetable sent first and not counted
+OPEN_LOOP_GRACE = 2.0  # after the timetable: time left for queued and in-flight requests
+
+
+def build_openloop(out: Path) -> str:
+    """Compile bench/openloop.c into <out>/build/openloop (again whenever the source is newer)."""
+    binary = out / "build" / "openloop"
+    if binary.exists() and binary.stat().st_mtime >= OPENLOOP_SOURCE.stat().st_mtime:
+        return str(binary)
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        sys.exit(
+            "bench: gcc is required to build the open-loop load generator bench/openloop.c: "
+            "install it with `apt-get install -y gcc` (as root), then run again"
         )
-        found = shutil.which("hey")
-        if found:
-            return found
-    sys.exit("bench: hey is required: install it with `apt-get install -y hey` (as root)")
-
-
-def parse_hey(text: str) -> dict[str, Any]:
-    """The summary hey prints: rate, latency percentiles (ms), status codes, errors."""
-    percentiles = {
-        f"p{m.group(1)}": float(m.group(2)) * 1000
-        for m in re.finditer(r"^\s*(\d+)%+ in ([\d.]+) secs", text, re.MULTILINE)
-    }
-    statuses = {
-        int(m.group(1)): int(m.group(2))
-        for m in re.finditer(r"^\s*\[(\d+)\]\s+(\d+) responses", text, re.MULTILINE)
-    }
-    errors = sum(int(m.group(1)) for m in re.finditer(r"^\s*\[(\d+)\]\s+Get ", text, re.MULTILINE))
-    slowest = re.search(r"Slowest:\s+([\d.]+) secs", text)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    return {
-        "latency_ms": {**percentiles, "max": float(slowest.group(1)) * 1000 if slowest else 0.0},
-        "statuses": statuses,
-        "errors": errors,
-        "achieved_rate": float(rate.group(1)) if rate else 0.0,
-    }
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_suffix(".partial")
+    cmd = [compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(partial), str(OPENLOOP_SOURCE)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench: building bench/openloop.c failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    partial.replace(binary)
+    print(f"bench: built {binary} from bench/openloop.c", flush=True)
+    return str(binary)
 
 
 def run_open_loop(
@@ -476,63 +467,103 @@ def run_open_loop(
     rate: float,
     session: int,
 ) -> None:
-    """check_license at a fixed offered rate: `hey -q` (64 workers, each paced at rate/64 per
-    second; compiled, so the generator is not the bottleneck at thousands of requests per
-    second, which the Python generator bench/openloop.py could not pace). Pacing is per
-    worker: a worker waits for its answer before its next request, so at half the peak, where
-    answers take well under a pacing interval, nothing is hidden; ok/scheduled shows it."""
+    """check_license at a fixed offered rate with bench/openloop.c (wrk2-style, in C): request
+    i is due at t0 + i/rate whatever happened before it, goes out on the next free one of 64
+    keep-alive connections, waits in a queue (never dropped) while none is free, and its
+    latency runs from its scheduled time, so queueing shows. One epoll thread that sleeps
+    between requests: it keeps the timetable at 20,000 requests per second on a fraction of
+    a core. Rotates over the steady check file's devices; a 1 s warm-up first (not counted);
+    what is still queued or in flight 2 s after the timetable's end counts as not ok."""
     seconds = ctx.args.open_loop_seconds
-    if ctx.time_left() < seconds + 20:
+    if ctx.time_left() < seconds + OPEN_LOOP_WARMUP + OPEN_LOOP_GRACE + 20:
         ctx.skipped.append(f"{block['name']} open loop: time bound reached")
         return
-    per_worker = max(1.0, round(rate / CONNECTIONS, 2))
-    rate = per_worker * CONNECTIONS
-    path = check_file.read_text().splitlines()[0]
-    cmd = [ensure_hey(), "-z", f"{seconds:g}s", "-c", str(CONNECTIONS), "-q", f"{per_worker:g}"]
+    rate = float(max(1, round(rate)))
+    cmd = [
+        ctx.openloop,
+        "-c",
+        str(CONNECTIONS),
+        "-R",
+        f"{rate:g}",
+        "-d",
+        f"{seconds:g}",
+        "-w",
+        f"{OPEN_LOOP_WARMUP:g}",
+        "-g",
+        f"{OPEN_LOOP_GRACE:g}",
+        "-t",
+        "10",
+        "-f",
+        str(check_file),
+    ]
     for name, value in signed_headers(deployment).items():
         if name != "Content-Type":
             cmd += ["-H", f"{name}: {value}"]
-    cmd.append(url + path)
+    cmd.append(url + "/")
     busy0, _ = procs.machine_cpu()
     server0 = procs.session_cpu_seconds(session)
+    pg0 = procs.tree_cpu_seconds(ctx.pg_postmaster)
     started = time.monotonic()
     completed = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
-        timeout=seconds + 60,
+        timeout=seconds + OPEN_LOOP_WARMUP + OPEN_LOOP_GRACE + 60,
         check=False,
         start_new_session=True,
     )
     wall = time.monotonic() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"hey failed:\n{completed.stderr[-2000:]}")
-    parsed = parse_hey(completed.stdout)
     busy1, _ = procs.machine_cpu()
-    scheduled = int(rate * seconds)
-    ok = parsed["statuses"].get(200, 0)
+    server1 = procs.session_cpu_seconds(session)
+    pg1 = procs.tree_cpu_seconds(ctx.pg_postmaster)
+    match = re.search(r"^OPENLOOP-JSON (\{.*\})$", completed.stdout, flags=re.M)
+    if completed.returncode != 0 or match is None:
+        raise RuntimeError(
+            f"bench/openloop.c failed ({completed.returncode}):\n{completed.stderr[-2000:]}"
+        )
+    data = json.loads(match.group(1))
+    statuses = {int(code): n for code, n in data["statuses"].items()}
+    ok = statuses.get(200, 0)
+    unfinished = data["unfinished"]["in_flight"] + data["unfinished"]["queued"]
+    generator_cpu = data["cpu_s"]["total"]
     result: dict[str, Any] = {
         **block_fields(block),
         "endpoint": "check_license",
         "signature": "rsa",
-        "generator": "hey -q (Debian package hey)",
+        "generator": "bench/openloop.c (fixed timetable, latency from the scheduled time)",
         "rate": rate,
-        "scheduled": scheduled,
+        "connections": CONNECTIONS,
+        "warmup_s": OPEN_LOOP_WARMUP,
+        "timer_slack_us": data["slack_us"],
+        "scheduled": data["scheduled"],
+        "sent": data["sent"],
+        "completed": data["completed"],
         "ok": ok,
-        "errors": parsed["errors"] + sum(n for c, n in parsed["statuses"].items() if c != 200),
-        "achieved_rate": parsed["achieved_rate"],
-        "latency_ms": parsed["latency_ms"],
+        "statuses": statuses,
+        # failed requests, answers other than 200 and failed connection attempts (unfinished
+        # requests are counted apart: not ok, but not errors of the server)
+        "errors": sum(data["errors"].values()) + sum(n for c, n in statuses.items() if c != 200),
+        "error_kinds": data["errors"],
+        "unfinished": unfinished,
+        "achieved_rate": data["achieved_rate"],
+        "latency_ms": data["latency_ms"],
+        "send_lag_ms": data["send_lag_ms"],
+        "generator_cpu_s": generator_cpu,
         "cpu": {
             "machine_busy_cores": (busy1 - busy0) / wall,
-            "server_cores": (procs.session_cpu_seconds(session) - server0) / wall,
+            "server_cores": (server1 - server0) / wall,
+            "postgres_cores": max(0.0, pg1 - pg0) / wall,
+            "generator_cores": generator_cpu / data["wall_s"] if data["wall_s"] else 0.0,
         },
     }
     ctx.open_loop.append(result)
     lat = result["latency_ms"]
     print(
-        f"  open loop check rsa @ {rate:.0f} req/s offered, {parsed['achieved_rate']:.0f} "
-        f"achieved: {ok}/{scheduled} ok, p50 {lat.get('p50', 0):.2f} ms, "
-        f"p99 {lat.get('p99', 0):.2f} ms, max {lat['max']:.1f} ms",
+        f"  open loop check rsa @ {rate:.0f} req/s offered, {data['achieved_rate']:.0f} "
+        f"achieved: {ok}/{data['scheduled']} ok, p50 {lat['p50']:.2f} ms, "
+        f"p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms; unfinished {unfinished}, "
+        f"errors {result['errors']}; send lag p99 {data['send_lag_ms']['p99']:.2f} ms; "
+        f"generator {generator_cpu:.2f} CPU s = {result['cpu']['generator_cores']:.2f} cores",
         flush=True,
     )
 
@@ -761,15 +792,15 @@ def main() -> int:
     args = parse_args()
     procs.install_signal_handlers()
     wrk = ensure_wrk()
-    ensure_hey()
-    ensure_matplotlib()
     args.out.mkdir(parents=True, exist_ok=True)
+    openloop = build_openloop(args.out)
+    ensure_matplotlib()
     (args.out / "logs").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="licensor-bench-"))
     source = use_revision(args.rev, work) if args.rev else working_tree_info()
     print(f"bench: code under test: {source['tree']} at {source['commit'][:12]}", flush=True)
     started = time.monotonic()
-    ctx = Context(args, wrk, args.out, work, started + args.max_minutes * 60)
+    ctx = Context(args, wrk, openloop, args.out, work, started + args.max_minutes * 60)
     pg_problem = "--no-postgres given" if args.no_postgres else postgres_available()
     if pg_problem:
         print(f"bench: PostgreSQL skipped: {pg_problem}", flush=True)
@@ -857,8 +888,9 @@ def main() -> int:
             "check_warmup_s": args.check_warmup,
             "open_loop_s": args.open_loop_seconds,
             "load_generator": "wrk -t1 (bench/load.lua)",
-            "open_loop_generator": "hey -q (Debian package hey: 64 workers, each paced at "
-            "rate/64 requests per second, one device)",
+            "open_loop_generator": "bench/openloop.c (wrk2-style fixed timetable, 64 keep-alive "
+            "connections, latency from the scheduled time, 1 s warm-up, rotating over the "
+            f"{seed.STEADY_POOL:,} steady devices)",
         },
         "machine": info,
         "source": source,
