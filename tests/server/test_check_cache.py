@@ -4,6 +4,7 @@ another process -- nor past an expiry, nor to a request that does not authentica
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -224,6 +225,55 @@ def test_postgresql_listener_lost_means_nothing_is_trusted(
     finally:
         servers.close()
         postgres.drop_database(name)
+
+
+def _other_connection(url: str) -> Any:
+    """An autocommit connection of another client than the server (sqlite3 or psycopg)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+
+        return sqlite3.connect(str(parsed.database), isolation_level=None)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(False)
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def test_recording_last_seen_is_no_change(
+    database_url: str, server: Server, reads: list[str]
+) -> None:
+    """A device's "last seen" time is in no answer: another client recording it (as every
+    worker does every 5 minutes per device) leaves kept answers trusted; any other change
+    to the device does not (SQLite: migration 0009's counter; PostgreSQL: 0008's trigger)."""
+    _, params = steady(server)
+    first = server.api.check(**params)
+    reads.clear()
+    assert server.api.check(**params).content == first.content and reads == []
+    other = _other_connection(database_url)
+    try:
+        other.execute("UPDATE devices SET last_check_at = CURRENT_TIMESTAMP")
+        time.sleep(0.2)  # (PostgreSQL: a notification would take this long at most)
+        assert server.api.check(**params).content == first.content
+        assert reads == []
+        other.execute("UPDATE devices SET os_ver = 'Other OS'")
+        time.sleep(0.2)
+        assert server.api.check(**params).status_code == 200
+        assert reads == [HW]
+    finally:
+        other.close()
+
+
+def test_sqlite_device_trigger_compares_every_column_but_last_seen(
+    sqlite_server: Server,
+) -> None:
+    """Migration 0009 names the device columns it compares: a column added to devices later
+    must be added to the trigger, or a change of only that column would go unnoticed."""
+    from licensor.store.models import Device
+
+    (sql,) = sqlite_server.sql(
+        "SELECT sql FROM sqlite_master WHERE name = 'licensor_changes_devices_update'"
+    )[0]
+    compared = set(re.findall(r'NEW\."(\w+)" IS NOT OLD\."\1"', sql))
+    assert compared == {c.name for c in Device.__table__.columns} - {"last_check_at"}
 
 
 # -- several worker processes, changes from another process ----------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -29,6 +30,24 @@ from licensor.settings import Settings
 log = logging.getLogger("licensor.api")
 
 
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up made (modules, the application, its engines) lives as long as the
+    process: out of the collector's sight, its full collections -- each visits every tracked
+    object of the heap -- stop visiting it. Measured on a 2-core machine: without this, the
+    two full collections the first minute of checks brought took 174 and 217 ms, which was
+    that minute's check p99 (338 ms; 50 ms with it). Once per process (the first application
+    started: a server process has one; a test process starts many, which must stay
+    collectable)."""
+    global _startup_frozen
+    if not _startup_frozen:
+        _startup_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -41,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if settings.gil_switch_interval_ms > 0:
             sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+        _freeze_startup_objects()
         log.info("server.started", extra={"database": state.db.url.split(":", 1)[0]})
         try:
             yield

@@ -7,7 +7,9 @@ rows an answer is made of; an answer made then stays right while ``version()`` r
 same number.
 
 * SQLite: ``PRAGMA data_version`` on a connection of its own (a few microseconds; it changes
-  whenever another connection commits).
+  whenever another connection commits), then, when it has changed, migration 0009's
+  ``change_counter``, which its triggers move for the changes a check reads and not for a
+  device's "last seen" time.
 * PostgreSQL: a thread ``LISTEN``s on ``licensor_changes``, which the triggers of migration
   0008 notify at the commit of any change to the tables a check reads. While the listening
   connection is down (database restarting, ...) the version is ``None``; when it is back, it
@@ -58,17 +60,36 @@ class Unknown:
 
 
 class SqliteChanges:
+    """``PRAGMA data_version`` says that another connection committed; migration 0009's
+    ``change_counter`` says whether that commit changed what a check reads (recording a
+    device's "last seen" time does not). The counter is read only when ``data_version`` has
+    moved. The version is the counter's value, or -- a database without the counter (before
+    migration 0009) -- the data version itself, negated."""
+
     def __init__(self, path: str) -> None:
         self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._data_version: int | None = None
+        self._version: int | None = None
 
     def version(self) -> int | None:
         with self._lock:
             try:
-                row = self._connection.execute("PRAGMA data_version").fetchone()
+                data_version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+                if data_version != self._data_version or self._version is None:
+                    self._version = self._counter(data_version)
+                    self._data_version = data_version
             except sqlite3.Error:
+                self._data_version = self._version = None
                 return None
-        return int(row[0])
+            return self._version
+
+    def _counter(self, data_version: int) -> int:
+        try:
+            row = self._connection.execute("SELECT value FROM change_counter").fetchone()
+        except sqlite3.OperationalError:  # (no such table: not migrated to 0009)
+            return -data_version
+        return int(row[0]) if row is not None else -data_version
 
     def close(self) -> None:
         with self._lock:
