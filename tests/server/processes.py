@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 from licensor.keyring import Keyring
 from licensor.protocol.signing import PublicKeySet
@@ -118,3 +120,21 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log_file.close()
+
+
+def issue(deployment: Deployment, **fields: object) -> str:
+    """A license of product "app" (created on first use) with ``fields``; its key."""
+    with deployment.db.transaction(write=True) as session:
+        if not session.execute(text("select 1 from products where short_code='app'")).first():
+            catalogue.create_product(
+                session, deployment.company_id, catalogue.ProductSpec("app", "App")
+            )
+        license_ = catalogue.create_license(
+            session,
+            deployment.company_id,
+            "app",
+            catalogue.LicenseSpec(**fields),  # type: ignore[arg-type]
+            now=datetime.now(UTC),
+        )
+        assert license_.license_key
+        return license_.license_key

@@ -174,6 +174,17 @@ def test_a_kept_answer_still_authenticates_every_request(server: Server) -> None
     assert server.api.check(**params).status_code == 200
 
 
+def _other_connection(url: str) -> Any:
+    """An autocommit connection of another client than the server (sqlite3 or psycopg)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+
+        return sqlite3.connect(str(parsed.database), isolation_level=None)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(False)
+    return psycopg.connect(conninfo, autocommit=True)
+
+
 def test_postgresql_listener_lost_means_nothing_is_trusted(
     postgres: PostgresServer,
     tmp_path: Path,
@@ -194,8 +205,7 @@ def test_postgresql_listener_lost_means_nothing_is_trusted(
         reads.clear()
         assert server.api.check(**params).content == first.content and reads == []
         # recording "last seen" (from another process) notifies nobody: it is in no answer...
-        conninfo = make_url(url).set(drivername="postgresql").render_as_string(False)
-        with psycopg.connect(conninfo, autocommit=True) as other:
+        with _other_connection(url) as other:
             other.execute("UPDATE devices SET last_check_at = now()")
             time.sleep(0.2)
             assert server.api.check(**params).content == first.content and reads == []
@@ -225,17 +235,6 @@ def test_postgresql_listener_lost_means_nothing_is_trusted(
     finally:
         servers.close()
         postgres.drop_database(name)
-
-
-def _other_connection(url: str) -> Any:
-    """An autocommit connection of another client than the server (sqlite3 or psycopg)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        import sqlite3
-
-        return sqlite3.connect(str(parsed.database), isolation_level=None)
-    conninfo = parsed.set(drivername="postgresql").render_as_string(False)
-    return psycopg.connect(conninfo, autocommit=True)
 
 
 def test_recording_last_seen_is_no_change(
@@ -292,18 +291,7 @@ def deployment(database_url: str, tmp_path: Path) -> Iterator[processes.Deployme
 def test_changes_from_another_process_reach_every_worker(
     deployment: processes.Deployment,
 ) -> None:
-    with deployment.db.transaction(write=True) as session:
-        catalogue.create_product(
-            session, deployment.company_id, catalogue.ProductSpec("app", "App")
-        )
-        key = catalogue.create_license(
-            session,
-            deployment.company_id,
-            "app",
-            catalogue.LicenseSpec(max_activations=2),
-            now=datetime.now(UTC),
-        ).license_key
-    assert key
+    key = processes.issue(deployment, max_activations=2)
     params = {"product": "app", "license_key": key, "hardware_id": HW}
     with processes.serve(deployment, workers=2) as base, httpx.Client(base_url=base) as client:
         api = Api(client, deployment.public_keys, deployment.api_key, deployment.shared_key)

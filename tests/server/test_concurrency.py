@@ -5,35 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from licensor.services import catalogue
-from tests.server.processes import Deployment, prepare, serve
+from tests.server.processes import Deployment, issue, prepare, serve
 from tests.server.support import Api
 
 pytestmark = pytest.mark.slow
-
-
-def issue(deployment: Deployment, **fields: object) -> str:
-    with deployment.db.transaction(write=True) as session:
-        if not session.execute(text("select 1 from products where short_code='app'")).first():
-            catalogue.create_product(
-                session, deployment.company_id, catalogue.ProductSpec("app", "App")
-            )
-        license_ = catalogue.create_license(
-            session,
-            deployment.company_id,
-            "app",
-            catalogue.LicenseSpec(**fields),  # type: ignore[arg-type]
-            now=datetime.now(UTC),
-        )
-        assert license_.license_key
-        return license_.license_key
 
 
 def fire(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
+
 # SQLAlchemy's psycopg dialect binds as ``%(name)s`` and doubles a literal percent sign.
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
 
@@ -44,6 +46,4 @@ def uses_native(dialect: Any) -> bool:
 
 def raw_cursor(dbapi_connection: Any) -> Any:
     """A cursor that sends ``$n`` queries as they are (psycopg)."""
-    import psycopg
-
     return psycopg.RawCursor(dbapi_connection)
