@@ -14,6 +14,7 @@ with ``--cprofile N``, the N functions with the most cumulative time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import sys
 import tempfile
@@ -44,9 +45,10 @@ def main() -> None:
     parser.add_argument("--licenses", type=int, default=1000)
     parser.add_argument(
         "--path",
-        choices=["fast", "full"],
+        choices=["fast", "full", "asgi"],
         default="fast",
-        help="fast: the FastActivation layer's answer(); full: the endpoint function",
+        help="fast: the FastActivation layer's answer(); full: the endpoint function; asgi: the "
+        "whole ASGI application (every middleware) on an asyncio loop, no socket",
     )
     args = parser.parse_args()
 
@@ -113,7 +115,23 @@ def main() -> None:
 
         fast = FastActivation(app, lambda: state)
 
+        loop = asyncio.new_event_loop()
+
+        def asgi(scope: dict[str, Any], content: bytes) -> int:
+            sent: list[dict[str, Any]] = []
+            messages = [{"type": "http.request", "body": content, "more_body": False}]
+
+            async def receive() -> dict[str, Any]:
+                return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            loop.run_until_complete(app(scope, receive, send))
+            return int(sent[0]["status"])
+
         def one(i: int) -> Any:
+            content = body(i)
             scope = {
                 "type": "http",
                 "method": "POST",
@@ -123,12 +141,19 @@ def main() -> None:
                 "client": ("127.0.0.1", 40000),
                 "app": app,
             }
+            if args.path == "asgi":
+                scope["headers"] = [*raw_headers, (b"content-length", str(len(content)).encode())]
+                scope.update(http_version="1.1", scheme="http", root_path="", server=None)
+                status = asgi(scope, content)
+                if status != 200:
+                    raise SystemExit(f"request {i}: status {status}")
+                return status
             if args.path == "fast":
-                answer = fast.answer(state, scope, body(i))
+                answer = fast.answer(state, scope, content)
                 if answer is None or answer[0] != 200:
                     raise SystemExit(f"request {i}: the fast path declined or failed: {answer}")
                 return answer
-            response = call(Request(scope), body(i))
+            response = call(Request(scope), content)
             if response.status_code != 200:
                 raise SystemExit(f"request {i}: {response.status_code} {response.body[:300]!r}")
             return response
