@@ -62,7 +62,7 @@ def main() -> None:
     wrk = run.ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="licensor-ab-"))
     ns = argparse.Namespace(warmup=args.warmup, duration=args.duration)
-    ctx = run.Context(ns, wrk, work, work, time.monotonic() + 3600)
+    ctx = run.Context(ns, wrk, "", work, work, time.monotonic() + 3600)
     pg = None
     rows: list[str] = []
     try:
