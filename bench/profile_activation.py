@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -186,6 +187,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
