@@ -122,19 +122,27 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
         log_file.close()
 
 
-def issue(deployment: Deployment, **fields: object) -> str:
-    """A license of product "app" (created on first use) with ``fields``; its key."""
+def issue_licenses(deployment: Deployment, count: int, **fields: object) -> list[str]:
+    """``count`` licenses of product "app" (created on first use) with ``fields``; their keys."""
+    keys = []
     with deployment.db.transaction(write=True) as session:
         if not session.execute(text("select 1 from products where short_code='app'")).first():
             catalogue.create_product(
                 session, deployment.company_id, catalogue.ProductSpec("app", "App")
             )
-        license_ = catalogue.create_license(
-            session,
-            deployment.company_id,
-            "app",
-            catalogue.LicenseSpec(**fields),  # type: ignore[arg-type]
-            now=datetime.now(UTC),
-        )
-        assert license_.license_key
-        return license_.license_key
+        for _ in range(count):
+            license_ = catalogue.create_license(
+                session,
+                deployment.company_id,
+                "app",
+                catalogue.LicenseSpec(**fields),  # type: ignore[arg-type]
+                now=datetime.now(UTC),
+            )
+            assert license_.license_key
+            keys.append(license_.license_key)
+    return keys
+
+
+def issue(deployment: Deployment, **fields: object) -> str:
+    """A license of product "app" (created on first use) with ``fields``; its key."""
+    return issue_licenses(deployment, 1, **fields)[0]

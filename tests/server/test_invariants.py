@@ -11,38 +11,23 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from licensor.services import catalogue
-from tests.server.processes import STARTUP_SECONDS, Deployment, free_port, prepare, serve
+from tests.server.processes import (
+    STARTUP_SECONDS,
+    Deployment,
+    free_port,
+    issue_licenses,
+    prepare,
+    serve,
+)
 from tests.server.support import Api
 
 pytestmark = pytest.mark.slow
-
-
-def issue_licenses(deployment: Deployment, count: int, **fields: object) -> list[str]:
-    keys = []
-    with deployment.db.transaction(write=True) as session:
-        if not session.execute(text("select 1 from products where short_code='app'")).first():
-            catalogue.create_product(
-                session, deployment.company_id, catalogue.ProductSpec("app", "App")
-            )
-        for _ in range(count):
-            license_ = catalogue.create_license(
-                session,
-                deployment.company_id,
-                "app",
-                catalogue.LicenseSpec(**fields),  # type: ignore[arg-type]
-                now=datetime.now(UTC),
-            )
-            assert license_.license_key
-            keys.append(license_.license_key)
-    return keys
 
 
 def assert_invariants(deployment: Deployment) -> None:

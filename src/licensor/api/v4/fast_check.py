@@ -144,7 +144,7 @@ class FastCheck:
         # Every client of a product sends the same API key, so requests within one second
         # carry the same two headers: one HMAC verification serves them all.
         self._verified: dict[tuple[str, str], tuple[str, str, float]] = {}
-        # the second (epoch, whole) whose inline answers are counted, and their seconds so far
+        # the whole second (of time.monotonic) whose inline answers are counted, and their time
         self._inline_second = 0
         self._inline_spent = 0.0
         self._in_threads = 0  # answers being made in the threads now
