@@ -168,6 +168,8 @@ def serve(
     """Run the server (migrations and keys are prepared first)."""
     import uvicorn
 
+    from licensor.cli import workers as server_workers
+
     current = settings()
     prepare(current)
     if demo:
@@ -175,15 +177,19 @@ def serve(
 
         demo_module.print_banner(demo_module.ensure_demo(current, f"http://{host}:{port}"))
     os.environ["LICENSOR_DATA_DIR"] = str(current.data_dir.resolve())
-    uvicorn.run(
-        "licensor.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": log_level,
+        "access_log": False,
+    }
+    if workers > 1 and server_workers.supported():
+        # (a listening socket per worker: see cli/workers.py)
+        server_workers.run(uvicorn.Config("licensor.api.app:create_app", **options))
+        return
+    uvicorn.run("licensor.api.app:create_app", **options)
 
 
 @app.command("public-key")
