@@ -144,26 +144,18 @@ def licensor_server(env: dict[str, str], workers: int, log: Path) -> Iterator[tu
 
 @contextmanager
 def reference_server(body_file: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    """bench/reference_app.py on the same uvicorn (same defaults as ``licensor serve``)."""
+    """bench/reference_app.py served as ``licensor serve`` serves Licensor (same uvicorn, same
+    defaults, same listening sockets)."""
     port = free_port()
     bench_dir = Path(__file__).resolve().parent
     env = {**os.environ, "BENCH_REFERENCE_BODY": str(body_file)}
     cmd = [
         sys.executable,
-        "-m",
-        "uvicorn",
-        "reference_app:app",
-        "--app-dir",
-        str(bench_dir),
-        "--host",
-        "127.0.0.1",
+        str(bench_dir / "reference_app.py"),
         "--port",
         str(port),
         "--workers",
         str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
     ]
     process = start(cmd, env=env, log=log)
     try:

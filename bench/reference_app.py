@@ -5,7 +5,8 @@ benchmark saves a real check answer to the file named by ``BENCH_REFERENCE_BODY`
 serialises that dict on every request (``JSONResponse``, compact UTF-8 JSON, as Licensor sends).
 It is the ceiling a Python ASGI server reaches on this machine for an answer of that size.
 
-Run: ``python -m uvicorn reference_app:app --app-dir bench --workers N --port P``
+Run: ``python bench/reference_app.py --workers N --port P``: served as ``licensor serve`` serves
+Licensor (``licensor.cli.workers.serve``: uvicorn, with a listening socket per worker on Linux).
 """
 
 from __future__ import annotations
@@ -41,3 +42,26 @@ async def answer(_request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
+
+
+def main() -> None:
+    import argparse
+
+    from licensor.cli import workers
+
+    parser = argparse.ArgumentParser(description="the benchmark's reference endpoint")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    workers.serve(
+        "reference_app:app",
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

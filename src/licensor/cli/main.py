@@ -166,8 +166,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the server (migrations and keys are prepared first)."""
-    import uvicorn
-
     from licensor.cli import workers as server_workers
 
     current = settings()
@@ -177,19 +175,16 @@ def serve(
 
         demo_module.print_banner(demo_module.ensure_demo(current, f"http://{host}:{port}"))
     os.environ["LICENSOR_DATA_DIR"] = str(current.data_dir.resolve())
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": host,
-        "port": port,
-        "workers": workers,
-        "log_level": log_level,
-        "access_log": False,
-    }
-    if workers > 1 and server_workers.supported():
-        # (a listening socket per worker: see cli/workers.py)
-        server_workers.run(uvicorn.Config("licensor.api.app:create_app", **options))
-        return
-    uvicorn.run("licensor.api.app:create_app", **options)
+    # (uvicorn; on Linux with a listening socket per worker: see cli/workers.py)
+    server_workers.serve(
+        "licensor.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
 
 
 @app.command("public-key")

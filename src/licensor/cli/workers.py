@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import socket
 import sys
+from typing import Any
 
+import uvicorn
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process, logger
@@ -114,6 +116,15 @@ class PerWorkerSockets(Multiprocess):
 
     def handle_ttou(self) -> None:
         logger.info("Received SIGTTOU: the number of workers is fixed (one socket each).")
+
+
+def serve(app: str, **options: Any) -> None:
+    """``uvicorn.run(app, **options)``, but with a listening socket per worker where
+    ``options["workers"]`` > 1 and the platform spreads connections over them."""
+    if options.get("workers", 1) > 1 and supported():
+        run(Config(app, **options))
+    else:
+        uvicorn.run(app, **options)
 
 
 def run(config: Config) -> None:
