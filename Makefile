@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SRC := src tests
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test run lint format clean bench
+.PHONY: help venv test run lint format clean bench fuzz
 
 help:
 	@echo "make venv    create $(VENV) and install the project with the dev extra"
@@ -16,7 +16,8 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make clean   remove $(VENV), caches and build output"
-	@echo "make bench   benchmark (a few minutes): bench-results/report.md, results.json, ratios.png"
+	@echo "make bench   benchmark (a few minutes): bench-results/report.md, results.json, ratios.png; then make fuzz"
+	@echo "make fuzz    the fuzz tests with many more cases than CI, new ones each run (FUZZ_EXAMPLES, LICENSOR_FUZZ_SEED)"
 
 venv: $(STAMP)
 
@@ -54,3 +55,14 @@ clean:
 
 bench: venv
 	$(BIN)/python bench/run.py
+	$(MAKE) fuzz
+
+# CI runs the same tests with few cases and a fixed seed; here many more, with a new seed each
+# run (printed: LICENSOR_FUZZ_SEED=<it> make fuzz runs the same cases again).
+FUZZ_EXAMPLES ?= 200
+fuzz: venv
+	bash scripts/ensure-system-deps.sh
+	@seed=$${LICENSOR_FUZZ_SEED:-$$(date +%s)}; echo "fuzz: LICENSOR_FUZZ_SEED=$$seed, $(FUZZ_EXAMPLES) cases per operation"; \
+	LICENSOR_FUZZ_SEED=$$seed LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	$(BIN)/pytest -n 2 -p no:cacheprovider tests/server/test_schema_fuzz.py \
+	"tests/server/test_bad_input.py::test_fuzz_never_5xx_always_signed"

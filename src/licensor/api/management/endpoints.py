@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +16,7 @@ from starlette.responses import Response
 from licensor.api.management import schemas
 from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
+from licensor.api.v4.schemas import MAX_ID
 from licensor.services import catalogue, features, management, policies
 from licensor.services.management import Admin
 
@@ -75,6 +76,12 @@ DEVICE = [Depends(Permission("device"))]
 WRITE = [Depends(Permission("write"))]
 CREDENTIALS = [Depends(Permission("credentials"))]
 
+# A row id in a path: any integer the databases' 64-bit ids can hold (past that, SQLite's driver
+# raises instead of finding nothing: 400 validation_error, not 500).
+RowId = Annotated[int, Path(ge=-MAX_ID - 1, le=MAX_ID)]
+# The last page whose first row's offset fits in 64 bits.
+MAX_PAGE_NUMBER = MAX_ID // management.MAX_PAGE
+
 router = APIRouter(prefix="/api/management/v1", tags=["Management API v1"], route_class=AdminRoute)
 
 
@@ -102,8 +109,8 @@ def list_licenses(
     customer: str | None = None,
     enabled: bool | None = None,
     order_id: str | None = None,
-    expires_before: datetime | None = None,
-    page: int = Query(1, ge=1),
+    expires_before: schemas.Instant | None = None,
+    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
     per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
     sort: str = "id",
 ) -> Response:
@@ -117,7 +124,7 @@ def list_licenses(
             customer=customer,
             enabled=enabled,
             order_id=order_id,
-            expires_before=_utc(expires_before),
+            expires_before=expires_before,
             page=page,
             per_page=per_page,
             sort=sort,
@@ -130,10 +137,8 @@ def issue_licenses(request: Request, body: schemas.IssueLicenses) -> Response:
     """Issue one or many licenses (`count`), from a policy (`policy`, else the product's default
     policy if it has one) whose values the request's own fields override."""
     given = body.model_dump(exclude_unset=True, exclude={"product", "count", "policy"})
+    # (times are in UTC already: schemas.Instant)
     fields = {("order_store_id" if k == "order_id" else k): v for k, v in given.items()}
-    for name in ("validity_period", "start_date", "maintenance_period"):
-        if name in fields:
-            fields[name] = _utc(fields[name])
     return _run(
         request,
         lambda s, a, _: {
@@ -151,17 +156,14 @@ def license_by_key(request: Request, key: str) -> Response:
 
 
 @router.get("/licenses/{license_id}", dependencies=READ)
-def get_license(request: Request, license_id: int) -> Response:
+def get_license(request: Request, license_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.get_license(s, a, license_id))
 
 
 @router.patch("/licenses/{license_id}", dependencies=WRITE)
-def update_license(request: Request, license_id: int, body: schemas.UpdateLicense) -> Response:
+def update_license(request: Request, license_id: RowId, body: schemas.UpdateLicense) -> Response:
     fields = body.model_dump(exclude_unset=True)
     clear_validity = "validity_period" in fields and fields["validity_period"] is None
-    for name in ("validity_period", "start_date", "maintenance_period"):
-        if fields.get(name) is not None:
-            fields[name] = _utc(fields[name])
     changes = management.LicenseChanges(
         **{k: v for k, v in fields.items() if v is not None},
         clear_validity_period=clear_validity,
@@ -172,33 +174,33 @@ def update_license(request: Request, license_id: int, body: schemas.UpdateLicens
 
 
 @router.post("/licenses/{license_id}/enable", dependencies=WRITE)
-def enable_license(request: Request, license_id: int) -> Response:
+def enable_license(request: Request, license_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.set_enabled(s, a, license_id, True, now=now()))
 
 
 @router.post("/licenses/{license_id}/disable", dependencies=WRITE)
-def disable_license(request: Request, license_id: int) -> Response:
+def disable_license(request: Request, license_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.set_enabled(s, a, license_id, False, now=now()))
 
 
 @router.post("/licenses/{license_id}/reset", dependencies=WRITE)
-def reset_license(request: Request, license_id: int) -> Response:
+def reset_license(request: Request, license_id: RowId) -> Response:
     """Deactivate every device of the license and set its activation count to zero."""
     return _run(request, lambda s, a, _: management.reset_license(s, a, license_id, now=now()))
 
 
 @router.post("/licenses/{license_id}/extend", dependencies=WRITE)
-def extend_license(request: Request, license_id: int, body: schemas.ExtendLicense) -> Response:
+def extend_license(request: Request, license_id: RowId, body: schemas.ExtendLicense) -> Response:
     return _run(
         request,
         lambda s, a, _: management.extend_license(
-            s, a, license_id, days=body.days, until=_utc(body.until), now=now()
+            s, a, license_id, days=body.days, until=body.until, now=now()
         ),
     )
 
 
 @router.delete("/licenses/{license_id}", dependencies=WRITE)
-def delete_license(request: Request, license_id: int, force: bool = False) -> Response:
+def delete_license(request: Request, license_id: RowId, force: bool = False) -> Response:
     """Refused while the license has active devices, unless `force=true`."""
     return _run(
         request, lambda s, a, _: management.delete_license(s, a, license_id, force=force, now=now())
@@ -206,7 +208,7 @@ def delete_license(request: Request, license_id: int, force: bool = False) -> Re
 
 
 @router.get("/licenses/{license_id}/devices", dependencies=READ)
-def license_devices(request: Request, license_id: int) -> Response:
+def license_devices(request: Request, license_id: RowId) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_devices(s, a, license_id)})
 
 
@@ -221,7 +223,7 @@ def get_order(request: Request, order_id: str) -> Response:
 
 @router.post("/licenses/{license_id}/users", dependencies=WRITE)
 def add_license_user(
-    request: Request, license_id: int, body: schemas.CreateLicenseUser
+    request: Request, license_id: RowId, body: schemas.CreateLicenseUser
 ) -> Response:
     """A user of a user-based license: username (e-mail) and an initial password."""
     return _run(
@@ -243,7 +245,7 @@ def add_license_user(
 
 @router.post("/license-users/{user_id}/reset-password", dependencies=WRITE)
 def reset_user_password(
-    request: Request, user_id: int, body: schemas.ResetPassword | None = None
+    request: Request, user_id: RowId, body: schemas.ResetPassword | None = None
 ) -> Response:
     """Set the given password, or generate one: a generated password is in this answer only."""
     password = body.password if body is not None else None
@@ -257,7 +259,7 @@ def reset_user_password(
 
 
 @router.post("/devices/{device_id}/deactivate", dependencies=DEVICE)
-def deactivate_device(request: Request, device_id: int) -> Response:
+def deactivate_device(request: Request, device_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.deactivate_device(s, a, device_id, now=now()))
 
 
@@ -278,7 +280,7 @@ def blacklist_device(request: Request, body: schemas.BlacklistDevice) -> Respons
 
 
 @router.delete("/blacklist/{entry_id}", dependencies=WRITE)
-def unblacklist_device(request: Request, entry_id: int) -> Response:
+def unblacklist_device(request: Request, entry_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.blacklist_remove(s, a, entry_id, now=now()))
 
 
@@ -289,7 +291,7 @@ def unblacklist_device(request: Request, entry_id: int) -> Response:
 def list_customers(
     request: Request,
     search: str | None = None,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
     per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
 ) -> Response:
     return _run(
@@ -311,7 +313,7 @@ def create_customer(request: Request, body: schemas.CreateCustomer) -> Response:
 
 
 @router.get("/customers/{customer_id}", dependencies=READ)
-def get_customer(request: Request, customer_id: int) -> Response:
+def get_customer(request: Request, customer_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.get_customer(s, a, customer_id))
 
 
@@ -345,8 +347,7 @@ def list_releases(request: Request, code: str) -> Response:
 
 @router.post("/products/{code}/releases", dependencies=WRITE)
 def add_release(request: Request, code: str, body: schemas.CreateRelease) -> Response:
-    release_date = _utc(body.release_date)
-    assert release_date is not None
+    release_date = body.release_date
     return _run(
         request,
         lambda s, a, _: management.add_release(
@@ -400,7 +401,7 @@ def remove_feature(request: Request, code: str, feature: str) -> Response:
 
 
 @router.post("/licenses/{license_id}/features", dependencies=WRITE)
-def attach_feature(request: Request, license_id: int, body: schemas.AttachFeature) -> Response:
+def attach_feature(request: Request, license_id: RowId, body: schemas.AttachFeature) -> Response:
     """Attach a product feature to a license, with optional overrides."""
     overrides = body.model_dump(exclude={"code"})
     return _run(
@@ -414,7 +415,7 @@ def attach_feature(request: Request, license_id: int, body: schemas.AttachFeatur
 
 @router.patch("/licenses/{license_id}/features/{feature}", dependencies=WRITE)
 def update_license_feature(
-    request: Request, license_id: int, feature: str, body: schemas.FeatureOverrides
+    request: Request, license_id: RowId, feature: str, body: schemas.FeatureOverrides
 ) -> Response:
     """Change a license's overrides of a feature (`null` = the product's value)."""
     overrides = body.model_dump(exclude_unset=True)
@@ -427,7 +428,7 @@ def update_license_feature(
 
 
 @router.delete("/licenses/{license_id}/features/{feature}", dependencies=WRITE)
-def detach_feature(request: Request, license_id: int, feature: str) -> Response:
+def detach_feature(request: Request, license_id: RowId, feature: str) -> Response:
     return _run(
         request,
         lambda s, a, _: features.detach_license_feature(s, a, license_id, feature, now=now()),
@@ -486,7 +487,7 @@ def create_policy(request: Request, code: str, body: schemas.CreatePolicy) -> Re
             policy_code=body.code,
             name=body.name,
             is_default=bool(body.is_default),
-            settings=_policy_settings(settings),
+            settings=settings,
             now=now(),
         ),
         status=201,
@@ -502,7 +503,7 @@ def get_policy(request: Request, code: str, policy: str) -> Response:
 def update_policy(
     request: Request, code: str, policy: str, body: schemas.PolicySettings
 ) -> Response:
-    changes = _policy_settings(body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
     return _run(
         request, lambda s, a, _: policies.update_policy(s, a, code, policy, changes, now=now())
     )
@@ -512,12 +513,6 @@ def update_policy(
 def delete_policy(request: Request, code: str, policy: str) -> Response:
     """Licenses issued from it keep their terms."""
     return _run(request, lambda s, a, _: policies.delete_policy(s, a, code, policy, now=now()))
-
-
-def _policy_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    if settings.get("validity_period") is not None:
-        settings["validity_period"] = _utc(settings["validity_period"])
-    return settings
 
 
 # -- credentials -------------------------------------------------------------------------------
@@ -541,7 +536,7 @@ def create_token(request: Request, body: schemas.CreateToken) -> Response:
 
 
 @router.delete("/tokens/{token_id}", dependencies=CREDENTIALS)
-def revoke_token(request: Request, token_id: int) -> Response:
+def revoke_token(request: Request, token_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.revoke_token(s, a, token_id, now()))
 
 
@@ -569,12 +564,12 @@ def create_api_key(request: Request, body: schemas.CreateApiKey) -> Response:
 
 
 @router.delete("/api-keys/{key_id}", dependencies=CREDENTIALS)
-def revoke_api_key(request: Request, key_id: int) -> Response:
+def revoke_api_key(request: Request, key_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.revoke_api_key(s, a, key_id, now=now()))
 
 
 @router.post("/api-keys/{key_id}/rotate", dependencies=CREDENTIALS)
-def rotate_api_key(request: Request, key_id: int, body: schemas.Rotate | None = None) -> Response:
+def rotate_api_key(request: Request, key_id: RowId, body: schemas.Rotate | None = None) -> Response:
     """A new shared key (in this answer only); the old one works `overlap_seconds` more."""
     overlap = body.overlap_seconds if body is not None else 0
     return _run(
@@ -605,7 +600,7 @@ def create_oauth_client(request: Request, body: schemas.CreateOAuthClient) -> Re
 
 @router.post("/oauth-clients/{client_id}/rotate", dependencies=CREDENTIALS)
 def rotate_oauth_client(
-    request: Request, client_id: int, body: schemas.Rotate | None = None
+    request: Request, client_id: RowId, body: schemas.Rotate | None = None
 ) -> Response:
     """A new client secret (in this answer only); the old one works `overlap_seconds` more."""
     overlap = body.overlap_seconds if body is not None else 0
@@ -618,7 +613,7 @@ def rotate_oauth_client(
 
 
 @router.delete("/oauth-clients/{client_id}", dependencies=CREDENTIALS)
-def revoke_oauth_client(request: Request, client_id: int) -> Response:
+def revoke_oauth_client(request: Request, client_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.revoke_oauth_client(s, a, client_id, now=now()))
 
 
@@ -631,7 +626,7 @@ def audit_log(
     object_type: str | None = None,
     object_id: str | None = None,
     action: str | None = None,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
     per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
 ) -> Response:
     """Every change, newest first: who, what, when, before and after."""
@@ -647,9 +642,3 @@ def audit_log(
             per_page=per_page,
         ),
     )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

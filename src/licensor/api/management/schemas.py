@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -15,6 +15,19 @@ def _no_nul(value: str) -> str:
 
 
 NoNul = AfterValidator(_no_nul)
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:  # (a time without an offset is UTC)
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError("must be a time between the years 1 and 9999 in UTC") from None
+
+
+# A point in time, in UTC.
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 Short = Annotated[str, Field(max_length=200), NoNul]
 
 
@@ -42,15 +55,15 @@ class IssueLicenses(_Body):
     enabled: bool = True
     max_activations: Annotated[int, Field(ge=0, le=1_000_000)] = 1
     allow_unlimited_activations: bool = False
-    validity_period: datetime | None = None
+    validity_period: Instant | None = None
     validity_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    start_date: datetime | None = None
+    start_date: Instant | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] = 0
     prevent_vm: bool | None = None
     is_trial: bool = False
     trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] = 0
-    maintenance_period: datetime | None = None
+    maintenance_period: Instant | None = None
     version_spec: Short | None = None
     order_id: Short = ""
     customer_email: Annotated[str, Field(max_length=320), NoNul] | None = None
@@ -68,12 +81,12 @@ class UpdateLicense(_Body):
     license_type: Literal["perpetual", "time-limited", "subscription", "consumption"] | None = None
     max_activations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     allow_unlimited_activations: bool | None = None
-    validity_period: datetime | None = None
-    start_date: datetime | None = None
+    validity_period: Instant | None = None
+    start_date: Instant | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
     prevent_vm: bool | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
-    maintenance_period: datetime | None = None
+    maintenance_period: Instant | None = None
     version_spec: Short | None = None
     order_id: Short | None = None
     metadata: dict[str, Any] | None = None
@@ -83,7 +96,7 @@ class UpdateLicense(_Body):
 
 class ExtendLicense(_Body):
     days: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    until: datetime | None = None
+    until: Instant | None = None
 
 
 class CreateToken(_Body):
@@ -159,7 +172,7 @@ class ReleaseLinks(_Body):
 
 class CreateRelease(_Body):
     version: Annotated[str, Field(min_length=1, max_length=50), NoNul]
-    release_date: datetime
+    release_date: Instant
     environment: Annotated[str, Field(max_length=50), NoNul] = ""
     channel: Annotated[str, Field(max_length=50), NoNul] = ""
     enabled: bool = True
@@ -203,7 +216,7 @@ class PolicySettings(_Body):
     max_activations: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     allow_unlimited_activations: bool | None = None
     validity_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    validity_period: datetime | None = None
+    validity_period: Instant | None = None
     is_trial: bool | None = None
     trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
