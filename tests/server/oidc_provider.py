@@ -68,6 +68,9 @@ class OidcProvider:
         self.email_verified = True
         self.codes: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []
+        # While set, the token endpoint waits until it is released (a slow provider).
+        self.token_gate: threading.Event | None = None
+        self.token_waiting = threading.Event()
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,6 +130,10 @@ class OidcProvider:
                 provider.requests.append(self.path)
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                gate = provider.token_gate
+                if gate is not None:
+                    provider.token_waiting.set()
+                    gate.wait(60)
                 status, body = provider.token(self.headers.get("Authorization", ""), form)
                 self._send(status, body)
 

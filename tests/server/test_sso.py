@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,42 @@ def test_authorization_code_grant_activates_once_per_code(
     other = dict(sso, code=params["code"], redirect_uri="https://evil.example/cb")
     refused = sso_server.api.activate(hardware_id="pc-3", product="sso", **other)
     assert error_of(refused) == (400, "sso_redirect_uri_not_allowed")
+
+
+def test_a_slow_provider_holds_up_no_other_activation(
+    sso_server: Server, provider: OidcProvider
+) -> None:
+    """The provider is asked before the write transaction: while it takes its time over a code,
+    other activations (SQLite: one writer at a time) go on."""
+    sso_server.product("app")
+    other = sso_server.license("app")
+    redirect_uri = "http://127.0.0.1:8125/cb"
+    params, _nonce = login(sso_server, "code", redirect_uri)
+    sso = {"customer_account_code": ACCOUNT, "code": params["code"], "redirect_uri": redirect_uri}
+    provider.token_gate = threading.Event()
+    answers: dict[str, httpx.Response] = {}
+
+    def sso_activation() -> None:
+        answers["sso"] = sso_server.api.activate(hardware_id="pc-slow", product="sso", **sso)
+
+    waiting = threading.Thread(target=sso_activation)
+    waiting.start()
+    try:
+        assert provider.token_waiting.wait(30), "the server never asked the provider"
+        # the SSO activation is now waiting on the provider; another one must not wait on it
+        plain = sso_server.api.call(
+            "POST",
+            "/api/v4/activate_license",
+            json={"product": "app", "license_key": other.license_key, "hardware_id": "pc-other"},
+            timeout=20,  # (SQLite's busy timeout, 30 s, would be reached first if it waited)
+        )
+        assert plain.status_code == 200, plain.text
+        assert waiting.is_alive()  # the provider has not answered yet
+    finally:
+        provider.token_gate.set()
+        waiting.join(60)
+    assert answers["sso"].status_code == 200, answers["sso"].text
+    assert answers["sso"].json()["user"]["email"] == EMAIL
 
 
 def test_key_rotation_is_picked_up_and_jwks_is_cached(

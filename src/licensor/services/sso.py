@@ -470,42 +470,60 @@ def identify(
     return account.row, email.strip().lower()
 
 
-def resolve_ref(
+@dataclass(frozen=True, slots=True)
+class SsoUser:
+    """A user their identity provider vouched for. Found before the write transaction of the
+    request: finding them may ask the provider (a code to exchange, its keys), and the write
+    lock must not wait on the network."""
+
+    email: str  # lower-cased
+    auto_create_license_id: int | None  # the account's license new users are added to
+
+
+def verified_user(
     session: Session,
     keys: ServerKeys,
     caller: Caller,
-    ref: LicenseRef,
+    product_code: str,
     credentials: SsoCredentials,
-    *,
-    now: datetime,
-    create_user: bool = False,
-) -> LicenseRef:
-    """``ref`` naming the verified SSO user; with ``create_user`` (activation), an unknown user is
-    added to the account's auto-create license when one is configured."""
-    product = resolve_product(session, caller, ref.product)
+) -> SsoUser:
+    """The user behind ``credentials``, for a product with user-based licenses."""
+    product = resolve_product(session, caller, product_code)
     if product.authorization_method != AuthorizationMethod.USER:
         raise LicensorError(
             "invalid_product_auth_method", "Single sign-on needs a product with user-based licenses"
         )
     account, email = identify(session, keys, caller, credentials)
-    if create_user and account.auto_create_license_id is not None:
-        _ensure_user(session, caller, account, ref.product, email, now)
-    return replace(ref, username=email, password=None, verified_username=email)
+    return SsoUser(email, account.auto_create_license_id)
+
+
+def resolve_ref(
+    session: Session,
+    caller: Caller,
+    ref: LicenseRef,
+    user: SsoUser,
+    *,
+    now: datetime,
+    create_user: bool = False,
+) -> LicenseRef:
+    """``ref`` naming the verified SSO user; with ``create_user`` (activation, inside its write
+    transaction), an unknown user is added to the account's auto-create license when one is
+    configured."""
+    if create_user and user.auto_create_license_id is not None:
+        _ensure_user(session, caller, user.auto_create_license_id, ref.product, user.email, now)
+    return replace(ref, username=user.email, password=None, verified_username=user.email)
 
 
 def _ensure_user(
     session: Session,
     caller: Caller,
-    account: CustomerAccount,
+    license_id: int,
     product_code: str,
     email: str,
     now: datetime,
 ) -> None:
-    assert account.auto_create_license_id is not None
     product = resolve_product(session, caller, product_code)
-    license_ = repository.license_in_company(
-        session, caller.company_id, account.auto_create_license_id
-    )
+    license_ = repository.license_in_company(session, caller.company_id, license_id)
     if license_ is None or license_.product_id != product.id:
         return  # the account's license is for another product: nothing to add here
     if repository.license_user_on_license(session, license_.id, email) is not None:

@@ -166,22 +166,14 @@ def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> l
     )
 
 
-def identity_ref(
-    session: Session,
-    state: AppState,
-    caller: Caller,
-    data: schemas.LicenseIdentity,
-    password: str | None = None,
-    *,
-    now: datetime,
-    create_user: bool = False,
-) -> licensing.LicenseRef:
-    """The license reference, naming the verified user when single sign-on credentials came."""
-    ref = license_ref(data, password)
+def sso_user(state: AppState, caller: Caller, data: schemas.LicenseIdentity) -> sso.SsoUser | None:
+    """The user single sign-on credentials name, or ``None`` when none came. Called before the
+    write transaction, in a read one of its own: it may ask the identity provider, over the
+    network, and SQLite's write lock must not wait for it."""
     if not isinstance(data, schemas.SsoFields) or not (
         data.customer_account_code or data.id_token or data.code
     ):
-        return ref
+        return None
     if not data.customer_account_code:
         raise LicensorError(
             "missing_parameters",
@@ -190,9 +182,25 @@ def identity_ref(
     credentials = sso.SsoCredentials(
         data.customer_account_code, data.id_token, data.code, data.redirect_uri, data.nonce
     )
-    return sso.resolve_ref(
-        session, state.keys, caller, ref, credentials, now=now, create_user=create_user
-    )
+    with state.db.transaction() as session:
+        return sso.verified_user(session, state.keys, caller, data.product, credentials)
+
+
+def identity_ref(
+    session: Session,
+    caller: Caller,
+    data: schemas.LicenseIdentity,
+    user: sso.SsoUser | None,
+    password: str | None = None,
+    *,
+    now: datetime,
+    create_user: bool = False,
+) -> licensing.LicenseRef:
+    """The license reference, naming the verified ``user`` (``sso_user``) if any."""
+    ref = license_ref(data, password)
+    if user is None:
+        return ref
+    return sso.resolve_ref(session, caller, ref, user, now=now, create_user=create_user)
 
 
 def device_info(data: schemas.DeviceFields) -> licensing.DeviceInfo:
@@ -252,24 +260,23 @@ def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Respon
         caller = caller_of(session, state, request, now)
     idempotency_key = idempotency_key_of(request)
     data = parse_json(raw, schemas.ActivateRequest)
-    with (
-        failures_counted(request, state, caller, data, now),
-        state.db.transaction(write=True) as session,
-    ):
-        answer = licensing.activate(
-            session,
-            caller,
-            state.keys,
-            identity_ref(session, state, caller, data, data.password, now=now, create_user=True),
-            device_info(data),
-            variables=variables_as_text(data.variables),
-            now=now,
-            algorithm=requested_algorithm(request.scope["headers"]),
-            idempotency_key=idempotency_key,
-            request_hash=licensing.request_fingerprint(
-                "activate_license", data.model_dump(mode="json")
-            ),
-        )
+    with failures_counted(request, state, caller, data, now):
+        user = sso_user(state, caller, data)
+        with state.db.transaction(write=True) as session:
+            answer = licensing.activate(
+                session,
+                caller,
+                state.keys,
+                identity_ref(session, caller, data, user, data.password, now=now, create_user=True),
+                device_info(data),
+                variables=variables_as_text(data.variables),
+                now=now,
+                algorithm=requested_algorithm(request.scope["headers"]),
+                idempotency_key=idempotency_key,
+                request_hash=licensing.request_fingerprint(
+                    "activate_license", data.model_dump(mode="json")
+                ),
+            )
     response = json_answer(answer.body, answer.status)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -286,12 +293,12 @@ def check_license(request: Request) -> Response:
         caller = caller_of(session, state, request, now)
     query = parse_query(request, schemas.CheckQuery)
     # Read-only first (no write lock on SQLite); writable only when the device has news.
-    ref: licensing.LicenseRef | None = None  # resolved once: an SSO code is single-use
     with failures_counted(request, state, caller, query, now):
+        user = sso_user(state, caller, query)  # (once: an SSO code is single-use)
         for writable in (False, True):
             try:
                 with state.db.transaction(write=writable) as session:
-                    ref = ref or identity_ref(session, state, caller, query, now=now)
+                    ref = identity_ref(session, caller, query, user, now=now)
                     answer = licensing.check(
                         session,
                         caller,
@@ -317,12 +324,11 @@ def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Resp
     with state.db.transaction() as session:  # (as in activate_license)
         caller = caller_of(session, state, request, now)
     data = parse_json(raw, schemas.DeactivateRequest)
-    with (
-        failures_counted(request, state, caller, data, now),
-        state.db.transaction(write=True) as session,
-    ):
-        ref = identity_ref(session, state, caller, data, data.password, now=now)
-        answer = licensing.deactivate(session, caller, ref, now=now)
+    with failures_counted(request, state, caller, data, now):
+        user = sso_user(state, caller, data)
+        with state.db.transaction(write=True) as session:
+            ref = identity_ref(session, caller, data, user, data.password, now=now)
+            answer = licensing.deactivate(session, caller, ref, now=now)
     return json_answer(answer.body)
 
 
