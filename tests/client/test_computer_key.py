@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from licensor.client import (
+    ClockTamperingDetected,
     ComputerKeyClient,
     LicenseExpired,
     LicenseNotValid,
@@ -97,6 +98,51 @@ def test_manual_activation_then_validation_from_the_key_alone(tmp_path: Path) ->
         client(tmp_path, now=NOW + timedelta(days=40)).validate()
     with pytest.raises(WrongComputer):
         client(tmp_path, hw="copied-to-another-computer").validate()
+
+
+def test_a_clock_set_back_does_not_bring_an_expired_key_back(tmp_path: Path) -> None:
+    client(tmp_path).install(vendor_key())
+    assert client(tmp_path, now=NOW + timedelta(days=29)).validate().license_id == 9
+    with pytest.raises(LicenseExpired):  # a launch after the expiry: the time is remembered
+        client(tmp_path, now=NOW + timedelta(days=40)).validate()
+    with pytest.raises(ClockTamperingDetected) as set_back:
+        client(tmp_path, now=NOW + timedelta(days=10)).validate()
+    assert set_back.value.high_water == NOW + timedelta(days=40)
+    # clocks drift: within the tolerance (15 minutes) of the mark it is not tampering
+    with pytest.raises(LicenseExpired):
+        client(tmp_path, now=NOW + timedelta(days=40, minutes=-10)).validate()
+    # the time record is MAC'd: editing it is detected, deleting it only forgets the mark
+    record = tmp_path / "store" / "photo.computer-key.clock.json"
+    record.write_text(record.read_text().replace('"high_water":"2026', '"high_water":"2025'))
+    with pytest.raises(TamperedLicense):
+        client(tmp_path, now=NOW + timedelta(days=10)).validate()
+    # forgetting the key keeps the mark: installing the old key again with the clock set back
+    # is still refused
+    record.unlink()
+    with pytest.raises(LicenseExpired):
+        client(tmp_path, now=NOW + timedelta(days=40)).validate()
+    client(tmp_path).forget()
+    with pytest.raises(ClockTamperingDetected):
+        client(tmp_path, now=NOW + timedelta(days=10)).install(vendor_key())
+
+
+def test_a_clock_earlier_than_the_key_was_issued_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ClockTamperingDetected) as early:
+        client(tmp_path, now=CLAIMS.issued_at - timedelta(hours=1)).install(vendor_key())
+    assert early.value.high_water == CLAIMS.issued_at
+    assert client(tmp_path).stored_computer_key() is None
+
+
+def test_a_clock_once_set_ahead_recovers_with_a_freshly_issued_key(tmp_path: Path) -> None:
+    client(tmp_path).install(vendor_key())
+    with pytest.raises(LicenseExpired):
+        client(tmp_path, now=NOW + timedelta(days=100)).validate()  # the clock was set ahead
+    corrected = NOW + timedelta(days=2)
+    with pytest.raises(ClockTamperingDetected):
+        client(tmp_path, now=corrected).validate()
+    reissued = vendor_key(replace(CLAIMS, issued_at=corrected - timedelta(minutes=1)))
+    assert client(tmp_path, now=corrected).install(reissued).license_id == 9
+    assert client(tmp_path, now=corrected + timedelta(hours=1)).validate().license_id == 9
 
 
 def test_install_refuses_a_key_for_another_computer(tmp_path: Path) -> None:

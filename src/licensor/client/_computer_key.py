@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from licensor.client._auth import (
@@ -27,6 +27,7 @@ from licensor.client._auth import (
     token_form,
 )
 from licensor.client._errors import (
+    ClockTamperingDetected,
     LicenseExpired,
     LicenseNotValid,
     NotActivated,
@@ -35,7 +36,8 @@ from licensor.client._errors import (
     UntrustedResponse,
     WrongComputer,
 )
-from licensor.client._store import default_storage_dir, safe_name
+from licensor.client._filelock import InterProcessLock
+from licensor.client._store import ClockRecord, clock_key, default_storage_dir, safe_name
 from licensor.client._verify import interpret
 from licensor.client.hardware import Binding, hardware_id
 from licensor.protocol.computer_key import (
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     import httpx
 
 API = "/api/v4"
+# The time record is rewritten only when it moves by at least this much (a write per start saved).
+_HIGH_WATER_STEP = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,13 @@ def verify_computer_key(
     Raises ``TamperedLicense`` (not a key, or a signature that does not verify), ``WrongComputer``,
     ``LicenseNotValid`` (another product) or ``LicenseExpired``.
     """
+    claims = _bound_claims(computer_key, public_keys, hardware_id, product)
+    return _unexpired(claims, now or datetime.now(UTC))
+
+
+def _bound_claims(
+    computer_key: str, public_keys: PublicKeySet, hardware_id: str, product: str | None
+) -> ComputerKey:
     try:
         claims = decode_computer_key(computer_key, public_keys)
     except ComputerKeyError as exc:
@@ -109,7 +120,10 @@ def verify_computer_key(
         raise WrongComputer("this Computer Key was issued for another computer")
     if product is not None and claims.product != product:
         raise LicenseNotValid(f"this Computer Key is for product {claims.product!r}")
-    moment = now or datetime.now(UTC)
+    return claims
+
+
+def _unexpired(claims: ComputerKey, moment: datetime) -> ComputerKeyLicense:
     if claims.is_expired(moment):
         raise LicenseExpired(
             "the license of this Computer Key has expired", expired_at=claims.expires_at
@@ -133,6 +147,7 @@ class _ComputerKeyCore:
         storage_dir: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         clock: Callable[[], datetime] | None = None,
+        clock_tolerance: timedelta = timedelta(minutes=15),
     ) -> None:
         self.product = product
         self.public_keys = public_keys
@@ -144,6 +159,7 @@ class _ComputerKeyCore:
         self.storage_dir = os.fspath(storage_dir) if storage_dir is not None else None
         self.timeout = timeout
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.clock_tolerance = clock_tolerance
         self._tokens = TokenCache()
 
     # ------------------------------------------------------------------ offline
@@ -165,19 +181,56 @@ class _ComputerKeyCore:
         return now if now.tzinfo else now.replace(tzinfo=UTC)
 
     def verify(self, computer_key: str) -> ComputerKeyLicense:
-        return verify_computer_key(
-            computer_key,
-            self.public_keys,
-            hardware_id=self.hardware_id,
-            product=self.product,
-            now=self._now(),
-        )
+        """Verify a Computer Key for this computer and product, its expiry judged at the trusted
+        time (``ClockTamperingDetected`` when the clock was set back: see ``_trusted_now``)."""
+        return self._verified(computer_key, fresh_resets=False)
 
     def install(self, computer_key: str) -> ComputerKeyLicense:
-        """Manual (offline) activation: verify a Computer Key for this computer, then store it."""
-        verified = self.verify(computer_key)
+        """Manual (offline) activation: verify a Computer Key for this computer, then store it.
+        A key issued within ``clock_tolerance`` of the clock vouches for the clock: it resets a
+        time record left too far ahead by a clock that was once set ahead."""
+        verified = self._verified(computer_key, fresh_resets=True)
         self._write(verified.computer_key)
         return verified
+
+    def _verified(self, computer_key: str, *, fresh_resets: bool) -> ComputerKeyLicense:
+        claims = _bound_claims(computer_key, self.public_keys, self.hardware_id, self.product)
+        return _unexpired(claims, self._trusted_now(claims.issued_at, fresh_resets=fresh_resets))
+
+    def _trusted_now(self, issued_at: datetime, *, fresh_resets: bool) -> datetime:
+        """The later of the clock and the high-water mark of time seen here (kept beside the
+        Computer Key, MAC'd) and the key's signed issue time; raises ``ClockTamperingDetected``
+        when the clock is more than ``clock_tolerance`` earlier than that mark, so an expired
+        key does not come back with a clock set back. The mark moves forward as time is seen."""
+        now = self._now()
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        name = safe_name(self.product)
+        record = ClockRecord(
+            os.path.join(directory, f"{name}.computer-key.clock.json"), self.product
+        )
+        key = clock_key(self.hardware_id, self.product)
+        fresh = fresh_resets and abs(now - issued_at) <= self.clock_tolerance
+        with InterProcessLock(os.path.join(directory, f"{name}.computer-key.lock")):
+            try:
+                recorded = record.load(key)
+            except TamperedLicense:
+                if not fresh:
+                    raise
+                recorded = None
+            if fresh:
+                recorded = None
+            high_water = max(issued_at, recorded) if recorded is not None else issued_at
+            if now < high_water - self.clock_tolerance:
+                raise ClockTamperingDetected(
+                    "the computer's clock is earlier than a time already seen; correct the clock",
+                    now=now,
+                    high_water=high_water,
+                )
+            trusted = max(now, high_water)
+            if recorded is None or trusted >= recorded + _HIGH_WATER_STEP:
+                record.save(trusted, key)
+        return trusted
 
     def stored_computer_key(self) -> str | None:
         try:

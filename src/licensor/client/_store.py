@@ -186,8 +186,23 @@ class LicenseStore:
         _unlink(self.clock_path)
 
     def load_high_water(self, key: bytes) -> datetime | None:
+        return ClockRecord(self.clock_path, self.product).load(key)
+
+    def save_high_water(self, moment: datetime, key: bytes) -> None:
+        ClockRecord(self.clock_path, self.product).save(moment, key)
+
+
+class ClockRecord:
+    """The high-water mark of trusted time kept in ``path``, MAC'd with a key derived from what
+    binds the license (``clock_key``): a clock set back below it is detected."""
+
+    def __init__(self, path: str, product: str) -> None:
+        self.path = path
+        self.product = product
+
+    def load(self, key: bytes) -> datetime | None:
         try:
-            content = _read_bytes(self.clock_path)
+            content = _read_bytes(self.path)
         except FileNotFoundError:
             return None
         try:
@@ -201,9 +216,9 @@ class LicenseStore:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise TamperedLicense(f"the stored time record was modified: {exc}") from exc
 
-    def save_high_water(self, moment: datetime, key: bytes) -> None:
+    def save(self, moment: datetime, key: bytes) -> None:
         high_water = iso_ms_z(moment)
         mac = _clock_mac(key, self.product, high_water)
         write_atomically(
-            self.clock_path, compact_json({"format": FORMAT, "high_water": high_water, "mac": mac})
+            self.path, compact_json({"format": FORMAT, "high_water": high_water, "mac": mac})
         )
