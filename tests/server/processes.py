@@ -21,7 +21,7 @@ from sqlalchemy import text
 from licensor.keyring import Keyring
 from licensor.protocol.signing import PublicKeySet
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import catalogue
+from licensor.services import catalogue, management
 from licensor.settings import Settings
 from licensor.store import migrate
 from licensor.store.db import Database
@@ -69,30 +69,41 @@ def prepare(database_url: str, data_dir: Path) -> Deployment:
     return Deployment(env, db, master, company.id, key.api_key, key.shared_key, keys)
 
 
+def start(
+    deployment: Deployment, port: int, log_path: Path, *, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """``licensor serve`` on ``port`` in a session of its own, its output in ``log_path``."""
+    with log_path.open("wb") as log_file:  # (the child keeps its own copy of the descriptor)
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "licensor.cli.main", "serve", "--port", str(port)),
+                *("--workers", str(workers), "--log-level", "warning"),
+            ],
+            env=deployment.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's whole session (supervisor and workers), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
     """Start ``licensor serve`` and yield its base URL once it answers ``/health``."""
     port = free_port()
     log_path = Path(deployment.env["LICENSOR_DATA_DIR"]) / f"serve-{port}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "licensor.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        env=deployment.env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start(deployment, port, log_path, workers=workers)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -113,13 +124,22 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log_file.close()
+        stop(process)
+
+
+def admin_token(deployment: Deployment, name: str = "admin") -> str:
+    """A management API bearer token with the admin role, made as at the server's terminal."""
+    with deployment.db.transaction(write=True) as session:
+        made = management.bootstrap_token(
+            session,
+            deployment.master_key,
+            deployment.company_id,
+            name=name,
+            role="admin",
+            now=datetime.now(UTC),
+        )
+    token: str = made["token"]
+    return token
 
 
 def issue_licenses(deployment: Deployment, count: int, **fields: object) -> list[str]:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.store import migrate
 from licensor.store.db import Database
-from tests.server.processes import prepare, serve
+from tests.server.processes import admin_token, prepare, serve
 from tests.server.support import Server, error_of
 from tests.server.test_management_api import BASE, Mgmt, activated, count_rows, make_token, mgmt
 
@@ -568,17 +568,7 @@ def test_racing_company_wide_blacklist_adds_store_one_entry(
     """Identical company-wide adds, released together against a real server with two worker
     processes: one 201, the others the same 409 as a late add, and one row."""
     deployment = prepare(database_url, tmp_path / "data")
-    with deployment.db.transaction(write=True) as session:
-        from licensor.services import management
-
-        token = management.bootstrap_token(
-            session,
-            deployment.master_key,
-            deployment.company_id,
-            name="t",
-            role="admin",
-            now=datetime.now(UTC),
-        )["token"]
+    token = admin_token(deployment, "t")
     with serve(deployment, workers=2) as url:
         clients = [httpx.Client(base_url=url, timeout=60) for _ in range(8)]
         try:

@@ -17,7 +17,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ from schemathesis.core.transport import Response
 from licensor.api.app import create_app
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
 from licensor.protocol.signing import parse_licensor_signature
-from licensor.services import catalogue, management
+from licensor.services import catalogue
 from tests.harness.postgres import PostgresServer
-from tests.server.processes import Deployment, issue_licenses, prepare, serve
+from tests.server.processes import Deployment, admin_token, issue_licenses, prepare, serve
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +59,8 @@ class Live:
         deployment = self.deployment
         with deployment.db.transaction(write=True) as session:
             key = catalogue.create_api_key(session, deployment.master_key, deployment.company_id)
-            made = management.bootstrap_token(
-                session,
-                deployment.master_key,
-                deployment.company_id,
-                name="fuzz",
-                role="admin",
-                now=datetime.now(UTC),
-            )
-        self.api_key, self.shared_key, self.token = key.api_key, key.shared_key, made["token"]
+        self.api_key, self.shared_key = key.api_key, key.shared_key
+        self.token = admin_token(deployment, "fuzz")
 
     def headers(self, case: Case) -> dict[str, str]:
         if case.path.startswith(MANAGEMENT):

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from licensor.cli import workers
-from tests.server.processes import STARTUP_SECONDS, free_port, prepare
+from tests.server.processes import STARTUP_SECONDS, free_port, prepare, start, stop
 
 pytestmark = [
     pytest.mark.slow,
@@ -102,28 +101,7 @@ def _listeners(supervisor: int, port: int, count: int) -> dict[int, int]:
 
 def _start(tmp_path: Path, port: int, workers_count: int) -> subprocess.Popen[bytes]:
     deployment = prepare(f"sqlite:///{tmp_path / 'licensor.db'}", tmp_path / "data")
-    log = (tmp_path / "serve.log").open("wb")
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "licensor.cli.main", "serve", "--port", str(port)),
-            *("--workers", str(workers_count), "--log-level", "warning"),
-        ],
-        env=deployment.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return start(deployment, port, tmp_path / "serve.log", workers=workers_count)
 
 
 def _healthy(port: int) -> bool:
@@ -159,7 +137,7 @@ def test_each_worker_accepts_from_its_own_socket_and_a_burst_is_spread(tmp_path:
             for connection in connections:
                 connection.close()
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_a_killed_worker_is_replaced_on_its_socket_and_no_connection_is_refused(
@@ -184,7 +162,7 @@ def test_a_killed_worker_is_replaced_on_its_socket_and_no_connection_is_refused(
         assert set(replaced) == set(listeners)  # the same two sockets
         assert replaced[inode] != victim and replaced[inode] in _children(process.pid)
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
@@ -207,7 +185,7 @@ def test_a_port_in_use_is_refused(tmp_path: Path) -> None:
         try:
             assert process.wait(timeout=STARTUP_SECONDS) != 0
         finally:
-            _stop(process)
+            stop(process)
         assert "address already in use" in (tmp_path / "serve.log").read_text().lower()
     finally:
         for sock in group:
