@@ -90,12 +90,40 @@ def test_storm_of_activations_deactivations_and_checks(database_url: str, tmp_pa
                     if response.status_code >= 500:
                         failures.append(f"{response.status_code} {response.text[:100]}")
 
+        # "never exceeded": the seats are watched while the storm runs, not only afterwards
+        storming = threading.Event()
+        samples: list[int] = []
+
+        def watch() -> None:
+            while storming.is_set():
+                with deployment.db.transaction() as session:
+                    over = session.execute(
+                        text("""
+                        select l.id, l.times_activated, l.max_activations,
+                               (select count(*) from devices d
+                                 where d.license_id = l.id and d.active)
+                        from licenses l
+                        where l.times_activated > l.max_activations
+                           or (select count(*) from devices d
+                                where d.license_id = l.id and d.active) > l.max_activations""")
+                    ).all()
+                samples.append(len(over))
+                if over:
+                    failures.append(f"seats over the limit during the storm: {over}")
+                time.sleep(0.01)
+
         threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+        storming.set()
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        storming.clear()
+        watcher.join()
     assert not failures, failures[:5]
+    assert len(samples) >= 10, "the seats were hardly watched during the storm"
     assert_invariants(deployment)
     deployment.db.dispose()
 
