@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +61,17 @@ def screenshot(display: str, name: str) -> Path | None:
     return target
 
 
+def settle(root: Any, window: Any, seconds: float = 30.0) -> None:
+    """Let the window run until its call to the server is done (it runs in a thread)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        root.update()
+        if not window.busy:
+            return
+        assert time.monotonic() < deadline, "the wizard is still waiting for the server"
+        time.sleep(0.01)
+
+
 def drive_tk_wizard(client: LicenseClient, display: str, prefix: str, key: str) -> None:
     """Use every page of the Tk wizard as a person would, keeping a screenshot of each."""
     tk = pytest.importorskip("tkinter")
@@ -79,17 +92,22 @@ def drive_tk_wizard(client: LicenseClient, display: str, prefix: str, key: str) 
         window.pages.select(index)
         for _ in range(5):
             root.update()
+        settle(root, window)  # (the status page asks the client when it is shown)
         shots.append(screenshot(display, f"{prefix}-{name}"))
+
+    def press(button: Any) -> None:
+        button.invoke()
+        settle(root, window)
 
     try:
         window.key_entry.insert(0, "NO-SUCH-KEY")
-        window.activate_button.invoke()
+        press(window.activate_button)
         assert "No license matches" in str(window.activate_message.cget("text"))
         assert window.last_exit == 3
         show(0, "0-activate-refused")
         window.key_entry.delete(0, "end")
         window.key_entry.insert(0, key)
-        window.activate_button.invoke()
+        press(window.activate_button)
         assert "This computer is activated" in str(window.activate_message.cget("text"))
         assert window.last_exit == 0
         show(0, "1-activate")
@@ -99,11 +117,11 @@ def drive_tk_wizard(client: LicenseClient, display: str, prefix: str, key: str) 
         assert "Active" in status and key in status
 
         show(2, "3-deactivate-before")
-        window.deactivate_button.invoke()
+        press(window.deactivate_button)
         assert answers == [f"Deactivate {key} on this computer?"]
         assert "is deactivated" in str(window.deactivate_message.cget("text"))
         show(2, "4-deactivated")
-        window.refresh_button.invoke()
+        press(window.refresh_button)
         assert "no activated license" in window.status_text.get("1.0", "end")
         show(1, "5-status-after")
     finally:

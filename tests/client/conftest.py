@@ -100,7 +100,11 @@ def make_client(
         client.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def display() -> Iterator[str]:
-    """DISPLAY of a private Xvfb for this test (skipped when Xvfb is not installed)."""
+    """DISPLAY of a private Xvfb, one per test process (skipped when Xvfb is not installed).
+
+    One per process, not per test: Tk keeps its connection to every display it has used open
+    until the process ends, and a later Tk window's event loop dies on a display that is gone
+    (``XIO: fatal IO error``), killing the test process."""
     yield from start_display()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from _display import drive_tk_wizard
+from _display import drive_tk_wizard, settle
 from _fake_license_server import FakeLicenseServer
 from _terminal import TerminalSession
 
@@ -245,3 +247,57 @@ def test_tk_wizard_pages(
     finally:
         client.close()
     assert not any(server.licenses["KEY-1111"].devices.values())
+
+
+def test_tk_wizard_stays_responsive_while_the_server_answers(
+    display: str, server: FakeLicenseServer, public_keys: list[str], tmp_path: Path
+) -> None:
+    """The call to the server runs in a thread: meanwhile the window handles its events, shows
+    that it is working, and cannot be asked to activate twice."""
+    tk = pytest.importorskip("tkinter")
+    import httpx
+
+    from licensor.client import HmacCredentials
+    from licensor.client._wizard_tk import WizardWindow
+
+    gate = threading.Event()
+    inner = server.transport()
+
+    class SlowServer(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/activate_license"):
+                gate.wait(30)
+            return inner.handle_request(request)
+
+    client = LicenseClient(
+        "https://licensing.test",
+        "app",
+        public_keys,
+        HmacCredentials("api-key-1", "shared-secret"),
+        storage_dir=tmp_path / "gui",
+        transport=SlowServer(),
+        send_device_facts=False,
+    )
+    root = tk.Tk()
+    try:
+        window = WizardWindow(root, client)
+        window.key_entry.insert(0, "KEY-1111")
+        window.activate_button.invoke()  # returns at once
+        handled = 0
+        for _ in range(20):  # the window keeps handling events while the server is silent
+            root.update()
+            handled += 1
+            time.sleep(0.01)
+        assert handled == 20 and not gate.is_set()
+        assert window.busy
+        assert str(window.activate_button.cget("state")) == "disabled"
+        assert "Activating" in str(window.activate_message.cget("text"))
+        gate.set()
+        settle(root, window)
+        assert "This computer is activated" in str(window.activate_message.cget("text"))
+        assert str(window.activate_button.cget("state")) == "normal"
+        assert window.last_exit == 0
+    finally:
+        gate.set()
+        root.destroy()
+        client.close()

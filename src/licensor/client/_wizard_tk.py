@@ -1,19 +1,31 @@
-"""The License Wizard's Tk window: Activate, Status and Deactivate pages (tkinter ships with Python)."""
+"""The License Wizard's Tk window: Activate, Status and Deactivate pages (tkinter ships with Python).
+
+Every call to the server runs in a thread of its own, so the window keeps redrawing and answering
+while it waits (a slow network would otherwise freeze it: "Not responding"); the action buttons
+are disabled meanwhile, and the outcome is shown from Tk's own thread.
+"""
 
 from __future__ import annotations
 
+import threading
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import messagebox, ttk
+from typing import Any, TypeVar
 
 from licensor.client._client import LicenseClient
 from licensor.client._errors import LicenseRefused, LicensorError
+from licensor.client._license import License
 from licensor.client.wizard import (
     EXIT_OK,
     describe,
     exit_code,
     explain,
 )
+
+T = TypeVar("T")
+
+_POLL_MS = 30  # how often Tk's thread looks whether the server's answer is in
 
 
 class WizardWindow:
@@ -30,6 +42,7 @@ class WizardWindow:
         self.client = client
         self.confirm = confirm or (lambda text: messagebox.askyesno("Deactivate", text))
         self.last_exit = EXIT_OK
+        self.busy = False
         root.title(f"License Wizard — {client.product}")
         root.minsize(520, 320)
         self.pages = ttk.Notebook(root)
@@ -90,12 +103,50 @@ class WizardWindow:
             self.password_label.grid_remove()
             self.password_entry.grid_remove()
 
-    def _busy(self, busy: bool) -> None:
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        state = "disabled" if busy else "normal"
+        for button in (self.activate_button, self.refresh_button, self.deactivate_button):
+            button.configure(state=state)
         self.root.configure(cursor="watch" if busy else "")
-        self.root.update_idletasks()
+
+    def _in_background(
+        self,
+        work: Callable[[], T],
+        done: Callable[[T | None, LicensorError | None], None],
+    ) -> None:
+        """``work`` (a call to the server) in a thread; then ``done(result, error)`` on Tk's
+        thread. One at a time: the buttons stay disabled until it is done."""
+        self._set_busy(True)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = work()
+            except LicensorError as exc:
+                outcome["error"] = exc
+            except Exception as exc:  # shown, not lost in a thread
+                outcome["crash"] = exc
+
+        thread = threading.Thread(target=run, name="license-wizard", daemon=True)
+        thread.start()
+
+        def collect() -> None:
+            if thread.is_alive():
+                self.root.after(_POLL_MS, collect)
+                return
+            self._set_busy(False)
+            crash = outcome.get("crash")
+            if crash is not None:
+                self.last_exit = exit_code(crash)
+                messagebox.showerror("License Wizard", f"Unexpected error: {crash}")
+                return
+            done(outcome.get("result"), outcome.get("error"))
+
+        self.root.after(_POLL_MS, collect)
 
     def _tab_changed(self, _event: object) -> None:
-        if self.pages.index(self.pages.select()) == 1:  # type: ignore[no-untyped-call]
+        if self.pages.index(self.pages.select()) == 1 and not self.busy:  # type: ignore[no-untyped-call]
             self.refresh()
 
     def activate(self) -> None:
@@ -103,40 +154,43 @@ class WizardWindow:
         if not value:
             self.activate_message.configure(text="Please enter your license key.")
             return
-        self._busy(True)
-        try:
+        password = self.password_entry.get()
+        self.activate_message.configure(text="Activating...", foreground="")
+
+        def work() -> License:
             if self.user_based:
-                license_ = self.client.activate(username=value, password=self.password_entry.get())
-            else:
-                license_ = self.client.activate(license_key=value)
-        except LicensorError as exc:
-            self.last_exit = exit_code(exc)
-            code = f" (server code: {exc.code})" if isinstance(exc, LicenseRefused) else ""
-            self.activate_message.configure(text=explain(exc) + code, foreground="#b00020")
-            return
-        finally:
-            self._busy(False)
-        self.last_exit = EXIT_OK
-        lines = ["This computer is activated."]
-        lines += [f"{name}: {text}" for name, text in describe(license_)[:4]]
-        self.activate_message.configure(text="\n".join(lines), foreground="#1b5e20")
+                return self.client.activate(username=value, password=password)
+            return self.client.activate(license_key=value)
+
+        def done(license_: License | None, error: LicensorError | None) -> None:
+            if error is not None:
+                self.last_exit = exit_code(error)
+                code = f" (server code: {error.code})" if isinstance(error, LicenseRefused) else ""
+                self.activate_message.configure(text=explain(error) + code, foreground="#b00020")
+                return
+            assert license_ is not None
+            self.last_exit = EXIT_OK
+            lines = ["This computer is activated."]
+            lines += [f"{name}: {text}" for name, text in describe(license_)[:4]]
+            self.activate_message.configure(text="\n".join(lines), foreground="#1b5e20")
+
+        self._in_background(work, done)
 
     def refresh(self) -> None:
-        self._busy(True)
-        try:
-            license_ = self.client.validate()
-        except LicensorError as exc:
-            self.last_exit = exit_code(exc)
-            text = explain(exc)
-        else:
-            self.last_exit = EXIT_OK
-            text = "\n".join(f"{name:<18} {value}" for name, value in describe(license_))
-        finally:
-            self._busy(False)
-        self.status_text.configure(state="normal")
-        self.status_text.delete("1.0", "end")
-        self.status_text.insert("1.0", text)
-        self.status_text.configure(state="disabled")
+        def done(license_: License | None, error: LicensorError | None) -> None:
+            if error is not None:
+                self.last_exit = exit_code(error)
+                text = explain(error)
+            else:
+                assert license_ is not None
+                self.last_exit = EXIT_OK
+                text = "\n".join(f"{name:<18} {value}" for name, value in describe(license_))
+            self.status_text.configure(state="normal")
+            self.status_text.delete("1.0", "end")
+            self.status_text.insert("1.0", text)
+            self.status_text.configure(state="disabled")
+
+        self._in_background(self.client.validate, done)
 
     def deactivate(self) -> None:
         try:
@@ -151,29 +205,32 @@ class WizardWindow:
         if not self.confirm(f"Deactivate {name} on this computer?"):
             self.deactivate_message.configure(text="Nothing was changed.")
             return
-        self._busy(True)
-        try:
-            self.client.deactivate()
-        except LicensorError as exc:
-            self.last_exit = exit_code(exc)
-            self.deactivate_message.configure(text=explain(exc), foreground="#b00020")
-            return
-        finally:
-            self._busy(False)
-        self.last_exit = EXIT_OK
-        self.deactivate_message.configure(
-            text="This computer is deactivated. You can now activate the license on another "
-            "computer.",
-            foreground="#1b5e20",
-        )
+        self.deactivate_message.configure(text="Deactivating...", foreground="")
+
+        def done(_result: None, error: LicensorError | None) -> None:
+            if error is not None:
+                self.last_exit = exit_code(error)
+                self.deactivate_message.configure(text=explain(error), foreground="#b00020")
+                return
+            self.last_exit = EXIT_OK
+            self.deactivate_message.configure(
+                text="This computer is deactivated. You can now activate the license on another "
+                "computer.",
+                foreground="#1b5e20",
+            )
+
+        self._in_background(self.client.deactivate, done)
 
 
 def run_window(client: LicenseClient) -> int:
     root = tk.Tk()
     window = WizardWindow(root, client)
-    try:
-        window.use_user_login(client.product_details(timeout=5).user_based)
-    except LicensorError:
-        window.use_user_login(False)
+    window.use_user_login(False)
+
+    def asked(details: Any, error: LicensorError | None) -> None:
+        # (the page asks for a key until the server says the product is user-based)
+        window.use_user_login(error is None and bool(details.user_based))
+
+    window._in_background(lambda: client.product_details(timeout=5), asked)
     root.mainloop()
     return window.last_exit
