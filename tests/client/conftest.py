@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -101,10 +102,18 @@ def make_client(
 
 
 @pytest.fixture(scope="session")
-def display() -> Iterator[str]:
-    """DISPLAY of a private Xvfb, one per test process (skipped when Xvfb is not installed).
-
-    One per process, not per test: Tk keeps its connection to every display it has used open
-    until the process ends, and a later Tk window's event loop dies on a display that is gone
-    (``XIO: fatal IO error``), killing the test process."""
+def _xvfb() -> Iterator[str]:
+    # One per process, not per test: Tk keeps its connection to every display it has used open
+    # until the process ends, and a later Tk window's event loop dies on a display that is gone
+    # (``XIO: fatal IO error``), killing the test process.
     yield from start_display()
+
+
+@pytest.fixture
+def display(_xvfb: str) -> Iterator[str]:
+    """DISPLAY of a private Xvfb (skipped when Xvfb is not installed) for a test's Tk windows."""
+    yield _xvfb
+    # The test's Tk interpreter is freed here, in the thread that made it. tkinter's widgets hold
+    # reference cycles, and a later collection in another thread (a test server's, at start-up)
+    # made Tcl abort the whole test process ("Tcl_AsyncDelete: ... wrong thread").
+    gc.collect()
