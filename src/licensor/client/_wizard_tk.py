@@ -157,10 +157,13 @@ class WizardWindow:
         password = self.password_entry.get()
         self.activate_message.configure(text="Activating...", foreground="")
 
+        # (the thread gets the client, not the window: Tk objects must die on Tk's thread)
+        client, user_based = self.client, self.user_based
+
         def work() -> License:
-            if self.user_based:
-                return self.client.activate(username=value, password=password)
-            return self.client.activate(license_key=value)
+            if user_based:
+                return client.activate(username=value, password=password)
+            return client.activate(license_key=value)
 
         def done(license_: License | None, error: LicensorError | None) -> None:
             if error is not None:
