@@ -15,8 +15,9 @@ same number.
   connection is down (database restarting, ...) the version is ``None``; when it is back, it
   moves on (notifications may have been missed meanwhile). A commit made in this process
   moves it at once; another process's commit, when its notification arrives (a
-  millisecond or so later on one machine: a check answered in between is answered as if it
-  had come just before the commit).
+  millisecond or so later on one machine), or up to ``COALESCE_SECONDS`` after that in a burst
+  of commits: a check answered in between is answered as if it had come just before the
+  commit.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from typing import Protocol
 
 from sqlalchemy.engine import make_url
@@ -99,6 +101,13 @@ class SqliteChanges:
 class PostgresChanges:
     POLL_SECONDS = 1.0  # how often the listener also checks that its connection is alive
     RETRY_SECONDS = 0.5
+    # Every commit notifies every worker's listener; woken once per commit, its thread took the
+    # GIL from the event loop each time. Taking a burst's notifications together, at most one
+    # wake-up per 3 ms, measured (bench/activation_ab.py --warm-check, PostgreSQL, 2 workers,
+    # 3 rounds) +4% activations (1,000-1,062 against 971-1,011 per second) and +7% deactivations
+    # (1,196-1,203 against 1,074-1,177). The price: a change made in another process moves the
+    # version up to 3 ms later than its notification arrives.
+    COALESCE_SECONDS = 0.003
 
     def __init__(self, conninfo: str, connect_timeout: int) -> None:
         self._conninfo = conninfo
@@ -130,10 +139,18 @@ class PostgresChanges:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self._version += 1  # (changes made while nobody listened)
                     self._listening = True
+                    pinged = time.monotonic()
                     while not self._stop.is_set():
-                        for _ in connection.notifies(timeout=self.POLL_SECONDS):
+                        # the first notification moves the version at once; those that come in
+                        # the next COALESCE_SECONDS are taken together
+                        for _ in connection.notifies(timeout=self.POLL_SECONDS, stop_after=1):
                             self._version += 1
-                        connection.execute("SELECT 1")  # a dead connection raises here
+                            time.sleep(self.COALESCE_SECONDS)
+                        for _ in connection.notifies(timeout=0):
+                            self._version += 1
+                        if time.monotonic() - pinged >= self.POLL_SECONDS:
+                            connection.execute("SELECT 1")  # a dead connection raises here
+                            pinged = time.monotonic()
             except Exception as exc:
                 if self._listening:
                     log.warning("changes.listener_lost", extra={"error": type(exc).__name__})
