@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SRC := src tests
+SRC := src tests bench
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test run lint format clean bench fuzz

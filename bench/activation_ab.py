@@ -111,13 +111,13 @@ def main() -> None:
                             for key, hw in deployment.check_pool[:20]:
                                 httpx.get(base + run.check_path(key, hw), headers=rsa, timeout=10)
                         plan = [
-                            ("activate_rsa", "rsa", rsa, "activate", lambda _p: activate_file),
+                            ("activate_rsa", "rsa", rsa, "activate", lambda _p, f=activate_file: f),
                             (
                                 "activate_ed25519",
                                 "ed25519",
                                 ed,
                                 "activate",
-                                lambda _p: activate_file,
+                                lambda _p, f=activate_file: f,
                             ),
                             ("deactivate", "-", rsa, "deactivate", deactivations),
                         ]

@@ -71,7 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                         length = int(line[15:])
                 await asyncio.wait_for(reader.readexactly(length), args.timeout)
                 key = status
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 key = type(exc).__name__
                 if writer is not None:
                     writer.close()

@@ -178,7 +178,7 @@ def run_wrk(
         cmd += ["-H", f"{name}: {value}"]
     cmd += ["-s", str(BENCH / "load.lua"), url, "--", mode, str(data), tag]
     out_file = ctx.work / "wrk.out"
-    busy0, total0 = procs.machine_cpu()
+    busy0, _total0 = procs.machine_cpu()
     server0 = procs.session_cpu_seconds(server_session)
     pg0 = procs.tree_cpu_seconds(ctx.pg_postmaster)
     load0 = procs.loadavg()
@@ -202,7 +202,7 @@ def run_wrk(
             time.sleep(0.05)
         procs._STARTED.pop(process.pid, None)
         process.returncode = os.waitstatus_to_exitcode(status)
-    busy1, total1 = procs.machine_cpu()
+    busy1, _total1 = procs.machine_cpu()
     server1 = procs.session_cpu_seconds(server_session)
     pg1 = procs.tree_cpu_seconds(ctx.pg_postmaster)
     text = out_file.read_text(errors="replace")
@@ -716,7 +716,7 @@ def machine_info() -> dict[str, Any]:
     for module in ("uvicorn", "starlette", "fastapi", "sqlalchemy", "psycopg", "cryptography"):
         try:
             versions[module] = __import__(module).__version__
-        except Exception:  # noqa: BLE001 - informative only
+        except Exception:
             versions[module] = "?"
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     return {
