@@ -87,8 +87,6 @@ LICENSE_VERDICTS = frozenset(
 )
 # Asking again with a fresh token may succeed.
 _TOKEN_CODES = frozenset({"oauth_token_expired", "oauth_token_malformed"})
-# A high-water mark is rewritten only when it moves by at least this much (saves a write per start).
-_HIGH_WATER_STEP = timedelta(minutes=1)
 
 PublicKeysLike = PublicKeySet | Iterable[str | bytes | os.PathLike[str]]
 
@@ -318,7 +316,7 @@ class _ClientCore:
         stored, bodies = self._load_verified()
         dated = [(server_date(body), index, body) for index, body in enumerate(bodies)]
         last_online, _, latest = max(dated, key=lambda item: (item[0], item[1]))
-        recorded = self.store.load_high_water(clock_key(stored.hardware_id, self.product))
+        recorded = self.store.clock.load(clock_key(stored.hardware_id, self.product))
         high_water = max(recorded, last_online) if recorded else last_online
         now = self._now()
         trusted_now = max(now, high_water)
@@ -336,18 +334,8 @@ class _ClientCore:
         )
 
     def _advance_high_water(self, hardware: str, moment: datetime, *, reset: bool = False) -> None:
-        key = clock_key(hardware, self.product)
         with self.store.lock:
-            try:
-                recorded = self.store.load_high_water(key)
-            except TamperedLicense:
-                if not reset:
-                    raise
-                recorded = None
-            if recorded is not None and not reset:
-                if moment < recorded + _HIGH_WATER_STEP:
-                    return
-            self.store.save_high_water(moment, key)
+            self.store.clock.advance(moment, clock_key(hardware, self.product), reset=reset)
 
     def _save_activation(self, answer: VerifiedAnswer, identity: Mapping[str, Any]) -> License:
         body = self._license_answer(answer, identity)

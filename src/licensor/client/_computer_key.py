@@ -53,8 +53,6 @@ if TYPE_CHECKING:
     import httpx
 
 API = "/api/v4"
-# The time record is rewritten only when it moves by at least this much (a write per start saved).
-_HIGH_WATER_STEP = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,14 +210,7 @@ class _ComputerKeyCore:
         key = clock_key(self.hardware_id, self.product)
         fresh = fresh_resets and abs(now - issued_at) <= self.clock_tolerance
         with InterProcessLock(os.path.join(directory, f"{name}.computer-key.lock")):
-            try:
-                recorded = record.load(key)
-            except TamperedLicense:
-                if not fresh:
-                    raise
-                recorded = None
-            if fresh:
-                recorded = None
+            recorded = None if fresh else record.load(key)  # (a fresh key outranks the record)
             high_water = max(issued_at, recorded) if recorded is not None else issued_at
             if now < high_water - self.clock_tolerance:
                 raise ClockTamperingDetected(
@@ -228,7 +219,7 @@ class _ComputerKeyCore:
                     high_water=high_water,
                 )
             trusted = max(now, high_water)
-            if recorded is None or trusted >= recorded + _HIGH_WATER_STEP:
+            if recorded is None or trusted >= recorded + ClockRecord.STEP:
                 record.save(trusted, key)
         return trusted
 

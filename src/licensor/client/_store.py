@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from licensor.client._errors import TamperedLicense
@@ -185,16 +185,17 @@ class LicenseStore:
         _unlink(self.license_path)
         _unlink(self.clock_path)
 
-    def load_high_water(self, key: bytes) -> datetime | None:
-        return ClockRecord(self.clock_path, self.product).load(key)
-
-    def save_high_water(self, moment: datetime, key: bytes) -> None:
-        ClockRecord(self.clock_path, self.product).save(moment, key)
+    @property
+    def clock(self) -> ClockRecord:
+        return ClockRecord(self.clock_path, self.product)
 
 
 class ClockRecord:
     """The high-water mark of trusted time kept in ``path``, MAC'd with a key derived from what
     binds the license (``clock_key``): a clock set back below it is detected."""
+
+    # The mark is rewritten only when it moves by at least this much (saves a write per start).
+    STEP = timedelta(minutes=1)
 
     def __init__(self, path: str, product: str) -> None:
         self.path = path
@@ -215,6 +216,16 @@ class ClockRecord:
             return parse_iso_datetime(high_water)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise TamperedLicense(f"the stored time record was modified: {exc}") from exc
+
+    def advance(self, moment: datetime, key: bytes, *, reset: bool = False) -> None:
+        """Move the mark up to ``moment`` (by ``STEP`` at least). ``reset``: to ``moment``
+        whatever is recorded, even a modified record (a fresh signed time vouches for it); else
+        a modified record raises ``TamperedLicense``. The caller holds the store's lock."""
+        if not reset:
+            recorded = self.load(key)
+            if recorded is not None and moment < recorded + self.STEP:
+                return
+        self.save(moment, key)
 
     def save(self, moment: datetime, key: bytes) -> None:
         high_water = iso_ms_z(moment)
