@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,14 +26,21 @@ from licensor.store.models import License
 
 def verify_response(response: httpx.Response, keys: PublicKeySet) -> str:
     """Every License API answer is signed over its exact bytes; returns the algorithm used."""
-    ed = response.headers.get("Licensor-Signature")
+    return verify_signed(response.status_code, response.headers.get, response.content, keys)
+
+
+def verify_signed(
+    status: int, header: Callable[[str], str | None], content: bytes, keys: PublicKeySet
+) -> str:
+    """``verify_response`` for any HTTP client: ``header(name)`` gives a response header."""
+    ed = header("Licensor-Signature")
     if ed is not None:
         pairs = parse_licensor_signature(ed)
-        keys.verify(response.content, pairs["signature"], kid=pairs["kid"], algorithm="ed25519")
+        keys.verify(content, pairs["signature"], kid=pairs["kid"], algorithm="ed25519")
         return "ed25519"
-    signature = response.headers.get("LicenseSignature")
-    assert signature, f"unsigned answer {response.status_code}: {response.text[:200]}"
-    keys.verify(response.content, signature, algorithm="rsa-sha256")
+    signature = header("LicenseSignature")
+    assert signature, f"unsigned answer {status}: {content[:200]!r}"
+    keys.verify(content, signature, algorithm="rsa-sha256")
     return "rsa-sha256"
 
 

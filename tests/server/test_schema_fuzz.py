@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,10 @@ from schemathesis.core.transport import Response
 
 from licensor.api.app import create_app
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
-from licensor.protocol.signing import parse_licensor_signature
 from licensor.services import catalogue
 from tests.harness.postgres import PostgresServer
 from tests.server.processes import Deployment, admin_token, issue_licenses, prepare, serve
+from tests.server.support import verify_signed
 
 pytestmark = pytest.mark.slow
 
@@ -124,14 +125,7 @@ def _header(response: Response, name: str) -> str | None:
 
 def _assert_signed(response: Response, live: Live) -> None:
     keys = live.deployment.public_keys
-    ed = _header(response, "Licensor-Signature")
-    if ed is not None:
-        pairs = parse_licensor_signature(ed)
-        keys.verify(response.content, pairs["signature"], kid=pairs["kid"], algorithm="ed25519")
-        return
-    signature = _header(response, "LicenseSignature")
-    assert signature, f"unsigned answer {response.status_code}: {response.content[:200]!r}"
-    keys.verify(response.content, signature, algorithm="rsa-sha256")
+    verify_signed(response.status_code, partial(_header, response), response.content, keys)
 
 
 def _assert_documented_error(case: Case, response: Response) -> None:
