@@ -79,8 +79,9 @@ CREDENTIALS = [Depends(Permission("credentials"))]
 # A row id in a path: any integer the databases' 64-bit ids can hold (past that, SQLite's driver
 # raises instead of finding nothing: 400 validation_error, not 500).
 RowId = Annotated[int, Path(ge=-MAX_ID - 1, le=MAX_ID)]
-# The last page whose first row's offset fits in 64 bits.
-MAX_PAGE_NUMBER = MAX_ID // management.MAX_PAGE
+# A page of a list (the last one whose first row's offset fits in 64 bits), and its size.
+PageNumber = Annotated[int, Query(ge=1, le=MAX_ID // management.MAX_PAGE)]
+PageSize = Annotated[int, Query(ge=1, le=management.MAX_PAGE)]
 
 router = APIRouter(prefix="/api/management/v1", tags=["Management API v1"], route_class=AdminRoute)
 
@@ -110,8 +111,8 @@ def list_licenses(
     enabled: bool | None = None,
     order_id: str | None = None,
     expires_before: schemas.Instant | None = None,
-    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
-    per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
+    page: PageNumber = 1,
+    per_page: PageSize = 50,
     sort: str = "id",
 ) -> Response:
     """Licenses of the company, filtered and sorted (`sort=-created_at`), page by page."""
@@ -291,8 +292,8 @@ def unblacklist_device(request: Request, entry_id: RowId) -> Response:
 def list_customers(
     request: Request,
     search: str | None = None,
-    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
-    per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
+    page: PageNumber = 1,
+    per_page: PageSize = 50,
 ) -> Response:
     return _run(
         request,
@@ -626,8 +627,8 @@ def audit_log(
     object_type: str | None = None,
     object_id: str | None = None,
     action: str | None = None,
-    page: int = Query(1, ge=1, le=MAX_PAGE_NUMBER),
-    per_page: int = Query(50, ge=1, le=management.MAX_PAGE),
+    page: PageNumber = 1,
+    per_page: PageSize = 50,
 ) -> Response:
     """Every change, newest first: who, what, when, before and after."""
     return _run(
