@@ -106,25 +106,30 @@ def serve(deployment: Deployment, *, workers: int = 1) -> Iterator[str]:
     process = start(deployment, port, log_path, workers=workers)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                output = log_path.read_text(errors="replace")
-                raise RuntimeError(f"licensor serve exited early:\n{output}")
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"licensor serve not healthy in {STARTUP_SECONDS} s:\n"
-                    + log_path.read_text(errors="replace")[-2000:]
-                )
-            time.sleep(0.2)
+        wait_healthy(process, base, log_path)
         yield base
     finally:
         stop(process)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
+    """Until the server at ``base`` answers ``/health``; its log in the error if it never does."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            output = log_path.read_text(errors="replace")
+            raise RuntimeError(f"licensor serve exited early:\n{output}")
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"licensor serve not healthy in {STARTUP_SECONDS} s:\n"
+                + log_path.read_text(errors="replace")[-2000:]
+            )
+        time.sleep(0.2)
 
 
 def admin_token(deployment: Deployment, name: str = "admin") -> str:

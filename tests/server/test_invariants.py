@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +22,8 @@ from tests.server.processes import (
     issue_licenses,
     prepare,
     serve,
+    start,
+    wait_healthy,
 )
 from tests.server.support import Api
 
@@ -134,36 +134,13 @@ def test_kill_9_during_an_activation_storm_loses_nothing_acknowledged(
     deployment = prepare(database_url, tmp_path / "data")
     keys = issue_licenses(deployment, 4, max_activations=0, allow_unlimited_activations=True)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "licensor.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env=deployment.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start(deployment, port, tmp_path / "serve.log", workers=2)
     base = f"http://127.0.0.1:{port}"
     acknowledged: list[tuple[str, str]] = []
     lock = threading.Lock()
     stop = threading.Event()
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_healthy(process, base, tmp_path / "serve.log")
 
         def worker(seed: int) -> None:
             with httpx.Client(base_url=base, timeout=10) as client:

@@ -17,7 +17,14 @@ import httpx
 import pytest
 
 from licensor.cli import workers
-from tests.server.processes import STARTUP_SECONDS, free_port, prepare, start, stop
+from tests.server.processes import (
+    STARTUP_SECONDS,
+    free_port,
+    prepare,
+    start,
+    stop,
+    wait_healthy,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -104,19 +111,12 @@ def _start(tmp_path: Path, port: int, workers_count: int) -> subprocess.Popen[by
     return start(deployment, port, tmp_path / "serve.log", workers=workers_count)
 
 
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_each_worker_accepts_from_its_own_socket_and_a_burst_is_spread(tmp_path: Path) -> None:
     port = free_port()
     process = _start(tmp_path, port, 2)
     try:
         listeners = _listeners(process.pid, port, 2)
-        _wait_for(lambda: _healthy(port), "the server to answer")
+        wait_healthy(process, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
         # 48 connections opened at once, each answered once and kept open
         connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(48)]
         try:
@@ -147,7 +147,7 @@ def test_a_killed_worker_is_replaced_on_its_socket_and_no_connection_is_refused(
     process = _start(tmp_path, port, 2)
     try:
         listeners = _listeners(process.pid, port, 2)
-        _wait_for(lambda: _healthy(port), "the server to answer")
+        wait_healthy(process, f"http://127.0.0.1:{port}", tmp_path / "serve.log")
         inode, victim = next(iter(listeners.items()))
         os.kill(victim, signal.SIGKILL)
         # while it is being replaced, every new connection is still answered: those hashed to
