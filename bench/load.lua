@@ -6,7 +6,8 @@
 --       activate:   each line is a license key; POST a fresh hardware_id "act-TAG-N" every request
 --       deactivate: each line is "license_key hardware_id"; each pair is used once (then errors)
 -- The signed Date/Authorization headers come from the command line (-H) and stay valid for the
--- run (the server accepts 15 minutes of skew).
+-- run (the server accepts 15 minutes of skew). Prints one BENCH-JSON line and one BENCH-QUANTILES
+-- line at the end.
 
 local mode, tag
 local items = {}
@@ -73,4 +74,11 @@ function done(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max, latency.mean))
+  -- the latency distribution at 1,000 evenly spaced quantiles (0.05% .. 99.95%), so that the
+  -- slices of one measurement (bench/run.py --slices) merge into one distribution
+  local q = {}
+  for i = 1, 1000 do
+    q[i] = string.format("%d", latency:percentile((i - 0.5) / 10))
+  end
+  io.write('BENCH-QUANTILES [' .. table.concat(q, ",") .. ']\n')
 end

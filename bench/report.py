@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Targets (issue 4), all at 2 workers, ratios to the reference measured in the same block.
+# Targets (issue 4), all at 2 workers, ratios to the reference measured in the same group (the
+# blocks of one database and worker count, measured interleaved).
 RATIO_TARGETS = {
     ("check_license", "rsa"): 0.5,
     ("check_license", "ed25519"): 0.5,
@@ -38,15 +39,15 @@ def size_label(licenses: int) -> str:
 
 
 def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each endpoint's throughput over the reference measured in the same block (the mean of
-    its measurements there: at the start and at the end of the block)."""
+    """Each endpoint's throughput over the reference measured in the same group (the mean of
+    its measurements there: at the start and at the end of the group)."""
     measured: dict[str, list[float]] = {}
     for r in results:
         if r["endpoint"] == "reference":
-            measured.setdefault(r["block"], []).append(r["throughput"])
-    reference = {block: sum(rates) / len(rates) for block, rates in measured.items()}
+            measured.setdefault(r["group"], []).append(r["throughput"])
+    reference = {group: sum(rates) / len(rates) for group, rates in measured.items()}
     for r in results:
-        ref = reference.get(r["block"])
+        ref = reference.get(r["group"])
         r["reference_throughput"] = ref
         r["ratio"] = r["throughput"] / ref if ref else None
     return results
@@ -76,7 +77,7 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     results = document["results"]
     targets: list[dict[str, Any]] = []
     dbs = sorted({r["db"] for r in results}, key=lambda d: d != "sqlite")
-    sizes = sorted({r["licenses"] for r in results})
+    sizes = sorted({r["licenses"] for r in results if r["endpoint"] != "reference"})
     small, big = (sizes[0], sizes[-1]) if sizes else (None, None)
 
     def add(name: str, where: str, value: str, ok: bool | None, note: str = "") -> None:
@@ -188,7 +189,7 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _signature_ceiling(document: dict[str, Any], r: dict[str, Any]) -> str:
     """For an activation: the rate at which its two signatures alone would take every core of
-    the machine (the run's own signing measurement), as a ratio to the block's reference."""
+    the machine (the run's own signing measurement), as a ratio to the group's reference."""
     cost = document["machine"].get("signature_cpu_ms", {}).get(f"{r['signature']}_ms")
     if r["endpoint"] != "activate_license" or not cost or not r.get("reference_throughput"):
         return ""
@@ -228,6 +229,17 @@ def _signing_line(machine: dict[str, Any]) -> str:
     )
 
 
+def _slices_text(settings: dict[str, Any]) -> str:
+    slices = settings.get("slices", 1)
+    if slices <= 1:
+        return ""
+    return (
+        f", each run measured in {slices} parts of {settings['duration_s'] / slices:.0f} s that "
+        "alternate with the other blocks of its group (1k, 1M, 1M, 1k) and are merged: counts "
+        "and CPU add up, percentiles from the merged latency distributions"
+    )
+
+
 def markdown(document: dict[str, Any]) -> str:
     m = document["machine"]
     lines = [
@@ -243,8 +255,14 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         f"wrk, {document['settings']['connections']} connections, 1 thread, "
         f"{document['settings']['duration_s']:.0f} s per run after "
-        f"{document['settings']['warmup_s']:.0f} s of warm-up; ratio = throughput / reference "
-        "throughput measured in the same block (same server software, same worker count). "
+        f"{document['settings']['warmup_s']:.0f} s of warm-up"
+        + _slices_text(document["settings"])
+        + "; ratio = throughput / reference "
+        "throughput measured in the same group (same server software, same worker count, at "
+        "the start and at the end of the group). A group is one database at one worker count; "
+        "its blocks (1k and 1M licenses at 2 workers) each have a server of their own, started "
+        "together and measured interleaved, run by run, so that the two sizes are compared on "
+        "figures taken seconds apart. "
         "Reference: bare Starlette on the same uvicorn, JSON body of "
         f"{document['answer_sizes'].get('reference_bytes', '?')} bytes (a check answer: RSA "
         f"{document['answer_sizes'].get('check_rsa_bytes', '?')} B, Ed25519 "
@@ -262,7 +280,7 @@ def markdown(document: dict[str, Any]) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: |",
     ]
-    for r in document["results"]:
+    for r in _by_block(document["results"]):
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
         tail = f"{r['p99_ms'] / r['p50_ms']:.1f}" if r["p50_ms"] else "-"
         c = r["cpu"]
@@ -319,6 +337,13 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _by_block(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by block (each group's reference first), in measurement order within."""
+    groups = list(dict.fromkeys(r["group"] for r in results))
+    blocks = list(dict.fromkeys(r["block"] for r in results))
+    return sorted(results, key=lambda r: (groups.index(r["group"]), blocks.index(r["block"])))
+
+
 def chart(document: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -366,10 +391,10 @@ def chart(document: dict[str, Any], path: Path) -> bool:
                 colors="black",
                 linestyles="--",
                 linewidth=1.2,
-                label="target (2 workers)" if g_index == 0 else None,
+                label="target (2 workers)" if g_index == 0 else "_nolegend_",
             )
     ax.set_xticks(range(len(groups)), [LABELS[g] for g in groups])
-    ax.set_ylabel("throughput / reference (same block)")
+    ax.set_ylabel("throughput / reference (same group)")
     top = max([r["ratio"] for r in results] + [0.55])
     ax.set_ylim(0, top * 1.25)
     ax.set_title(

@@ -21,6 +21,7 @@ exit, Ctrl-C or error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +144,7 @@ def check_path(key: str, hardware_id: str) -> str:
 # -- measurements ------------------------------------------------------------------------------
 
 
-STEADY_ROUNDS = 3  # at most this many warm-up rounds before a steady check run
+STEADY_ROUNDS = 8  # at most this many warm-up rounds before a steady check run
 
 
 @dataclass
@@ -210,6 +212,9 @@ def run_wrk(
     if process.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{text[-2000:]}")
     data_ = json.loads(match.group(1))
+    quantiles = re.search(r"^BENCH-QUANTILES (\[.*\])$", text, flags=re.M)
+    if quantiles is None:
+        raise RuntimeError(f"wrk printed no latency quantiles:\n{text[-2000:]}")
     wall = data_["duration_us"] / 1e6
     errors = sum(data_["errors"].values())
     wrk_cpu = usage.ru_utime + usage.ru_stime
@@ -228,6 +233,7 @@ def run_wrk(
         "errors": data_["errors"],
         "error_count": errors,
         "bytes_per_answer": data_["bytes"] / data_["requests"] if data_["requests"] else 0,
+        "quantiles_us": json.loads(quantiles.group(1)),
         "cpu": {
             "cores": os.cpu_count(),
             "machine_busy_cores": machine_busy / wall if wall else 0.0,
@@ -245,7 +251,7 @@ def run_wrk(
 
 def measure(
     ctx: Context,
-    block: dict[str, Any],
+    where: dict[str, Any],
     endpoint: str,
     signature: str,
     url: str,
@@ -253,40 +259,69 @@ def measure(
     mode: str,
     data_for: Any,
     session: int,
-) -> dict[str, Any] | None:
-    """Warm-up run, then the measured run; appended to ctx.results."""
+) -> Generator[None, None, dict[str, Any] | None]:
+    """Warm-up, then the measured run in ``--slices`` parts, yielding between parts (run_group
+    runs the other blocks' parts there: A B B A, so that a disturbance of the shared machine
+    falls on both sizes); the parts are merged into one result, appended to ctx.results.
+    ``data_for(phase, part)`` gives the input file of a run ("warmup", 0) or ("measure", i)."""
     warmup = ctx.args.check_warmup if endpoint == "check_license" else ctx.args.warmup
     rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
-    budget = warmup * rounds + ctx.args.duration + 15
+    slices = ctx.args.slices
+    budget = warmup * rounds + ctx.args.duration + 5 * slices + 10
     if ctx.time_left() < budget:
-        ctx.skipped.append(f"{block['name']} {endpoint} {signature}: time bound reached")
+        ctx.skipped.append(f"{where['block']} {endpoint} {signature}: time bound reached")
         print(f"  skip {endpoint} {signature}: --max-minutes reached", flush=True)
         return None
     ctx.runs += 1
     tag = f"{ctx.runs}{random.randrange(10**6)}"
-    warmup_rates: list[float] = []
-    if warmup > 0:
+    warmup_rates: list[list[float]] = []
+
+    def warm_up(label: str) -> None:
         # The steady check is measured once the workers' answer caches are full: warm-up
         # rounds until one's rate is within 10% of the round before (at most STEADY_ROUNDS;
-        # each worker makes and signs every device's answer once first, which took most of a
-        # 5-second round on a slow day).
+        # each worker makes and signs every device's answer once first: 3-7 one-second rounds
+        # at 2 workers on the AMD VM of 2026-12-02).
+        rates: list[float] = []
         for n in range(rounds):
             warm = run_wrk(
-                ctx, url, headers, mode, data_for("warmup"), f"w{n}{tag}", warmup, session
+                ctx, url, headers, mode, data_for("warmup", 0), f"{label}{n}{tag}", warmup, session
             )
-            warmup_rates.append(warm["throughput"])
-            if n and abs(warmup_rates[-1] - warmup_rates[-2]) <= 0.1 * warmup_rates[-2]:
+            rates.append(warm["throughput"])
+            if n and abs(rates[-1] - rates[-2]) <= 0.1 * rates[-2]:
                 break
-    result = run_wrk(
-        ctx, url, headers, mode, data_for("measure"), f"m{tag}", ctx.args.duration, session
-    )
+        warmup_rates.append(rates)
+
+    if warmup > 0:
+        warm_up("w")
+    parts = []
+    for i in range(slices):
+        if i:
+            yield
+            if endpoint == "check_license" and warmup > 0:
+                # The steady state again after the other blocks' parts: answers whose date step
+                # ended meanwhile (a sixth of them after 10 s idle) are made again here, not in
+                # the measured part (where that burst of signatures took p99 from 11 to 274 ms)
+                warm_up(f"r{i}x")
+        parts.append(
+            run_wrk(
+                ctx,
+                url,
+                headers,
+                mode,
+                data_for("measure", i),
+                f"m{i}x{tag}",
+                ctx.args.duration / slices,
+                session,
+            )
+        )
+    result = merge_parts(parts)
     result["warmup_rates"] = warmup_rates
-    result.update(block_fields(block), endpoint=endpoint, signature=signature)
+    result.update(where, endpoint=endpoint, signature=signature)
     ctx.results.append(result)
     bad = f"  ERRORS {result['errors']}" if result["error_count"] else ""
     print(
-        f"  {endpoint:<20} {signature:<8} {result['throughput']:8.0f} req/s   "
-        f"p50 {result['p50_ms']:7.2f} ms   p99 {result['p99_ms']:7.2f} ms   "
+        f"  {where['block']:<17} {endpoint:<19} {signature:<8} {result['throughput']:7.0f} req/s"
+        f"  p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
         f"server {result['cpu']['server_cores']:.2f} + pg {result['cpu']['postgres_cores']:.2f} "
         f"+ wrk {result['cpu']['wrk_cores']:.2f} + other {result['cpu']['other_cores']:.2f} "
         f"cores{bad}",
@@ -295,12 +330,75 @@ def measure(
     return result
 
 
-def block_fields(block: dict[str, Any]) -> dict[str, Any]:
+def run_all(steps: Iterator[None]) -> None:
+    for _ in steps:
+        pass
+
+
+def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from the wrk runs of one measurement: counts and CPU seconds add up, latency
+    percentiles come from the merged distributions (each run's 1,000 quantiles, weighted by its
+    requests), the maximum is the largest."""
+    if len(parts) == 1:
+        result = dict(parts[0])
+        result.pop("quantiles_us")
+        return result
+    wall = sum(p["seconds"] for p in parts)
+    requests = sum(p["requests"] for p in parts)
+    errors = {k: sum(p["errors"][k] for p in parts) for k in parts[0]["errors"]}
+    points = sorted(
+        (value, p["requests"] / len(p["quantiles_us"]))
+        for p in parts
+        for value in p["quantiles_us"]
+    )
+    total = sum(weight for _, weight in points)
+
+    def percentile(q: float) -> float:
+        if not total:
+            return 0.0
+        running = 0.0
+        for value, weight in points:
+            running += weight
+            if running >= q / 100 * total:
+                return float(value) / 1000
+        return float(points[-1][0]) / 1000
+
+    def cores(key: str) -> float:
+        return sum(p["cpu"][key] * p["seconds"] for p in parts) / wall if wall else 0.0
+
     return {
-        "block": block["name"],
-        "db": block["db"],
-        "licenses": block["licenses"],
-        "workers": block["workers"],
+        "requests": requests,
+        "seconds": wall,
+        "throughput": (requests - errors["status"]) / wall if wall else 0.0,
+        "p50_ms": percentile(50),
+        "p90_ms": percentile(90),
+        "p99_ms": percentile(99),
+        "p999_ms": percentile(99.9),
+        "max_ms": max(p["max_ms"] for p in parts),
+        "errors": errors,
+        "error_count": sum(errors.values()),
+        "bytes_per_answer": (
+            sum(p["bytes_per_answer"] * p["requests"] for p in parts) / requests if requests else 0
+        ),
+        "cpu": {
+            "cores": parts[0]["cpu"]["cores"],
+            **{
+                key: cores(key)
+                for key in (
+                    "machine_busy_cores",
+                    "server_cores",
+                    "postgres_cores",
+                    "wrk_cores",
+                    "other_cores",
+                )
+            },
+            "loadavg_start": parts[0]["cpu"]["loadavg_start"],
+            "loadavg_end": parts[-1]["cpu"]["loadavg_end"],
+        },
+        "slices": [
+            {"seconds": p["seconds"], "throughput": p["throughput"], "p99_ms": p["p99_ms"]}
+            for p in parts
+        ],
     }
 
 
@@ -309,28 +407,93 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def run_block(
+@dataclass
+class Block:
+    """One server under test: a deployment (database + size) served by ``workers`` processes."""
+
+    name: str
+    db: str
+    deployment: seed.Deployment
+    workers: int
+    group: str
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "block": self.name,
+            "group": self.group,
+            "db": self.db,
+            "licenses": self.deployment.licenses,
+            "workers": self.workers,
+        }
+
+
+def run_group(
     ctx: Context,
-    deployment: seed.Deployment,
     db: str,
+    deployments: list[seed.Deployment],
     workers: int,
     reference_url: str,
     reference_session: int,
-    open_loop: bool,
 ) -> None:
-    block = {
-        "name": f"{db} {report.size_label(deployment.licenses)} {workers}w",
-        "db": db,
-        "licenses": deployment.licenses,
-        "workers": workers,
-    }
-    print(
-        f"\n== {block['name']}: {deployment.licenses:,} licenses, "
-        f"{deployment.licenses * deployment.devices_per_license:,} devices, "
-        f"{workers} worker(s)",
-        flush=True,
-    )
-    log = ctx.out / "logs" / f"licensor-{db}-{deployment.licenses}-{workers}w.log"
+    """The blocks of one database and worker count (e.g. 1k and 1M licenses at 2 workers), each
+    its own server, started together and measured interleaved, endpoint by endpoint: the 1M
+    figure is taken seconds after the 1k one, and both are ratios to the same reference,
+    measured at the start and at the end of the group. (Measured one block after the other, the
+    two sizes' references moved by up to 47% between blocks of one run, on a shared machine.)"""
+    group = f"{db} {workers}w"
+    blocks = [
+        Block(f"{db} {report.size_label(d.licenses)} {workers}w", db, d, workers, group)
+        for d in deployments
+    ]
+    reference = {"block": group, "group": group, "db": db, "licenses": None, "workers": workers}
+    ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
+
+    def measure_reference() -> None:
+        run_all(
+            measure(
+                ctx,
+                reference,
+                "reference",
+                "-",
+                reference_url,
+                {},
+                "get",
+                lambda _phase, _part: ref_file,
+                reference_session,
+            )
+        )
+
+    print(f"\n== {group}: " + ", ".join(b.name for b in blocks), flush=True)
+    with contextlib.ExitStack() as servers:
+        steps = []
+        for b in blocks:
+            d = b.deployment
+            print(
+                f"  {b.name}: {d.licenses:,} licenses, {d.licenses * d.devices_per_license:,} "
+                f"devices",
+                flush=True,
+            )
+            log = ctx.out / "logs" / f"licensor-{db}-{d.licenses}-{workers}w.log"
+            url, session = servers.enter_context(procs.licensor_server(d.env, workers, log))
+            smoke(url, d)
+            steps.append(block_steps(ctx, b, url, session, open_loop=workers == 2))
+        measure_reference()
+        # rounds in alternating order (A B, B A, A B, ...): with two parts per run, each run is
+        # measured A B B A, so that a steady drift of the machine falls on both sizes alike
+        done = object()
+        while steps:
+            for step in list(steps):
+                if next(step, done) is done:
+                    steps.remove(step)
+            steps.reverse()
+        measure_reference()
+
+
+def block_steps(
+    ctx: Context, block: Block, url: str, session: int, open_loop: bool
+) -> Iterator[None]:
+    """A block's runs, in order; yields after each, so that run_group can interleave blocks."""
+    deployment, db = block.deployment, block.db
     steady_file = write_lines(
         ctx.work / f"check-{db}-{deployment.licenses}.txt",
         [check_path(k, h) for k, h in deployment.check_pool[: seed.STEADY_POOL]],
@@ -339,105 +502,72 @@ def run_block(
     # thirds for the faster Ed25519; the last fifth of each for the warm-up)
     cold_pool = deployment.check_pool[seed.STEADY_POOL :]
     third = len(cold_pool) // 3
-    cold_files: dict[tuple[str, str], Path] = {}
+    cold_files: dict[tuple[str, str, int], Path] = {}
+    slices = ctx.args.slices
     for sig, pool in (("rsa", cold_pool[:third]), ("ed25519", cold_pool[third:])):
         cut = len(pool) * 4 // 5
-        for phase, part in (("measure", pool[:cut]), ("warmup", pool[cut:])):
-            cold_files[(sig, phase)] = write_lines(
-                ctx.work / f"check-cold-{sig}-{phase}-{db}-{deployment.licenses}.txt",
+        parts = [("warmup", 0, pool[cut:])]
+        parts += [
+            ("measure", i, pool[cut * i // slices : cut * (i + 1) // slices]) for i in range(slices)
+        ]
+        for phase, i, part in parts:
+            cold_files[(sig, phase, i)] = write_lines(
+                ctx.work / f"check-cold-{sig}-{phase}{i}-{db}-{deployment.licenses}.txt",
                 [check_path(k, h) for k, h in part],
             )
     activate_file = write_lines(
         ctx.work / f"activate-{db}-{deployment.licenses}.txt", deployment.activate_pool
     )
-    ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
 
     # Enough fresh devices for the fastest deactivation rate we expect, per wrk run (warm-up
     # included: a run that runs out answers device_not_found and measures less than it could).
-    def per_run(seconds: float) -> int:
-        return max(1000, int(ctx.args.max_deactivate_rate * (seconds + 1)))
-
-    def deactivations(_phase: str) -> Path:
-        seconds = ctx.args.duration if _phase == "measure" else ctx.args.warmup
-        pairs = deployment.take_deactivations(per_run(seconds))
+    def deactivations(phase: str, _part: int) -> Path:
+        seconds = ctx.args.duration / slices if phase == "measure" else ctx.args.warmup
+        pairs = deployment.take_deactivations(
+            max(1000, int(ctx.args.max_deactivate_rate * (seconds + 1)))
+        )
         return write_lines(
-            ctx.work / f"deactivate-{db}-{_phase}.txt",
+            ctx.work / f"deactivate-{db}-{deployment.licenses}-{phase}.txt",
             [f"{k} {h}" for k, h in pairs] or ["none none"],
         )
 
-    def measure_reference() -> None:
-        measure(
-            ctx,
-            block,
-            "reference",
-            "-",
-            reference_url,
-            {},
-            "get",
-            lambda _p: ref_file,
-            reference_session,
-        )
+    def run(
+        endpoint: str, signature: str, headers: dict[str, str], mode: str, files: Any
+    ) -> Generator[None, None, dict[str, Any] | None]:
+        return measure(ctx, block.fields(), endpoint, signature, url, headers, mode, files, session)
 
-    with procs.licensor_server(deployment.env, workers, log) as (url, session):
-        smoke(url, deployment)
-        rsa = signed_headers(deployment)
-        ed = signed_headers(deployment, ED25519)
-        measure_reference()
-        # steady state: the same devices checked again and again (answers kept, served again)
-        check_rsa = measure(
-            ctx, block, "check_license", "rsa", url, rsa, "get", lambda _p: steady_file, session
+    def same(path: Path) -> Any:
+        return lambda _phase, _part: path
+
+    rsa = signed_headers(deployment)
+    ed = signed_headers(deployment, ED25519)
+    # steady state: the same devices checked again and again (answers kept, served again)
+    check_rsa = yield from run("check_license", "rsa", rsa, "get", same(steady_file))
+    # open loop at half that peak, right away: on the same devices, whose answers are still
+    # served again (the activation and deactivation runs below change their licenses, after
+    # which every answer is made and signed again: not the steady state the peak measured)
+    if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
+        run_open_loop(
+            ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
         )
-        # open loop at half that peak, right away: on the same devices, whose answers are still
-        # served again (the activation and deactivation runs below change their licenses, after
-        # which every answer is made and signed again: not the steady state the peak measured)
-        if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
-            run_open_loop(
-                ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
-            )
-        measure(
-            ctx, block, "check_license", "ed25519", url, ed, "get", lambda _p: steady_file, session
+    yield
+    yield from run("check_license", "ed25519", ed, "get", same(steady_file))
+    yield
+    # cold: a device at most once in the run (every answer read, made and signed)
+    for sig, headers in (("rsa", rsa), ("ed25519", ed)):
+        yield from run(
+            "check_license_cold",
+            sig,
+            headers,
+            "get",
+            lambda phase, part, sig=sig: cold_files[(sig, phase, part)],
         )
-        # cold: a device at most once in the run (every answer read, made and signed)
-        for sig, headers in (("rsa", rsa), ("ed25519", ed)):
-            measure(
-                ctx,
-                block,
-                "check_license_cold",
-                sig,
-                url,
-                headers,
-                "get",
-                lambda phase, sig=sig: cold_files[(sig, phase)],  # type: ignore[misc]
-                session,
-            )
-        measure(
-            ctx,
-            block,
-            "activate_license",
-            "rsa",
-            url,
-            rsa,
-            "activate",
-            lambda _p: activate_file,
-            session,
-        )
-        measure(
-            ctx,
-            block,
-            "activate_license",
-            "ed25519",
-            url,
-            ed,
-            "activate",
-            lambda _p: activate_file,
-            session,
-        )
-        measure(
-            ctx, block, "deactivate_license", "-", url, rsa, "deactivate", deactivations, session
-        )
-        # the reference again, at the end of the block: the block's ratios are to the mean of
-        # the two (one 8-second sample moved by up to 20% between blocks of one run)
-        measure_reference()
+        yield
+    yield from run("activate_license", "rsa", rsa, "activate", same(activate_file))
+    yield
+    yield from run("activate_license", "ed25519", ed, "activate", same(activate_file))
+    yield
+    yield from run("deactivate_license", "-", rsa, "deactivate", deactivations)
 
 
 OPENLOOP_SOURCE = BENCH / "openloop.c"
@@ -469,7 +599,7 @@ def build_openloop(out: Path) -> str:
 
 def run_open_loop(
     ctx: Context,
-    block: dict[str, Any],
+    block: Block,
     url: str,
     deployment: seed.Deployment,
     check_file: Path,
@@ -485,7 +615,7 @@ def run_open_loop(
     what is still queued or in flight 2 s after the timetable's end counts as not ok."""
     seconds = ctx.args.open_loop_seconds
     if ctx.time_left() < seconds + OPEN_LOOP_WARMUP + OPEN_LOOP_GRACE + 20:
-        ctx.skipped.append(f"{block['name']} open loop: time bound reached")
+        ctx.skipped.append(f"{block.name} open loop: time bound reached")
         return
     rate = float(max(1, round(rate)))
     cmd = [
@@ -536,7 +666,7 @@ def run_open_loop(
     unfinished = data["unfinished"]["in_flight"] + data["unfinished"]["queued"]
     generator_cpu = data["cpu_s"]["total"]
     result: dict[str, Any] = {
-        **block_fields(block),
+        **block.fields(),
         "endpoint": "check_license",
         "signature": "rsa",
         "generator": "bench/openloop.c (fixed timetable, latency from the scheduled time)",
@@ -627,15 +757,21 @@ def parse_args() -> argparse.Namespace:
         help="~1 minute smoke run: 1,000 licenses, 2 workers, short runs",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
-    parser.add_argument("--duration", type=float, help="seconds per measured run (default 8)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each run (2)")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 4)")
+    parser.add_argument(
+        "--slices",
+        type=int,
+        help="wrk runs each measured run is split into, alternating with the other blocks of its "
+        "group (1k, 1M, 1M, 1k: default 2; 1 with --quick)",
+    )
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each run (1)")
     parser.add_argument(
         "--check-warmup",
         type=float,
-        help="seconds of a warm-up round before the steady check_license runs (default 5; "
+        help="seconds of a warm-up round before the steady check_license runs (default 1; "
         f"rounds until one's rate is within 10%% of the one before, at most {STEADY_ROUNDS})",
     )
-    parser.add_argument("--open-loop-seconds", type=float, help="open-loop run length (10)")
+    parser.add_argument("--open-loop-seconds", type=float, help="open-loop run length (6)")
     parser.add_argument("--big", type=int, default=1_000_000, help="licenses in the big database")
     parser.add_argument("--small", type=int, default=1_000, help="licenses in the small database")
     parser.add_argument(
@@ -661,8 +797,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--max-minutes",
         type=float,
-        default=15.0,
-        help="stop starting new runs after this long (default 15)",
+        default=10.0,
+        help="stop starting new runs after this long (default 10)",
     )
     parser.add_argument(
         "--wait-idle",
@@ -679,10 +815,13 @@ def parse_args() -> argparse.Namespace:
     )
     args = parser.parse_args()
     quick = args.quick
-    args.duration = args.duration or (3.0 if quick else 8.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
-    args.check_warmup = args.check_warmup if args.check_warmup is not None else 5.0
-    args.open_loop_seconds = args.open_loop_seconds or (4.0 if quick else 10.0)
+    args.duration = args.duration or (3.0 if quick else 4.0)
+    args.warmup = args.warmup if args.warmup is not None else 1.0
+    args.check_warmup = args.check_warmup if args.check_warmup is not None else 1.0
+    args.open_loop_seconds = args.open_loop_seconds or (4.0 if quick else 6.0)
+    args.slices = args.slices or (1 if quick else 2)
+    if not 1 <= args.slices <= 10 or args.duration / args.slices < 1:
+        parser.error("--slices: 1 to 10, each at least 1 second of --duration")
     if not (
         0 < args.duration <= 60 and 0 <= args.warmup <= 30 and 0 < args.open_loop_seconds <= 60
     ):
@@ -832,21 +971,23 @@ def main() -> int:
             ctx.pg_postmaster = pg.postmaster_pid
         reference: dict[int, tuple[str, int]] = {}
         ref_contexts = []
-        for licenses, worker_counts in sizes:
-            for db in ["sqlite"] + ([] if pg_problem else ["postgresql"]):
-                if ctx.time_left() < 60:
-                    ctx.skipped.append(f"{db} {licenses:,}: time bound reached")
-                    continue
+        for db in ["sqlite"] + ([] if pg_problem else ["postgresql"]):
+            if ctx.time_left() < 60:
+                ctx.skipped.append(f"{db}: time bound reached")
+                continue
+            deployments: dict[int, seed.Deployment] = {}
+            for licenses, _workers in sizes:
                 name = f"{db}-{licenses}"
                 url = (
                     f"sqlite:///{work / name / 'licensor.db'}"
                     if db == "sqlite"
-                    else pg.create_database(f"bench_{licenses}")
-                )  # type: ignore[union-attr]
+                    else pg.create_database(f"bench_{licenses}")  # type: ignore[union-attr]
+                )
                 print(f"\nbench: seeding {db} with {licenses:,} licenses ...", flush=True)
                 deployment = seed.prepare(
                     name, url, work / name, licenses=licenses, min_devices=200_000, rng=rng
                 )
+                deployments[licenses] = deployment
                 devices = deployment.licenses * deployment.devices_per_license
                 print(
                     f"bench: seeded {licenses:,} licenses + {devices:,} devices in "
@@ -861,24 +1002,24 @@ def main() -> int:
                         "seconds": round(deployment.seed_seconds, 2),
                     }
                 )
-                if not reference:
-                    body_info = reference_body(ctx, deployment)
-                    for w in sorted(set(small_workers + big_workers)):
-                        cm = procs.reference_server(
-                            work / "reference_body.json",
-                            w,
-                            args.out / "logs" / f"reference-{w}w.log",
-                        )
-                        reference[w] = cm.__enter__()
-                        ref_contexts.append(cm)
-                for workers in worker_counts:
-                    ref_url, ref_session = reference[workers]
-                    run_block(
-                        ctx, deployment, db, workers, ref_url, ref_session, open_loop=workers == 2
+            if not reference:
+                body_info = reference_body(ctx, deployments[args.small])
+                for w in sorted(set(small_workers + big_workers)):
+                    cm = procs.reference_server(
+                        work / "reference_body.json",
+                        w,
+                        args.out / "logs" / f"reference-{w}w.log",
                     )
+                    reference[w] = cm.__enter__()
+                    ref_contexts.append(cm)
+            for workers in sorted(set(small_workers + big_workers)):
+                members = [deployments[licenses] for licenses, counts in sizes if workers in counts]
+                ref_url, ref_session = reference[workers]
+                run_group(ctx, db, members, workers, ref_url, ref_session)
+            for licenses, _workers in sizes:
                 if db == "postgresql" and pg is not None:
                     pg.drop_database(f"bench_{licenses}")
-                shutil.rmtree(work / name, ignore_errors=True)
+                shutil.rmtree(work / f"{db}-{licenses}", ignore_errors=True)
         for cm in reversed(ref_contexts):
             cm.__exit__(None, None, None)
     finally:
@@ -893,6 +1034,7 @@ def main() -> int:
         "settings": {
             "connections": CONNECTIONS,
             "duration_s": args.duration,
+            "slices": args.slices,
             "warmup_s": args.warmup,
             "check_warmup_s": args.check_warmup,
             "open_loop_s": args.open_loop_seconds,
