@@ -61,7 +61,9 @@ def main() -> None:
     procs.install_signal_handlers()
     wrk = run.ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="licensor-ab-"))
-    ns = argparse.Namespace(warmup=args.warmup, duration=args.duration)
+    ns = argparse.Namespace(
+        warmup=args.warmup, duration=args.duration, slices=1, check_warmup=args.warmup
+    )
     ctx = run.Context(ns, wrk, "", work, work, time.monotonic() + 3600)
     pg = None
     rows: list[str] = []
@@ -85,7 +87,9 @@ def main() -> None:
             )
             activate_file = run.write_lines(work / "activate.txt", deployment.activate_pool)
 
-            def deactivations(phase: str, deployment: seed.Deployment = deployment) -> Path:
+            def deactivations(
+                phase: str, _part: int, deployment: seed.Deployment = deployment
+            ) -> Path:
                 count = int(2600 * ((args.duration if phase == "measure" else args.warmup) + 1))
                 pairs = deployment.take_deactivations(count)
                 return run.write_lines(
@@ -96,6 +100,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for name, env in variants:
                     block = {"name": f"{db} {name} r{round_}", "db": db, "licenses": args.licenses}
+                    block["block"] = block["group"] = block["name"]
                     block["workers"] = args.workers
                     print(f"\n== {block['name']} {env}", flush=True)
                     log = work / f"server-{db}-{name}.log"
@@ -111,21 +116,29 @@ def main() -> None:
                             for key, hw in deployment.check_pool[:20]:
                                 httpx.get(base + run.check_path(key, hw), headers=rsa, timeout=10)
                         plan = [
-                            ("activate_rsa", "rsa", rsa, "activate", lambda _p, f=activate_file: f),
+                            (
+                                "activate_rsa",
+                                "rsa",
+                                rsa,
+                                "activate",
+                                lambda _p, _i, f=activate_file: f,
+                            ),
                             (
                                 "activate_ed25519",
                                 "ed25519",
                                 ed,
                                 "activate",
-                                lambda _p, f=activate_file: f,
+                                lambda _p, _i, f=activate_file: f,
                             ),
                             ("deactivate", "-", rsa, "deactivate", deactivations),
                         ]
                         for label, sig, headers, mode, data in plan:
                             if label not in wanted:
                                 continue
-                            result = run.measure(
-                                ctx, block, label, sig, base, headers, mode, data, session
+                            result = run.completed(
+                                run.measure(
+                                    ctx, block, label, sig, base, headers, mode, data, session
+                                )
                             )
                             if result is not None:
                                 cpu = result["cpu"]["server_cores"] / max(

@@ -330,9 +330,13 @@ def measure(
     return result
 
 
-def run_all(steps: Iterator[None]) -> None:
-    for _ in steps:
-        pass
+def completed(steps: Generator[None, None, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """A measurement run to its end, with nothing between its parts: its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 def merge_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -449,7 +453,7 @@ def run_group(
     ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
 
     def measure_reference() -> None:
-        run_all(
+        completed(
             measure(
                 ctx,
                 reference,
