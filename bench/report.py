@@ -337,11 +337,20 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _by_block(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows grouped by block (each group's reference first), in measurement order within."""
+def _block_order(results: list[dict[str, Any]]) -> list[str]:
+    """Blocks in the order their groups ran, smaller size first within a group (the group's
+    reference, licenses None, before both)."""
     groups = list(dict.fromkeys(r["group"] for r in results))
-    blocks = list(dict.fromkeys(r["block"] for r in results))
-    return sorted(results, key=lambda r: (groups.index(r["group"]), blocks.index(r["block"])))
+    first = {}
+    for r in results:
+        first.setdefault(r["block"], (groups.index(r["group"]), r["licenses"] or 0))
+    return sorted(first, key=lambda block: first[block])
+
+
+def _by_block(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows grouped by block, in measurement order within one."""
+    order = _block_order(results)
+    return sorted(results, key=lambda r: order.index(r["block"]))
 
 
 def chart(document: dict[str, Any], path: Path) -> bool:
@@ -358,7 +367,7 @@ def chart(document: dict[str, Any], path: Path) -> bool:
     if not results:
         return False
     groups = [k for k in LABELS if k != ("reference", "-")]
-    blocks = list(dict.fromkeys(r["block"] for r in results))
+    blocks = _block_order(results)
     width = 0.8 / max(1, len(blocks))
     fig, ax = plt.subplots(figsize=(12, 5.5), dpi=110)
     colors = plt.get_cmap("tab10")
@@ -424,3 +433,13 @@ def write_all(document: dict[str, Any], out: Path) -> None:
         f"\nbench: wrote {out / 'report.md'}, {out / 'results.json'}"
         + (f", {out / 'ratios.png'}" if drew else " (no chart: matplotlib missing)")
     )
+
+
+if __name__ == "__main__":
+    # python bench/report.py bench-results/results.json: report.md and ratios.png again, beside it
+    import sys
+
+    source = Path(sys.argv[1])
+    saved = json.loads(source.read_text(encoding="utf-8"))
+    (source.parent / "report.md").write_text(markdown(saved), encoding="utf-8")
+    chart(saved, source.parent / "ratios.png")
