@@ -39,15 +39,18 @@ def size_label(licenses: int) -> str:
 
 
 def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each endpoint's throughput over the reference measured in the same group (the mean of
-    its measurements there: at the start and at the end of the group)."""
-    measured: dict[str, list[float]] = {}
+    """Each endpoint's throughput over the reference measured in the same round of its group
+    (between the endpoint's own parts); over the mean of the group's references where no
+    reference of that round was measured."""
+    by_round: dict[tuple[str, Any], list[float]] = {}
+    by_group: dict[str, list[float]] = {}
     for r in results:
         if r["endpoint"] == "reference":
-            measured.setdefault(r["group"], []).append(r["throughput"])
-    reference = {group: sum(rates) / len(rates) for group, rates in measured.items()}
+            by_round.setdefault((r["group"], r.get("round")), []).append(r["throughput"])
+            by_group.setdefault(r["group"], []).append(r["throughput"])
     for r in results:
-        ref = reference.get(r["group"])
+        rates = by_round.get((r["group"], r.get("round"))) or by_group.get(r["group"])
+        ref = sum(rates) / len(rates) if rates else None
         r["reference_throughput"] = ref
         r["ratio"] = r["throughput"] / ref if ref else None
     return results
@@ -235,7 +238,8 @@ def _slices_text(settings: dict[str, Any]) -> str:
         return ""
     return (
         f", each run measured in {slices} parts of {settings['duration_s'] / slices:.0f} s that "
-        "alternate with the other blocks of its group (1k, 1M, 1M, 1k) and are merged: counts "
+        "alternate with the other blocks of its group and its reference (1k, 1M, ref, ref, 1M, "
+        "1k) and are merged: counts "
         "and CPU add up, percentiles from the merged latency distributions"
     )
 
@@ -257,12 +261,13 @@ def markdown(document: dict[str, Any]) -> str:
         f"{document['settings']['duration_s']:.0f} s per run after "
         f"{document['settings']['warmup_s']:.0f} s of warm-up"
         + _slices_text(document["settings"])
-        + "; ratio = throughput / reference "
-        "throughput measured in the same group (same server software, same worker count, at "
-        "the start and at the end of the group). A group is one database at one worker count; "
+        + "; ratio = throughput / reference throughput (`ref req/s`: same server software, "
+        "same worker count), the reference measured in the same round of the same group, "
+        "between the run's own parts. A group is one database at one worker count; "
         "its blocks (1k and 1M licenses at 2 workers) each have a server of their own, started "
-        "together and measured interleaved, run by run, so that the two sizes are compared on "
-        "figures taken seconds apart. "
+        "together and measured interleaved, run by run, with the reference taking its turn in "
+        "every round (1k, 1M, reference, reference, 1M, 1k), so that the two sizes and the "
+        "reference are compared on figures taken seconds apart. "
         "Reference: bare Starlette on the same uvicorn, JSON body of "
         f"{document['answer_sizes'].get('reference_bytes', '?')} bytes (a check answer: RSA "
         f"{document['answer_sizes'].get('check_rsa_bytes', '?')} B, Ed25519 "
@@ -275,23 +280,40 @@ def markdown(document: dict[str, Any]) -> str:
         "request a device not checked before in the run (every answer read, made and signed; "
         "informative, no target).",
         "",
-        "| block | endpoint | sig | req/s | ratio | p50 ms | p99 ms | p99/p50 | errors "
-        "| server CPU ms/req | server | pg | wrk | other |",
+        "| block | endpoint | sig | req/s | ref req/s | ratio | p50 ms | p99 ms | p99/p50 "
+        "| errors | server CPU ms/req | server | pg | wrk | other |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |",
+        "| ---: | ---: |",
     ]
     for r in _by_block(document["results"]):
+        if r["endpoint"] == "reference" and r.get("round") is not None:
+            continue  # in its rounds' `ref req/s`
+        ref = r.get("reference_throughput")
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
         tail = f"{r['p99_ms'] / r['p50_ms']:.1f}" if r["p50_ms"] else "-"
         c = r["cpu"]
         per = f"{1000 * c['server_cores'] / r['throughput']:.2f}" if r["throughput"] else "-"
         lines.append(
             f"| {r['block']} | {r['endpoint']} | {r['signature']} | {r['throughput']:.0f} | "
-            f"{ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
+            f"{'-' if ref is None else f'{ref:.0f}'} | {ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
             f"{per} | "
             f"{c['server_cores']:.2f} | {c['postgres_cores']:.2f} | {c['wrk_cores']:.2f} | "
             f"{c['other_cores']:.2f} |"
         )
+    references: dict[str, list[float]] = {}
+    for r in document["results"]:
+        if r["endpoint"] == "reference":
+            references.setdefault(r["group"], []).append(r["throughput"])
+    if references:
+        lines += [
+            "",
+            "Reference runs (req/s, in the order measured): "
+            + "; ".join(
+                f"{group}: " + ", ".join(f"{rate:.0f}" for rate in rates)
+                for group, rates in references.items()
+            )
+            + ".",
+        ]
     if document["open_loop"]:
         lines += [
             "",

@@ -265,6 +265,8 @@ def measure(
     falls on both sizes); the parts are merged into one result, appended to ctx.results.
     ``data_for(phase, part)`` gives the input file of a run ("warmup", 0) or ("measure", i)."""
     warmup = ctx.args.check_warmup if endpoint == "check_license" else ctx.args.warmup
+    if endpoint == "reference" and where.get("round"):
+        warmup = 0.0  # warm since the group's first round
     rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
     slices = ctx.args.slices
     budget = warmup * rounds + ctx.args.duration + 5 * slices + 10
@@ -441,22 +443,31 @@ def run_group(
 ) -> None:
     """The blocks of one database and worker count (e.g. 1k and 1M licenses at 2 workers), each
     its own server, started together and measured interleaved, endpoint by endpoint: the 1M
-    figure is taken seconds after the 1k one, and both are ratios to the same reference,
-    measured at the start and at the end of the group. (Measured one block after the other, the
-    two sizes' references moved by up to 47% between blocks of one run, on a shared machine.)"""
+    figure is taken seconds after the 1k one. The reference takes its turn in every round too,
+    so that each endpoint's ratio is to the reference measured between its own parts
+    (A B R R B A). Measured one block after the other, the two sizes' references moved by up
+    to 47% between blocks of one run; within one group of 2026-12-02-5, from 25,100 to 15,000
+    req/s between its start and its end."""
     group = f"{db} {workers}w"
     blocks = [
         Block(f"{db} {report.size_label(d.licenses)} {workers}w", db, d, workers, group)
         for d in deployments
     ]
-    reference = {"block": group, "group": group, "db": db, "licenses": None, "workers": workers}
     ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
 
-    def measure_reference() -> None:
-        completed(
-            measure(
+    def reference_steps() -> Iterator[None]:
+        for round_ in range(ROUNDS):
+            where = {
+                "block": group,
+                "group": group,
+                "db": db,
+                "licenses": None,
+                "workers": workers,
+                "round": round_,
+            }
+            yield from measure(
                 ctx,
-                reference,
+                where,
                 "reference",
                 "-",
                 reference_url,
@@ -465,7 +476,7 @@ def run_group(
                 lambda _phase, _part: ref_file,
                 reference_session,
             )
-        )
+            yield
 
     print(f"\n== {group}: " + ", ".join(b.name for b in blocks), flush=True)
     with contextlib.ExitStack() as servers:
@@ -481,16 +492,18 @@ def run_group(
             url, session = servers.enter_context(procs.licensor_server(d.env, workers, log))
             smoke(url, d)
             steps.append(block_steps(ctx, b, url, session, open_loop=workers == 2))
-        measure_reference()
-        # rounds in alternating order (A B, B A, A B, ...): with two parts per run, each run is
-        # measured A B B A, so that a steady drift of the machine falls on both sizes alike
+        steps.append(reference_steps())
+        # rounds in alternating order (A B R, R B A, A B R, ...): with two parts per run, each
+        # run is measured A B R R B A, so that a steady drift of the machine falls on all alike
         done = object()
         while steps:
             for step in list(steps):
                 if next(step, done) is done:
                     steps.remove(step)
             steps.reverse()
-        measure_reference()
+
+
+ROUNDS = 7  # the runs of a block (block_steps), each with a reference run of its own
 
 
 def block_steps(
@@ -535,10 +548,13 @@ def block_steps(
             [f"{k} {h}" for k, h in pairs] or ["none none"],
         )
 
+    rounds = iter(range(ROUNDS))
+
     def run(
         endpoint: str, signature: str, headers: dict[str, str], mode: str, files: Any
     ) -> Generator[None, None, dict[str, Any] | None]:
-        return measure(ctx, block.fields(), endpoint, signature, url, headers, mode, files, session)
+        where = {**block.fields(), "round": next(rounds)}
+        return measure(ctx, where, endpoint, signature, url, headers, mode, files, session)
 
     def same(path: Path) -> Any:
         return lambda _phase, _part: path

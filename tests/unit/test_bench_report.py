@@ -114,3 +114,18 @@ def test_both_sizes_are_ratios_to_their_groups_reference() -> None:
     status = scale_rows(results)
     assert status["check RSA at 1M within 1.2x of 1k"] == "PASS"
     assert status["activate RSA at 1M within 1.2x of 1k"] == "FAIL"
+
+
+def test_each_run_is_a_ratio_to_the_reference_of_its_round() -> None:
+    # the machine slowed down between the two rounds: each run is compared with the reference
+    # measured beside it, not with the group's mean
+    g = "sqlite 2w"
+    results = [
+        {**row(g, g, None, "reference", 20_000), "round": 0},
+        {**row("sqlite 1k 2w", g, 1000, "check_license", 18_000), "round": 0},
+        {**row(g, g, None, "reference", 10_000), "round": 1},
+        {**row("sqlite 1k 2w", g, 1000, "activate_license", 900), "round": 1},
+    ]
+    ratios = {r["endpoint"]: r["ratio"] for r in report.with_ratios(results) if "block" in r}
+    assert ratios["check_license"] == pytest.approx(0.9)
+    assert ratios["activate_license"] == pytest.approx(0.09)
