@@ -43,17 +43,25 @@ def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (between the endpoint's own parts); over the mean of the group's references where no
     reference of that round was measured."""
     by_round: dict[tuple[str, Any], list[float]] = {}
-    by_group: dict[str, list[float]] = {}
     for r in results:
         if r["endpoint"] == "reference":
             by_round.setdefault((r["group"], r.get("round")), []).append(r["throughput"])
-            by_group.setdefault(r["group"], []).append(r["throughput"])
+    by_group = _references(results)
     for r in results:
         rates = by_round.get((r["group"], r.get("round"))) or by_group.get(r["group"])
         ref = sum(rates) / len(rates) if rates else None
         r["reference_throughput"] = ref
         r["ratio"] = r["throughput"] / ref if ref else None
     return results
+
+
+def _references(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each group's reference rates, in the order measured."""
+    rates: dict[str, list[float]] = {}
+    for r in results:
+        if r["endpoint"] == "reference":
+            rates.setdefault(r["group"], []).append(r["throughput"])
+    return rates
 
 
 def _find(
@@ -239,8 +247,8 @@ def _slices_text(settings: dict[str, Any]) -> str:
     return (
         f", each run measured in {slices} parts of {settings['duration_s'] / slices:.0f} s that "
         "alternate with the other blocks of its group and its reference (1k, 1M, ref, ref, 1M, "
-        "1k) and are merged: counts "
-        "and CPU add up, percentiles from the merged latency distributions"
+        "1k) and are merged: counts and CPU add up, percentiles from the merged latency "
+        "distributions"
     )
 
 
@@ -266,8 +274,8 @@ def markdown(document: dict[str, Any]) -> str:
         "between the run's own parts. A group is one database at one worker count; "
         "its blocks (1k and 1M licenses at 2 workers) each have a server of their own, started "
         "together and measured interleaved, run by run, with the reference taking its turn in "
-        "every round (1k, 1M, reference, reference, 1M, 1k), so that the two sizes and the "
-        "reference are compared on figures taken seconds apart. "
+        "every round, so that the two sizes and the reference are compared on figures taken "
+        "seconds apart. "
         "Reference: bare Starlette on the same uvicorn, JSON body of "
         f"{document['answer_sizes'].get('reference_bytes', '?')} bytes (a check answer: RSA "
         f"{document['answer_sizes'].get('check_rsa_bytes', '?')} B, Ed25519 "
@@ -295,15 +303,13 @@ def markdown(document: dict[str, Any]) -> str:
         per = f"{1000 * c['server_cores'] / r['throughput']:.2f}" if r["throughput"] else "-"
         lines.append(
             f"| {r['block']} | {r['endpoint']} | {r['signature']} | {r['throughput']:.0f} | "
-            f"{'-' if ref is None else f'{ref:.0f}'} | {ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
+            f"{'-' if ref is None else f'{ref:.0f}'} | {ratio} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
             f"{per} | "
             f"{c['server_cores']:.2f} | {c['postgres_cores']:.2f} | {c['wrk_cores']:.2f} | "
             f"{c['other_cores']:.2f} |"
         )
-    references: dict[str, list[float]] = {}
-    for r in document["results"]:
-        if r["endpoint"] == "reference":
-            references.setdefault(r["group"], []).append(r["throughput"])
+    references = _references(document["results"])
     if references:
         lines += [
             "",

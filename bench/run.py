@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -261,15 +262,15 @@ def measure(
     session: int,
 ) -> Generator[None, None, dict[str, Any] | None]:
     """Warm-up, then the measured run in ``--slices`` parts, yielding between parts (run_group
-    runs the other blocks' parts there: A B B A, so that a disturbance of the shared machine
-    falls on both sizes); the parts are merged into one result, appended to ctx.results.
+    runs the other blocks' and the reference's parts there: A B R R B A, so that a disturbance
+    of the shared machine falls on all of them); the parts are merged into one result, appended to ctx.results.
     ``data_for(phase, part)`` gives the input file of a run ("warmup", 0) or ("measure", i)."""
     warmup = ctx.args.check_warmup if endpoint == "check_license" else ctx.args.warmup
     if endpoint == "reference" and where.get("round"):
         warmup = 0.0  # warm since the group's first round
-    rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
+    warm_rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
     slices = ctx.args.slices
-    budget = warmup * rounds + ctx.args.duration + 5 * slices + 10
+    budget = warmup * warm_rounds + ctx.args.duration + 5 * slices + 10
     if ctx.time_left() < budget:
         ctx.skipped.append(f"{where['block']} {endpoint} {signature}: time bound reached")
         print(f"  skip {endpoint} {signature}: --max-minutes reached", flush=True)
@@ -284,7 +285,7 @@ def measure(
         # each worker makes and signs every device's answer once first: 3-7 one-second rounds
         # at 2 workers on the AMD VM of 2026-12-02).
         rates: list[float] = []
-        for n in range(rounds):
+        for n in range(warm_rounds):
             warm = run_wrk(
                 ctx, url, headers, mode, data_for("warmup", 0), f"{label}{n}{tag}", warmup, session
             )
@@ -456,7 +457,7 @@ def run_group(
     ref_file = write_lines(ctx.work / "reference.txt", ["/reference"])
 
     def reference_steps() -> Iterator[None]:
-        for round_ in range(ROUNDS):
+        for round_ in itertools.count():  # as many rounds as the blocks have runs
             where = {
                 "block": group,
                 "group": group,
@@ -492,18 +493,17 @@ def run_group(
             url, session = servers.enter_context(procs.licensor_server(d.env, workers, log))
             smoke(url, d)
             steps.append(block_steps(ctx, b, url, session, open_loop=workers == 2))
-        steps.append(reference_steps())
+        reference = reference_steps()
+        steps.append(reference)
         # rounds in alternating order (A B R, R B A, A B R, ...): with two parts per run, each
-        # run is measured A B R R B A, so that a steady drift of the machine falls on all alike
+        # run is measured A B R R B A, so that a steady drift of the machine falls on all alike;
+        # done when the blocks are (the reference has then measured one run per block run)
         done = object()
-        while steps:
+        while steps != [reference]:
             for step in list(steps):
                 if next(step, done) is done:
                     steps.remove(step)
             steps.reverse()
-
-
-ROUNDS = 7  # the runs of a block (block_steps), each with a reference run of its own
 
 
 def block_steps(
@@ -548,7 +548,7 @@ def block_steps(
             [f"{k} {h}" for k, h in pairs] or ["none none"],
         )
 
-    rounds = iter(range(ROUNDS))
+    rounds = itertools.count()
 
     def run(
         endpoint: str, signature: str, headers: dict[str, str], mode: str, files: Any
@@ -782,7 +782,7 @@ def parse_args() -> argparse.Namespace:
         "--slices",
         type=int,
         help="wrk runs each measured run is split into, alternating with the other blocks of its "
-        "group (1k, 1M, 1M, 1k: default 2; 1 with --quick)",
+        "group and its reference (1k, 1M, ref, ref, 1M, 1k: default 2; 1 with --quick)",
     )
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each run (1)")
     parser.add_argument(
@@ -979,6 +979,7 @@ def main() -> int:
     small_workers = [2] if args.quick else [1, 2]
     big_workers = [] if args.quick else [int(w) for w in args.big_workers.split(",") if w]
     sizes = [(args.small, small_workers)] + ([(args.big, big_workers)] if big_workers else [])
+    worker_counts = sorted(set(small_workers + big_workers))
     seed.CHECK_POOL = args.check_devices
     seeding: list[dict[str, Any]] = []
     body_info: dict[str, Any] = {}
@@ -1024,7 +1025,7 @@ def main() -> int:
                 )
             if not reference:
                 body_info = reference_body(ctx, deployments[args.small])
-                for w in sorted(set(small_workers + big_workers)):
+                for w in worker_counts:
                     cm = procs.reference_server(
                         work / "reference_body.json",
                         w,
@@ -1032,7 +1033,7 @@ def main() -> int:
                     )
                     reference[w] = cm.__enter__()
                     ref_contexts.append(cm)
-            for workers in sorted(set(small_workers + big_workers)):
+            for workers in worker_counts:
                 members = [deployments[licenses] for licenses, counts in sizes if workers in counts]
                 ref_url, ref_session = reference[workers]
                 run_group(ctx, db, members, workers, ref_url, ref_session)
