@@ -7,7 +7,8 @@ Seeds a small deployment (bench/seed.py), builds the application state the serve
 calls the endpoint function itself (``api.v4.endpoints.activate_license`` /
 ``deactivate_license``, ``--path full``) or the fast path's ``FastActivation.answer`` (``--path
 fast``, the default; signature headers included) with the same headers and body the benchmark's
-wrk script sends; prints CPU and wall milliseconds per request (this process) and,
+wrk script sends; prints CPU and wall milliseconds per request (this process, and PostgreSQL's
+processes on --db postgresql) and,
 with ``--cprofile N``, the N functions with the most cumulative time.
 """
 
@@ -32,6 +33,7 @@ import pstats  # noqa: E402
 
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(BENCH)]
 
+import procs  # noqa: E402
 import run  # noqa: E402
 import seed  # noqa: E402
 
@@ -76,7 +78,7 @@ def main() -> None:
             url,
             work / "data",
             licenses=args.licenses,
-            min_devices=max(100_000, args.licenses),
+            min_devices=max(200_000, args.licenses),  # as bench/run.py
             rng=random.Random(4),
         )
         settings = Settings(
@@ -164,6 +166,8 @@ def main() -> None:
         for i in range(warm):
             one(i)
         profiler = cProfile.Profile() if args.cprofile else None
+        postmaster = pg.postmaster_pid if pg is not None else None
+        pg0 = procs.tree_cpu_seconds(postmaster)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
@@ -172,11 +176,13 @@ def main() -> None:
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        pg_cpu = procs.tree_cpu_seconds(postmaster) - pg0
         count = n - warm
         sig = "ed25519" if args.ed25519 else "rsa"
         print(
             f"{args.db} {args.endpoint} {sig} ({args.path} path): {count} requests, "
             f"{1000 * cpu / count:.2f} ms CPU, {1000 * wall / count:.2f} ms wall per request"
+            + (f", PostgreSQL {1000 * pg_cpu / count:.2f} ms CPU" if pg is not None else "")
             + (" (under cProfile)" if profiler else "")
         )
         if profiler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,60 @@ def _signing_line(machine: dict[str, Any]) -> str:
     )
 
 
+def _postgres_line(settings: dict[str, Any]) -> str:
+    pg = settings.get("postgresql_settings")
+    if not pg:
+        return ""
+    return " PostgreSQL server settings: " + ", ".join(f"{k} = {v}" for k, v in pg.items()) + "."
+
+
+def _reference_duration_text(settings: dict[str, Any]) -> str:
+    seconds = settings.get("reference_duration_s")
+    if seconds is None or seconds == settings["duration_s"]:
+        return ""
+    return f" ({seconds:g} s for the reference)"
+
+
+def _repetitions(document: dict[str, Any]) -> list[str]:
+    """With ``--repeat``: each endpoint's ratio in every repetition, per size, and the
+    larger size's slowdown (small ratio / big ratio) repetition by repetition. The targets
+    table is evaluated on the first repetition."""
+    if document["settings"].get("repeat", 1) <= 1:
+        return []
+    series: dict[tuple[str, str, str], dict[int, list[float]]] = {}
+    for r in document["results"]:
+        if r["endpoint"] == "reference" or r.get("ratio") is None:
+            continue
+        key = (r["group"], r["endpoint"], r["signature"])
+        series.setdefault(key, {}).setdefault(r["licenses"], []).append(r["ratio"])
+    lines = [
+        "",
+        f"Repetitions ({document['settings']['repeat']}; the targets below are evaluated on "
+        "the first): ratio in each repetition, and where the group has two sizes, the larger "
+        "size's slowdown (small / big ratio) repetition by repetition, with its median.",
+        "",
+        "| group | endpoint | sig | ratios by size | slowdown by repetition | median slowdown |",
+        "| --- | --- | --- | --- | --- | ---: |",
+    ]
+    for (group, endpoint, signature), by_size in series.items():
+        sizes = sorted(by_size)
+        ratios = "; ".join(
+            f"{size_label(n)}: " + ", ".join(f"{x:.3f}" for x in by_size[n]) for n in sizes
+        )
+        slowdowns: list[float] = []
+        if len(sizes) > 1:
+            small, big = by_size[sizes[0]], by_size[sizes[-1]]
+            slowdowns = [a / b for a, b in zip(small, big, strict=False) if b]
+        lines.append(
+            f"| {group} | {endpoint} | {signature} | {ratios} | "
+            + (", ".join(f"{x:.2f}" for x in slowdowns) or "-")
+            + " | "
+            + (f"{statistics.median(slowdowns):.2f}" if slowdowns else "-")
+            + " |"
+        )
+    return lines
+
+
 def _slices_text(settings: dict[str, Any]) -> str:
     slices = settings.get("slices", 1)
     if slices <= 1:
@@ -263,10 +318,13 @@ def markdown(document: dict[str, Any]) -> str:
         f"Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + f". Load average {m['loadavg_at_start']:.2f} at start, {m['loadavg_at_end']:.2f} at end."
-        + _signing_line(m),
+        + _signing_line(m)
+        + _postgres_line(document["settings"]),
         "",
         f"wrk, {document['settings']['connections']} connections, 1 thread, "
-        f"{document['settings']['duration_s']:.0f} s per run after "
+        f"{document['settings']['duration_s']:.0f} s per run"
+        + _reference_duration_text(document["settings"])
+        + " after "
         f"{document['settings']['warmup_s']:.0f} s of warm-up"
         + _slices_text(document["settings"])
         + "; ratio = throughput / reference throughput (`ref req/s`: same server software, "
@@ -320,6 +378,7 @@ def markdown(document: dict[str, Any]) -> str:
             )
             + ".",
         ]
+    lines += _repetitions(document)
     if document["open_loop"]:
         lines += [
             "",

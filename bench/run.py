@@ -50,6 +50,7 @@ import report  # noqa: E402
 import seed  # noqa: E402
 
 CONNECTIONS = 64
+ENDPOINTS = ("check_license", "check_license_cold", "activate_license", "deactivate_license")
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
 
@@ -145,6 +146,11 @@ def check_path(key: str, hardware_id: str) -> str:
 # -- measurements ------------------------------------------------------------------------------
 
 
+# Measured (--endpoints deactivate_license --repeat 4, PostgreSQL, 2 workers): with the default
+# 128MB, deactivations at 1M were 1.29x slower than at 1k (1.21-1.46; PostgreSQL CPU per request
+# 0.94-1.04 against 0.64-0.78 ms: both databases share the cluster's buffers, and the big one
+# evicts the small one's pages too); with 1GB, 1.12x (1.08-1.22).
+PG_SETTINGS = {"shared_buffers": "1GB"}
 STEADY_ROUNDS = 8  # at most this many warm-up rounds before a steady check run
 
 
@@ -270,7 +276,10 @@ def measure(
         warmup = 0.0  # warm since the group's first round
     warm_rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
     slices = ctx.args.slices
-    budget = warmup * warm_rounds + ctx.args.duration + 5 * slices + 10
+    # (the reference answers ~20 times as many requests a second as a write: half the run
+    # length gives it as many samples and takes a quarter less of the benchmark's time)
+    duration = ctx.args.reference_duration if endpoint == "reference" else ctx.args.duration
+    budget = warmup * warm_rounds + duration + 5 * slices + 10
     if ctx.time_left() < budget:
         ctx.skipped.append(f"{where['block']} {endpoint} {signature}: time bound reached")
         print(f"  skip {endpoint} {signature}: --max-minutes reached", flush=True)
@@ -313,7 +322,7 @@ def measure(
                 mode,
                 data_for("measure", i),
                 f"m{i}x{tag}",
-                ctx.args.duration / slices,
+                duration / slices,
                 session,
             )
         )
@@ -561,33 +570,54 @@ def block_steps(
 
     rsa = signed_headers(deployment)
     ed = signed_headers(deployment, ED25519)
-    # steady state: the same devices checked again and again (answers kept, served again)
-    check_rsa = yield from run("check_license", "rsa", rsa, "get", same(steady_file))
-    # open loop at half that peak, right away: on the same devices, whose answers are still
-    # served again (the activation and deactivation runs below change their licenses, after
-    # which every answer is made and signed again: not the steady state the peak measured)
-    if open_loop and check_rsa is not None and check_rsa["throughput"] > 0:
-        run_open_loop(
-            ctx, block, url, deployment, steady_file, check_rsa["throughput"] / 2, session
-        )
-    yield
-    yield from run("check_license", "ed25519", ed, "get", same(steady_file))
-    yield
+    # (endpoint, signature, headers, wrk mode, input files), in order:
+    # steady state: the same devices checked again and again (answers kept, served again);
     # cold: a device at most once in the run (every answer read, made and signed)
-    for sig, headers in (("rsa", rsa), ("ed25519", ed)):
-        yield from run(
-            "check_license_cold",
-            sig,
-            headers,
-            "get",
-            lambda phase, part, sig=sig: cold_files[(sig, phase, part)],
-        )
-        yield
-    yield from run("activate_license", "rsa", rsa, "activate", same(activate_file))
-    yield
-    yield from run("activate_license", "ed25519", ed, "activate", same(activate_file))
-    yield
-    yield from run("deactivate_license", "-", rsa, "deactivate", deactivations)
+    plan: list[tuple[str, str, dict[str, str], str, Any]] = [
+        ("check_license", "rsa", rsa, "get", same(steady_file)),
+        ("check_license", "ed25519", ed, "get", same(steady_file)),
+    ]
+    if block.workers > 1:  # informative rows, measured where the targets are (2 workers)
+        for sig, headers in (("rsa", rsa), ("ed25519", ed)):
+            plan.append(
+                (
+                    "check_license_cold",
+                    sig,
+                    headers,
+                    "get",
+                    lambda phase, part, sig=sig: cold_files[(sig, phase, part)],
+                )
+            )
+    plan += [
+        ("activate_license", "rsa", rsa, "activate", same(activate_file)),
+        ("activate_license", "ed25519", ed, "activate", same(activate_file)),
+        ("deactivate_license", "-", rsa, "deactivate", deactivations),
+    ]
+    started = False
+    for repetition in range(ctx.args.repeat):
+        for endpoint, sig, headers, mode, files in plan:
+            if endpoint not in ctx.args.endpoints:
+                continue
+            if endpoint == "check_license_cold" and repetition:
+                continue  # its devices were checked in the first repetition: no longer cold
+            if started:
+                yield  # the other blocks' and the reference's turn
+            started = True
+            result = yield from run(endpoint, sig, headers, mode, files)
+            # open loop at half the RSA check's peak, right away: on the same devices, whose
+            # answers are still served again (the activation and deactivation runs change
+            # their licenses, after which every answer is made and signed again: not the
+            # steady state the peak measured)
+            if (
+                open_loop
+                and repetition == 0
+                and (endpoint, sig) == ("check_license", "rsa")
+                and result is not None
+                and result["throughput"] > 0
+            ):
+                run_open_loop(
+                    ctx, block, url, deployment, steady_file, result["throughput"] / 2, session
+                )
 
 
 OPENLOOP_SOURCE = BENCH / "openloop.c"
@@ -779,6 +809,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 4)")
     parser.add_argument(
+        "--reference-duration",
+        type=float,
+        help="seconds per measured run of the reference endpoint (default: half --duration)",
+    )
+    parser.add_argument(
         "--slices",
         type=int,
         help="wrk runs each measured run is split into, alternating with the other blocks of its "
@@ -815,6 +850,38 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument(
+        "--db", default="sqlite,postgresql", help="databases, comma-separated (default both)"
+    )
+    parser.add_argument(
+        "--workers",
+        help="worker counts at the small size, comma-separated (default 1,2; 2 with --quick)",
+    )
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="endpoints measured, comma-separated (default all: " + ", ".join(ENDPOINTS) + "; "
+        "check_license_cold at 2 workers only); the reference is measured in every round",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each block's endpoints this many times over, in the same interleaved "
+        "rounds (check_license_cold only the first time: its devices are then no longer cold; "
+        "deactivations take fresh devices each time: lower --max-deactivate-rate if they run "
+        "out)",
+    )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a postgresql.conf setting of the benchmark's PostgreSQL server (repeatable; "
+        f"default {' '.join(f'{k}={v}' for k, v in PG_SETTINGS.items())}: the 1,000,000-license "
+        "database, ~500 MB, fits in PostgreSQL's buffers as in a deployment sized for it; "
+        "PostgreSQL's own default is 128MB)",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=10.0,
@@ -840,8 +907,30 @@ def parse_args() -> argparse.Namespace:
     args.check_warmup = args.check_warmup if args.check_warmup is not None else 1.0
     args.open_loop_seconds = args.open_loop_seconds or (4.0 if quick else 6.0)
     args.slices = args.slices or (1 if quick else 2)
-    if not 1 <= args.slices <= 10 or args.duration / args.slices < 1:
-        parser.error("--slices: 1 to 10, each at least 1 second of --duration")
+    args.reference_duration = args.reference_duration or args.duration / 2
+    args.workers = [int(w) for w in (args.workers or ("2" if quick else "1,2")).split(",") if w]
+    args.dbs = [d for d in args.db.split(",") if d]
+    if args.no_postgres:
+        args.dbs = [d for d in args.dbs if d != "postgresql"]
+    args.endpoints = {e for e in args.endpoints.split(",") if e}
+    unknown = sorted(args.endpoints - set(ENDPOINTS)) + sorted(
+        set(args.dbs) - {"sqlite", "postgresql"}
+    )
+    if unknown or not args.endpoints or not args.dbs or not args.workers:
+        parser.error(f"--db / --endpoints / --workers: nothing to measure or unknown: {unknown}")
+    if any(w < 1 for w in args.workers) or not 1 <= args.repeat <= 20:
+        parser.error("--workers: at least 1 each; --repeat: 1 to 20")
+    try:
+        args.pg_settings = {**PG_SETTINGS, **dict(item.split("=", 1) for item in args.pg_setting)}
+    except ValueError:
+        parser.error("--pg-setting: NAME=VALUE")
+    if not 1 <= args.slices <= 10 or args.reference_duration / args.slices < 0.5:
+        parser.error(
+            "--slices: 1 to 10, each at least half a second of --reference-duration (and so "
+            "of --duration)"
+        )
+    if args.reference_duration > args.duration:
+        parser.error("--reference-duration: at most --duration")
     if not (
         0 < args.duration <= 60 and 0 <= args.warmup <= 30 and 0 < args.open_loop_seconds <= 60
     ):
@@ -969,14 +1058,14 @@ def main() -> int:
     print(f"bench: code under test: {source['tree']} at {source['commit'][:12]}", flush=True)
     started = time.monotonic()
     ctx = Context(args, wrk, openloop, args.out, work, started + args.max_minutes * 60)
-    pg_problem = "--no-postgres given" if args.no_postgres else postgres_available()
+    pg_problem = "not in --db" if "postgresql" not in args.dbs else postgres_available()
     if pg_problem:
         print(f"bench: PostgreSQL skipped: {pg_problem}", flush=True)
         ctx.skipped.append(f"PostgreSQL: {pg_problem}")
     wait_idle(args.wait_idle)
     info = machine_info()
     rng = random.Random(4)
-    small_workers = [2] if args.quick else [1, 2]
+    small_workers = args.workers
     big_workers = [] if args.quick else [int(w) for w in args.big_workers.split(",") if w]
     sizes = [(args.small, small_workers)] + ([(args.big, big_workers)] if big_workers else [])
     worker_counts = sorted(set(small_workers + big_workers))
@@ -988,11 +1077,15 @@ def main() -> int:
         if not pg_problem:
             from tests.harness.postgres import PostgresServer
 
-            pg = PostgresServer().start()
+            pg = PostgresServer(settings=args.pg_settings).start()
             ctx.pg_postmaster = pg.postmaster_pid
         reference: dict[int, tuple[str, int]] = {}
         ref_contexts = []
-        for db in ["sqlite"] + ([] if pg_problem else ["postgresql"]):
+        for db in [
+            d
+            for d in ("sqlite", "postgresql")
+            if d in args.dbs and not (d == "postgresql" and pg_problem)
+        ]:
             if ctx.time_left() < 60:
                 ctx.skipped.append(f"{db}: time bound reached")
                 continue
@@ -1055,6 +1148,10 @@ def main() -> int:
         "settings": {
             "connections": CONNECTIONS,
             "duration_s": args.duration,
+            "reference_duration_s": args.reference_duration,
+            "repeat": args.repeat,
+            "endpoints": sorted(args.endpoints),
+            "postgresql_settings": args.pg_settings,
             "slices": args.slices,
             "warmup_s": args.warmup,
             "check_warmup_s": args.check_warmup,

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # measured best per database: the event loop on SQLite, 1 thread on PostgreSQL (network
     # waits stay off the loop).
     fast_activation_threads: int | None = Field(default=None, ge=0, le=64)
+    # SQLite: copy the write-ahead log back into the database file from a thread of each
+    # worker (store/db.py Checkpointer), not inside the commit of whichever writer fills it
+    # (SQLite's default, which makes every other writer wait for it). off = SQLite's default.
+    sqlite_background_checkpoint: bool = True
     # The interpreter's GIL switch interval in each server process (Python's default is 5 ms):
     # a thread finishing a request waits less to hand the answer to the event loop.
     # 0 = leave Python's default.

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -270,6 +271,9 @@ class PostgresServer:
             ...
             pg.stop_server()                  # database down (connections refused)
             pg.start_server()                 # back, same port and data
+
+    ``settings``: postgresql.conf values that replace the harness's own or add to them (e.g.
+    ``{"shared_buffers": "1GB"}`` for the benchmark).
     """
 
     def __init__(
@@ -278,8 +282,10 @@ class PostgresServer:
         bin_dir: str | os.PathLike[str] | None = None,
         tmp_root: str | os.PathLike[str] | None = None,
         ready_timeout: float = 30.0,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self._bin_dir = bin_dir
+        self._settings = dict(settings or {})
         self._tmp_root = None if tmp_root is None else Path(tmp_root)
         self.ready_timeout = ready_timeout
         self._bins: PgBinaries | None = None
@@ -596,6 +602,7 @@ class PostgresServer:
             "max_wal_senders": "0",
             "jit": "off",
             "timezone": "'UTC'",
+            **self._settings,
         }
         lines = ["", "# --- licensor test harness (tests/harness/postgres.py) ---"]
         lines += [f"{key} = {value}" for key, value in settings.items()]

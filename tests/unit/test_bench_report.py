@@ -129,3 +129,43 @@ def test_each_run_is_a_ratio_to_the_reference_of_its_round() -> None:
     ratios = {r["endpoint"]: r["ratio"] for r in report.with_ratios(results) if "block" in r}
     assert ratios["check_license"] == pytest.approx(0.9)
     assert ratios["activate_license"] == pytest.approx(0.09)
+
+
+def test_repetitions_compare_the_sizes_repetition_by_repetition() -> None:
+    # --repeat 3: each repetition's 1M ratio against the 1k ratio of the same repetition
+    g = "sqlite 2w"
+    results = []
+    for round_, (small, big) in enumerate([(2000, 1600), (1000, 1000), (1800, 1200)]):
+        results += [
+            {**row(g, g, None, "reference", 20_000), "round": round_},
+            {**row("sqlite 1k 2w", g, 1000, "deactivate_license", small), "round": round_},
+            {**row("sqlite 1M 2w", g, 1_000_000, "deactivate_license", big), "round": round_},
+        ]
+    document = {"results": report.with_ratios(results), "settings": {"repeat": 3}}
+    lines = report._repetitions(document)
+    [line] = [x for x in lines if x.startswith(f"| {g} | deactivate_license")]
+    assert "1k: 0.100, 0.050, 0.090; 1M: 0.080, 0.050, 0.060" in line
+    assert line.endswith("| 1.25, 1.00, 1.50 | 1.25 |")
+    assert report._repetitions({"results": results, "settings": {"repeat": 1}}) == []
+
+
+def test_the_command_line_refuses_what_it_cannot_measure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def parse(*argv: str) -> Any:
+        monkeypatch.setattr(sys, "argv", ["run.py", *argv])
+        return run.parse_args()
+
+    args = parse("--db", "postgresql", "--endpoints", "deactivate_license", "--repeat", "3")
+    assert args.dbs == ["postgresql"] and args.endpoints == {"deactivate_license"}
+    assert args.workers == [1, 2] and args.reference_duration == args.duration / 2
+    assert parse("--pg-setting", "shared_buffers=1GB").pg_settings == {"shared_buffers": "1GB"}
+    assert parse("--no-postgres").dbs == ["sqlite"]
+    for bad in (
+        ["--endpoints", "check"],
+        ["--db", "mysql"],
+        ["--repeat", "0"],
+        ["--pg-setting", "shared_buffers"],
+        ["--reference-duration", "9"],
+        ["--workers", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            parse(*bad)

@@ -29,6 +29,7 @@ class AppState:
             settings.resolved_database_url,
             pool_size=settings.db_pool_size,
             connect_timeout=settings.db_connect_timeout_seconds,
+            background_checkpoint=settings.sqlite_background_checkpoint,
         )
         return cls(settings, db, ServerKeys(keyring, master_key, settings))
 
