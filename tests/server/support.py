@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,14 @@ from licensor.settings import Settings
 from licensor.store import migrate
 from licensor.store.db import Database
 from licensor.store.models import License
+
+
+def eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (what another thread or process does meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def verify_response(response: httpx.Response, keys: PublicKeySet) -> str:

@@ -4,9 +4,8 @@ connection makes the version unknown until it is back."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from licensor.store import changes
 from tests.harness.postgres import PostgresServer
+from tests.server.support import eventually
 
 
 @dataclass
@@ -24,16 +24,9 @@ class Watched:
     first: int  # the version once the watcher listened
 
 
-def _eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def _listening(watcher: changes.PostgresChanges) -> int:
     """The version, once the watcher listens."""
-    _eventually(lambda: watcher.version() is not None)
+    eventually(lambda: watcher.version() is not None)
     version = watcher.version()
     assert version is not None
     return version
@@ -56,11 +49,11 @@ def watched(postgres: PostgresServer) -> Iterator[Watched]:
 def test_every_notification_moves_the_version_even_in_a_burst(watched: Watched) -> None:
     watcher, connection = watched.watcher, watched.connection
     connection.execute(f"NOTIFY {changes.CHANNEL}")
-    _eventually(lambda: (watcher.version() or 0) > watched.first)
+    eventually(lambda: (watcher.version() or 0) > watched.first)
     before = _listening(watcher)
     for index in range(200):  # a burst of commits, each notifying (payloads keep them apart)
         connection.execute(f"NOTIFY {changes.CHANNEL}, 'c{index}'")
-    _eventually(lambda: watcher.version() == before + 200)
+    eventually(lambda: watcher.version() == before + 200)
 
 
 def test_a_lost_listener_makes_the_version_unknown_until_it_is_back(watched: Watched) -> None:
@@ -68,6 +61,6 @@ def test_a_lost_listener_makes_the_version_unknown_until_it_is_back(watched: Wat
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
         (changes.APPLICATION_NAME,),
     )
-    _eventually(lambda: watched.watcher.version() != watched.first)
+    eventually(lambda: watched.watcher.version() != watched.first)
     # back, and moved on (changes may have been missed meanwhile)
     assert _listening(watched.watcher) > watched.first

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -14,13 +13,7 @@ from sqlalchemy import text
 from licensor.api.state import AppState
 from licensor.settings import Settings
 from licensor.store.db import Database
-
-
-def _eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+from tests.server.support import eventually
 
 
 def _autocheckpoint(db: Database) -> int:
@@ -58,7 +51,7 @@ def test_the_log_goes_back_into_the_file_from_the_thread_not_the_commits(
         assert checkpointer is not None
         _write(db, 1500)
         # the thread copies it back while the writers go on, and the file holds it all
-        _eventually(lambda: path.stat().st_size > 12_000_000)
+        eventually(lambda: path.stat().st_size > 12_000_000)
         assert checkpointer.checkpoints >= 1
         idle = checkpointer.checkpoints
         time.sleep(0.5)  # no commit since: the thread does not checkpoint again

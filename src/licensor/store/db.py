@@ -9,10 +9,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
@@ -174,8 +176,11 @@ class Checkpointer:
     releases the GIL while it copies pages).
     """
 
-    def __init__(self, engine: Engine, interval: float = 0.1) -> None:
-        self._engine = engine
+    RETRY_LIMIT_SECONDS = 5.0  # after failures, tries further and further apart, up to this
+
+    def __init__(self, path: str, interval: float = 0.1) -> None:
+        # (mode=rw: a database file that went away is not created again, empty)
+        self._uri = Path(path).resolve().as_uri() + "?mode=rw"
         self._interval = interval
         self._stop = threading.Event()
         self.checkpoints = 0  # PASSIVE checkpoints run (tests)
@@ -185,29 +190,27 @@ class Checkpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        connection: Any = None
+        connection: sqlite3.Connection | None = None
         version = None
-        while not self._stop.wait(self._interval):
+        delay = self._interval
+        while not self._stop.wait(delay):
             try:
                 if connection is None:
-                    connection = self._engine.raw_connection()
-                cursor = connection.cursor()
-                try:
-                    now = cursor.execute("PRAGMA data_version").fetchone()[0]
-                    if now != version:
-                        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                        version = now
-                        self.checkpoints += 1
-                finally:
-                    cursor.close()
-            except Exception as exc:  # e.g. the file went away: try again with a new connection
+                    connection = sqlite3.connect(self._uri, uri=True, isolation_level=None)
+                now = connection.execute("PRAGMA data_version").fetchone()[0]
+                if now != version:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    version = now
+                    self.checkpoints += 1
+                delay = self._interval
+            except sqlite3.Error as exc:  # e.g. the file went away: a new connection, later
                 log.warning("sqlite.checkpoint_failed", extra={"error": type(exc).__name__})
                 if connection is not None:
-                    connection.invalidate()
+                    connection.close()
                     connection = None
+                delay = min(delay * 2, self.RETRY_LIMIT_SECONDS)
         if connection is not None:
             connection.close()
-        self._engine.dispose()
 
     def close(self) -> None:
         self._stop.set()
@@ -228,9 +231,8 @@ class Database:
         self.url = url
         self.connect_timeout = connect_timeout
         self.is_sqlite = url.startswith("sqlite")
-        background = self.is_sqlite and background_checkpoint and _sqlite_file(url) is not None
-        auto = not background
-        self.checkpointer: Checkpointer | None = None
+        sqlite_path = _sqlite_file(url) if self.is_sqlite else None
+        auto = not (background_checkpoint and sqlite_path is not None)
         if self.is_sqlite:
             self.write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", autocheckpoint=auto)
             self.read_engine = _sqlite_engine(url, "BEGIN", autocheckpoint=auto)
@@ -267,8 +269,7 @@ class Database:
         if self.is_sqlite:
             # (no busy handler: fast_write waits for other writers itself)
             self._fast_write_engine = _sqlite_engine(url, None, busy_ms=0, autocheckpoint=auto)
-            path = _sqlite_file(url)
-            self.writer_queue = WriterQueue(path + "-writer.lock" if path else None)
+            self.writer_queue = WriterQueue(sqlite_path + "-writer.lock" if sqlite_path else None)
         else:
             self._fast_write_engine = create_engine(
                 url,
@@ -281,8 +282,7 @@ class Database:
         self._fast_write_idle: list[Connection] = []
         self._changes: ChangeWatcher | None = None
         self._changes_lock = threading.Lock()
-        if background:
-            self.checkpointer = Checkpointer(_sqlite_engine(url, None, busy_ms=0))
+        self.checkpointer = None if auto or sqlite_path is None else Checkpointer(sqlite_path)
 
     @property
     def changes(self) -> ChangeWatcher:
