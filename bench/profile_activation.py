@@ -4,10 +4,9 @@
                                        [--ed25519] [--requests 2000] [--cprofile N]
 
 Seeds a small deployment (bench/seed.py), builds the application state the server builds, and
-calls the endpoint function itself (``api.v4.endpoints.activate_license`` /
-``deactivate_license``, ``--path full``) or the fast path's ``FastActivation.answer`` (``--path
-fast``, the default; signature headers included) with the same headers and body the benchmark's
-wrk script sends; prints CPU and wall milliseconds per request (this process, and PostgreSQL's
+calls the License API front's ``ActivationFront.answer`` (``--path front``, the default;
+signature headers included) or the whole ASGI application (``--path asgi``) with the same
+headers and body the benchmark's wrk script sends; prints CPU and wall milliseconds per request (this process, and PostgreSQL's
 processes on --db postgresql) and,
 with ``--cprofile N``, the N functions with the most cumulative time.
 """
@@ -48,19 +47,16 @@ def main() -> None:
     parser.add_argument("--licenses", type=int, default=1000)
     parser.add_argument(
         "--path",
-        choices=["fast", "full", "asgi"],
-        default="fast",
-        help="fast: the FastActivation layer's answer(); full: the endpoint function; asgi: the "
-        "whole ASGI application (every middleware) on an asyncio loop, no socket",
+        choices=["front", "asgi"],
+        default="front",
+        help="front: the ActivationFront's answer(); asgi: the whole ASGI application (every "
+        "middleware) on an asyncio loop, no socket",
     )
     args = parser.parse_args()
 
-    from starlette.requests import Request
-
     from licensor.api.app import create_app
     from licensor.api.state import AppState
-    from licensor.api.v4 import endpoints
-    from licensor.api.v4.fast_activation import FastActivation
+    from licensor.api.v4.activation import ActivationFront
     from licensor.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="licensor-actprof-"))
@@ -89,6 +85,7 @@ def main() -> None:
         app.state.licensor = state
         headers = run.signed_headers(deployment, run.ED25519 if args.ed25519 else {})
         raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        headers_of = {k.lower(): v for k, v in headers.items()}
         pairs = deployment.take_deactivations(args.requests)
 
         def body(i: int) -> bytes:
@@ -110,13 +107,7 @@ def main() -> None:
         path = "/api/v4/" + (
             "activate_license" if args.endpoint == "activate" else "deactivate_license"
         )
-        call = (
-            endpoints.activate_license
-            if args.endpoint == "activate"
-            else endpoints.deactivate_license
-        )
-
-        fast = FastActivation(app, lambda: state)
+        front = ActivationFront(app, lambda: state)
 
         loop = asyncio.new_event_loop()
 
@@ -151,15 +142,10 @@ def main() -> None:
                 if status != 200:
                     raise SystemExit(f"request {i}: status {status}")
                 return status
-            if args.path == "fast":
-                answer = fast.answer(state, scope, content)
-                if answer is None or answer[0] != 200:
-                    raise SystemExit(f"request {i}: the fast path declined or failed: {answer}")
-                return answer
-            response = call(Request(scope), content)
-            if response.status_code != 200:
-                raise SystemExit(f"request {i}: {response.status_code} {response.body[:300]!r}")
-            return response
+            answer = front.answer(state, path, headers_of, content, "127.0.0.1")
+            if answer[0] != 200:
+                raise SystemExit(f"request {i}: {answer[0]} {answer[1][:300]!r}")
+            return answer
 
         n = min(args.requests, len(pairs)) if args.endpoint == "deactivate" else args.requests
         warm = min(50, n // 10)

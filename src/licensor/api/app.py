@@ -20,9 +20,9 @@ from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
+from licensor.api.v4.activation import ActivationFront
 from licensor.api.v4.computer_keys import router as computer_keys_router
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
-from licensor.api.v4.fast_activation import FastActivation
 from licensor.api.v4.fast_check import FastCheck
 from licensor.keyring import Keyring
 from licensor.settings import Settings
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threads = settings.fast_activation_threads
         if threads is None:
             threads = 0 if settings.resolved_database_url.startswith("sqlite") else 1
-        app.add_middleware(FastActivation, state=lambda: app.state.licensor, threads=threads)
+        app.add_middleware(ActivationFront, state=lambda: app.state.licensor, threads=threads)
     if settings.fast_check:
         app.add_middleware(
             FastCheck,

@@ -20,24 +20,30 @@ from licensor.protocol.signing import compact_json
 log = logging.getLogger("licensor.api")
 
 
+def error_parts(
+    code: str,
+    message: str | None = None,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """The status, body and headers of the error answer ``{"status", "code", "message"}``."""
+    spec = ERROR_CODES.get(code)
+    status = status if status is not None else (spec.status if spec else 400)
+    message = message if message is not None else (spec.message if spec else code)
+    found = dict(headers or {})
+    if status in (429, 503):
+        found.setdefault("Retry-After", "1")
+    return status, compact_json({"status": status, "code": code, "message": message}), found
+
+
 def error_response(
     code: str,
     message: str | None = None,
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    spec = ERROR_CODES.get(code)
-    status = status if status is not None else (spec.status if spec else 400)
-    message = message if message is not None else (spec.message if spec else code)
-    headers = dict(headers or {})
-    if status in (429, 503):
-        headers.setdefault("Retry-After", "1")
-    return Response(
-        compact_json({"status": status, "code": code, "message": message}),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    status, content, found = error_parts(code, message, status, headers)
+    return Response(content, status_code=status, media_type="application/json", headers=found)
 
 
 def install_error_handlers(app: FastAPI) -> None:

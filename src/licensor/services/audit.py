@@ -1,8 +1,9 @@
-"""The audit log, and the one place every change is announced (webhooks will listen here)."""
+"""The audit log of the ORM use cases (management, catalogue, QLM customers). The activation
+and deactivation statements write their audit rows themselves (``store/activation.py``), in the
+same transaction: what announces a change (webhooks' outbox) belongs beside each of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,21 +23,6 @@ class Change:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     at: datetime
-
-
-Listener = Callable[[Session, Change], None]
-_listeners: list[Listener] = []
-
-
-def subscribe(listener: Listener) -> None:
-    """Register a listener called inside the same transaction as the change (e.g. webhooks)."""
-    _listeners.append(listener)
-
-
-def has_listeners() -> bool:
-    """Whether a listener wants each change with its session (paths without one must not
-    write changes then: ``services/fast_activation.py`` hands those requests on)."""
-    return bool(_listeners)
 
 
 def record(
@@ -73,6 +59,4 @@ def record(
             created_at=change.at,
         )
     )
-    for listener in _listeners:
-        listener(session, change)
     return change

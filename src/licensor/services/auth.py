@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+from sqlalchemy import Dialect
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
@@ -22,7 +23,9 @@ from licensor.protocol.auth import (
     parse_http_date,
 )
 from licensor.services.context import Caller, Scope, ServerKeys
+from licensor.store import activation as credentials
 from licensor.store import repository
+from licensor.store.activation import DbapiConnection
 from licensor.store.models import ApiKey
 
 TOKEN_ISSUER = "licensor"
@@ -73,6 +76,30 @@ def check_date(date_value: str | None, now: datetime, window_seconds: int) -> da
     return sent
 
 
+@dataclass(frozen=True, slots=True)
+class BearerToken:
+    token: str
+    date_value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HmacPresented:
+    pairs: dict[str, str]  # (``hmac_pairs``: the format checked)
+    date_value: str
+
+
+def presented(authorization: str | None, date_value: str | None) -> BearerToken | HmacPresented:
+    """The credentials a request presents, their format checked (v4 §4.3), not yet looked up."""
+    if not authorization:
+        raise LicensorError("missing_headers", "must have required property 'authorization'")
+    if not date_value:
+        raise LicensorError("missing_headers", "must have required property 'date'")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return BearerToken(token.strip(), date_value)
+    return HmacPresented(hmac_pairs(authorization), date_value)
+
+
 def authenticate(
     session: Session,
     keys: ServerKeys,
@@ -81,32 +108,57 @@ def authenticate(
     date_value: str | None,
     now: datetime,
 ) -> Caller:
-    if not authorization:
-        raise LicensorError("missing_headers", "must have required property 'authorization'")
-    if not date_value:
-        raise LicensorError("missing_headers", "must have required property 'date'")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        check_date(date_value, now, keys.settings.date_window_seconds)
-        return authenticate_bearer(session, keys, token.strip(), now)
-    return authenticate_hmac(session, keys, authorization, date_value, now)
-
-
-def authenticate_hmac(
-    session: Session, keys: ServerKeys, authorization: str, date_value: str, now: datetime
-) -> Caller:
-    pairs = hmac_pairs(authorization)
-    api_key = (
-        repository.api_key_by_key(session, pairs["apikey"]) if storable(pairs["apikey"]) else None
+    found = presented(authorization, date_value)
+    if isinstance(found, BearerToken):
+        return authenticate_bearer_request(session, keys, found, now)
+    connection = session.connection()
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    return hmac_request_caller(
+        dbapi, connection.dialect, keys, pairs=found.pairs, date_value=found.date_value, now=now
     )
-    if api_key is None:
+
+
+def authenticate_bearer_request(
+    session: Session, keys: ServerKeys, found: BearerToken, now: datetime
+) -> Caller:
+    check_date(found.date_value, now, keys.settings.date_window_seconds)
+    return authenticate_bearer(session, keys, found.token, now)
+
+
+def hmac_request_caller(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    keys: ServerKeys,
+    *,
+    pairs: dict[str, str],
+    date_value: str,
+    now: datetime,
+) -> Caller:
+    """The caller of an HMAC-signed request (``hmac_pairs`` already checked), or the refusal:
+    ``invalid_api_key``, ``revoked_api_key``, or ``hmac_caller``'s. One statement
+    (``store.activation.credential``) reads the key and its company."""
+    found = (
+        credentials.credential(connection, dialect, pairs["apikey"])
+        if storable(pairs["apikey"])
+        else None
+    )
+    if found is None:
         raise LicensorError("invalid_api_key")
-    if api_key.revoked:
+    return credential_caller(keys, found, pairs, date_value, now)
+
+
+def credential_caller(
+    keys: ServerKeys,
+    found: credentials.Credential,
+    pairs: dict[str, str],
+    date_value: str,
+    now: datetime,
+) -> Caller:
+    """The caller of a found API key row (``credential``), or the refusal."""
+    if found.api_key.revoked:
         raise LicensorError("revoked_api_key")
-    company = repository.company(session, api_key.company_id)
-    if company is None:
-        raise LicensorError("invalid_api_key")
-    return hmac_caller(keys, api_key, company.oauth_required, pairs, date_value, now)
+    return hmac_caller(keys, found.api_key, found.oauth_required, pairs, date_value, now)
 
 
 def hmac_pairs(authorization: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,29 +24,21 @@ from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import (
     AuthorizationMethod,
-    DeviceFacts,
     LicenseTerms,
     LicenseType,
-    UserTerms,
-    decide_activation,
     decide_device_access,
-    decide_release,
     expires_at,
-    release_window_start,
 )
-from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
-from licensor.services import audit, auth, payload
+from licensor.services import auth, payload
 from licensor.services.context import Caller, ServerKeys
 from licensor.store import admin_repository, repository, snapshot
 from licensor.store.models import (
     Customer,
     Device,
     DeviceVariable,
-    IdempotencyRecord,
     License,
     LicensePolicy,
-    LicenseRelease,
     LicenseUser,
     Product,
     ProductRelease,
@@ -131,13 +123,13 @@ def resolve_product(session: Session, caller: Caller, code: str) -> Product:
     product = repository.product_by_code(session, caller.company_id, code)
     if product is None:
         raise LicensorError("unknown_product", f"Provided product code '{code}' was not found.")
-    refusal = _product_refusal(product, caller)
+    refusal = product_refusal(product, caller)
     if refusal is not None:
         raise LicensorError(refusal)
     return product
 
 
-def _product_refusal(product: Product, caller: Caller) -> str | None:
+def product_refusal(product: Product, caller: Caller) -> str | None:
     """Why this caller may not use this product (an error code), if it may not."""
     if product.archived:
         return "archived_product"
@@ -322,182 +314,6 @@ def request_fingerprint(endpoint: str, body: Any) -> str:
     return hashlib.sha256(endpoint.encode() + b"\0" + compact_json(body)).hexdigest()
 
 
-def activate(
-    session: Session,
-    caller: Caller,
-    keys: ServerKeys,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    *,
-    variables: dict[str, str] | None,
-    now: datetime,
-    algorithm: SignatureAlgorithm = "rsa-sha256",
-    idempotency_key: str | None = None,
-    request_hash: str = "",
-) -> Answer:
-    _require_write(caller)
-    resolved = _resolve(session, caller, ref, lock=True, verify_password=True)
-    if idempotency_key:
-        replay = _replay(session, caller, idempotency_key, request_hash, keys, now)
-        if replay is not None:
-            return replay
-    activated = _activate_resolved(
-        session, caller, resolved, ref.hardware_id, info, ActivationExtras(), now=now
-    )
-    if variables:
-        repository.set_variables(session, activated.device.id, variables, now)
-    body = _signed_body(
-        session, "activation", caller, keys, algorithm, resolved, activated.device, now
-    )
-    if idempotency_key:
-        session.add(
-            IdempotencyRecord(
-                company_id=caller.company_id,
-                key=idempotency_key,
-                request_hash=request_hash,
-                status=200,
-                body=compact_json(body),
-                created_at=now,
-            )
-        )
-        session.flush()
-    return Answer(body)
-
-
-def activate_device(
-    session: Session,
-    caller: Caller,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    extras: ActivationExtras,
-    *,
-    now: datetime,
-) -> Activated:
-    """The activation rules of ``activate`` with QLM-style options; the front renders the result
-    (a Computer Key for the QLM front and the ``/api/v4/activate_license_by_*`` endpoints)."""
-    _require_write(caller)
-    resolved = _resolve(session, caller, ref, lock=True, verify_password=True)
-    return _activate_resolved(session, caller, resolved, ref.hardware_id, info, extras, now=now)
-
-
-def _activate_resolved(
-    session: Session,
-    caller: Caller,
-    resolved: _Resolved,
-    hardware_id: str,
-    info: DeviceInfo,
-    extras: ActivationExtras,
-    *,
-    now: datetime,
-) -> Activated:
-    license_ = resolved.license
-    product = resolved.product
-    terms = terms_of(license_, product)
-    device = repository.device(session, license_.id, hardware_id)
-    release = repository.release(session, product.id, info.app_ver) if info.app_ver else None
-    user = resolved.user
-    is_vm = info.is_vm or extras.computer_type == "VM"
-    decision = decide_activation(
-        terms,
-        device=DeviceFacts(
-            hardware_id=hardware_id,
-            is_vm=is_vm,
-            app_ver=info.app_ver or None,
-            app_release_date=release.release_date if release else None,
-            activation_count=device.activation_count if device is not None else 0,
-        ),
-        device_active=device is not None and device.active,
-        blacklisted=repository.is_blacklisted(session, caller.company_id, hardware_id, product.id),
-        user=UserTerms(
-            user.max_activations, user.allow_unlimited_activations, user.total_activations
-        )
-        if user
-        else None,
-        now=now,
-        allow_reactivation=extras.allow_reactivation,
-        counts_activation=extras.increment_activation_count,
-    )
-    if decision.takes_seat:
-        if not repository.take_seat(
-            session, license_.id, unlimited=license_.allow_unlimited_activations
-        ):
-            raise LicensorError("license_activated_max_times")
-        session.refresh(license_)
-        if device is None:
-            device = Device(
-                license_id=license_.id,
-                hardware_id=hardware_id,
-                first_activated_at=now,
-                activation_count=0,
-            )
-            session.add(device)
-        device.active = True
-        device.deactivated_at = None
-        device.license_user_id = user.id if user else None
-        if decision.counts_transfer:
-            license_.transfer_count += 1
-        license_.last_deactivated_hardware_id = None
-        if license_.validity_period is None and decision.validity_period is not None:
-            license_.validity_period = decision.validity_period
-        if license_.first_activated_at is None:
-            license_.first_activated_at = now
-        if user is not None:
-            user.total_activations += 1
-    assert device is not None
-    device.last_activated_at = now
-    if extras.increment_activation_count:
-        device.activation_count += 1
-    if extras.computer_type:
-        device.computer_type = extras.computer_type
-    if extras.affiliate_id:
-        device.affiliate_id = extras.affiliate_id
-    if extras.user_data:
-        device.user_data = extras.user_data
-    _apply_device_info(device, replace(info, is_vm=is_vm))
-    session.flush()
-    event = "activation" if decision.takes_seat else "reactivation"
-    repository.record_event(session, license_.id, device.id, hardware_id, event, now)
-    if decision.counts_transfer:
-        repository.record_event(session, license_.id, device.id, hardware_id, "transfer", now)
-    audit.record(
-        session,
-        company_id=caller.company_id,
-        actor=_actor(caller),
-        action="device.activate" if decision.takes_seat else "device.reactivate",
-        object_type="device",
-        object_id=device.id,
-        after={
-            "license_id": license_.id,
-            "hardware_id": hardware_id,
-            "transfer": decision.counts_transfer,
-        },
-        now=now,
-    )
-    return Activated(product, license_, device, reactivated=not decision.takes_seat)
-
-
-def _replay(
-    session: Session,
-    caller: Caller,
-    key: str,
-    request_hash: str,
-    keys: ServerKeys,
-    now: datetime,
-) -> Answer | None:
-    record = repository.idempotency_record(session, caller.company_id, key)
-    if record is None:
-        return None
-    age_hours = (now - record.created_at).total_seconds() / 3600
-    if age_hours > keys.settings.idempotency_ttl_hours:
-        repository.delete_idempotency_record(session, record)
-        return None
-    if record.request_hash != request_hash:
-        raise LicensorError("idempotency_key_reused")
-    import json
-
-    return Answer(json.loads(record.body), record.status, replayed=True)
-
-
 # -- check / deactivate ------------------------------------------------------------------------
 
 
@@ -629,7 +445,7 @@ def check_lookup(
         caller = auth.hmac_caller(keys, found.api_key, found.oauth_required, pairs, date_value, now)
         product, license_, device = found.product, found.license, found.device
         if (
-            _product_refusal(product, caller) is not None
+            product_refusal(product, caller) is not None
             or product.authorization_method == AuthorizationMethod.USER
         ):
             return None
@@ -753,75 +569,6 @@ def _device_with_seat(
     )
     assert device is not None
     return device
-
-
-def deactivate(
-    session: Session,
-    caller: Caller,
-    ref: LicenseRef,
-    *,
-    now: datetime,
-    deactivation_code: str | None = None,
-) -> Answer:
-    """A customer releases a computer's seat, online or with a Deactivation Verification Code
-    (QLM style); MaxReleaseCount within MaxReleasePeriodInDays applies to both."""
-    _require_write(caller)
-    resolved = _resolve(session, caller, ref, lock=True, verify_password=False)
-    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    method = "online"
-    if deactivation_code is not None or resolved.product.release_requires_deactivation_code:
-        if not (
-            deactivation_code
-            and device.computer_key
-            and verify_deactivation_code(
-                deactivation_code, device.computer_key, ref.hardware_id, now.date()
-            )
-        ):
-            raise LicensorError("wrong_deactivation_verification_code")
-        method = "deactivation_code"
-    terms = terms_of(resolved.license, resolved.product)
-    decide_release(
-        terms,
-        releases_in_window=repository.release_count(
-            session, resolved.license.id, since=release_window_start(terms, now)
-        ),
-    )
-    release_seat(session, resolved.license, device, now=now)
-    session.add(
-        LicenseRelease(
-            license_id=resolved.license.id,
-            device_id=device.id,
-            hardware_id=ref.hardware_id,
-            method=method,
-            released_at=now,
-        )
-    )
-    audit.record(
-        session,
-        company_id=caller.company_id,
-        actor=_actor(caller),
-        action="device.deactivate",
-        object_type="device",
-        object_id=device.id,
-        after={"license_id": resolved.license.id, "hardware_id": ref.hardware_id},
-        now=now,
-    )
-    return Answer("license_deactivated")
-
-
-def release_seat(session: Session, license_: License, device: Device, *, now: datetime) -> None:
-    """Free an active device's seat (License API deactivation and vendor deactivation alike)."""
-    device.active = False
-    device.deactivated_at = now
-    repository.free_seat(session, license_.id)
-    license_.last_deactivated_hardware_id = device.hardware_id
-    user = repository.license_user(session, device.license_user_id)
-    if user is not None and user.total_activations > 0:
-        user.total_activations -= 1
-    repository.record_event(
-        session, license_.id, device.id, device.hardware_id, "deactivation", now
-    )
-    session.flush()
 
 
 def _actor(caller: Caller) -> str:

@@ -19,7 +19,7 @@ from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import audit, catalogue, licensing, views
+from licensor.services import activation, audit, catalogue, licensing, views
 from licensor.services.auth import SHARED_KEY_CONTEXT
 from licensor.store import admin_repository as admin_repo
 from licensor.store import repository
@@ -464,7 +464,7 @@ def reset_license(
     before = _license_out(session, license_)
     for device in repository.devices(session, license_.id):
         if device.active:
-            licensing.release_seat(session, license_, device, now=now)
+            activation.release_seat(session, license_, device, now=now)
     session.refresh(license_)
     license_.last_deactivated_hardware_id = None
     license_.total_consumptions = 0
@@ -610,7 +610,7 @@ def deactivate_device(
     if not device.active:
         raise LicensorError("device_not_found", f"device {device_id} is not active")
     before = views.device_view(device)
-    licensing.release_seat(session, license_, device, now=now)
+    activation.release_seat(session, license_, device, now=now)
     after = views.device_view(device)
     record(
         session,

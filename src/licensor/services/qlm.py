@@ -1,7 +1,7 @@
 """QLM-style activation (DECISIONS §5): the ways to find a license and the Computer Key answer.
 
-Every activation here ends in ``licensing.activate_device`` and every validation in
-``licensing.check_device``, releases in ``licensing.deactivate``: the License API's rules, with
+Every activation here ends in ``activation.activate_in_session``, every validation in
+``licensing.check_device``, releases in ``activation.deactivate_in_session``: the License API's rules, with
 QLM's options (re-activation of the same computer without a new seat, ``maxActivationsPerSystem``,
 release limits, the Deactivation Verification Code). This module adds only how the license is
 found (by key, authorization code, order or receipt field, customer account) and the signed
@@ -34,7 +34,7 @@ from licensor.protocol.computer_key import (
     parse_features,
 )
 from licensor.protocol.signing import PublicKeySet
-from licensor.services import audit, licensing, rate_limit
+from licensor.services import activation, audit, licensing, rate_limit
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     Activated,
@@ -284,7 +284,7 @@ def activate_by_key(
     now: datetime,
 ) -> ComputerKeyGrant:
     """``ActivateLicense``, ``...Ex``, ``...ForUser``, ``...ForUserEx``/``Ex2``/``Ex3``."""
-    activated = licensing.activate_device(session, caller, ref, info, extras, now=now)
+    activated = activation.activate_in_session(session, keys, caller, ref, info, extras, now=now)
     if customer is not None:
         register_customer(session, caller, activated.license, customer, now=now)
     return issue_computer_key(session, keys, activated, now=now)
@@ -331,8 +331,8 @@ def activate_by_field(
     license_ = _pick(matches)
     if license_ is None:
         raise LicensorError("license_not_found", f"No license with this {field} and e-mail")
-    activated = licensing.activate_device(
-        session, caller, _ref_of(license_, found_product, hardware_id), info, extras, now=now
+    activated = activation.activate_in_session(
+        session, keys, caller, _ref_of(license_, found_product, hardware_id), info, extras, now=now
     )
     return issue_computer_key(session, keys, activated, now=now)
 
@@ -370,8 +370,9 @@ def activate_by_credentials(
     license_ = _pick(_customer_licenses(session, caller, [customer], products))
     if license_ is None:
         raise LicensorError("license_not_found", "This customer account holds no license")
-    activated = licensing.activate_device(
+    activated = activation.activate_in_session(
         session,
+        keys,
         caller,
         _ref_of(license_, _product_of(session, caller, license_), hardware_id),
         info,
@@ -520,8 +521,9 @@ def activate_by_authorization_code(
     license_ = repository.license_in_company(session, caller.company_id, record.license_id)
     if license_ is None:
         raise LicensorError("license_not_found", "License not found")
-    activated = licensing.activate_device(
+    activated = activation.activate_in_session(
         session,
+        keys,
         caller,
         _ref_of(license_, _product_of(session, caller, license_), hardware_id),
         info,
@@ -636,7 +638,9 @@ def release(
     deactivation_code: str | None,
     now: datetime,
 ) -> None:
-    licensing.deactivate(session, caller, ref, now=now, deactivation_code=deactivation_code)
+    activation.deactivate_in_session(
+        session, caller, ref, now=now, deactivation_code=deactivation_code
+    )
 
 
 # -- customers ---------------------------------------------------------------------------------

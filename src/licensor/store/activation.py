@@ -36,8 +36,11 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
+    delete,
     exists,
+    func,
     inspect,
+    literal,
     or_,
     select,
     true,
@@ -64,6 +67,7 @@ from licensor.store.models import (
     License,
     LicenseEvent,
     LicenseRelease,
+    LicenseUser,
     Product,
     ProductRelease,
     RateLimitCounter,
@@ -85,18 +89,28 @@ class Credential:
 @dataclass(frozen=True, slots=True)
 class SeatRows:
     """The rows of one activation or deactivation; ``None`` where an outer join found nothing.
-    ``customer``, ``release`` and ``app_release_date`` are read for activations only."""
+    ``customer``, ``release``, ``app_release_date`` and ``idempotency`` are read for
+    activations only, ``user`` for user-based licenses only."""
 
     product: Product
     license: License
     device: Device | None
+    user: LicenseUser | None
     blacklisted: bool
     customer: Customer | None
     release: ProductRelease | None  # latest enabled release (rendered in the answer)
     app_release_date: datetime | None  # release date of the request's app_ver, if known
-    idempotency_record: bool  # a record exists for the request's Idempotency-Key
+    idempotency: IdempotencyRecord | None  # the record of the request's Idempotency-Key
     rate_counters: dict[str, tuple[datetime, int]]  # bucket -> (window start, failures)
     credential: Credential | None = None  # when asked for (``seat_rows(api_key=...)``)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRows:
+    """What names a refusal when no seat rows were found."""
+
+    product: Product | None
+    rate_counters: dict[str, tuple[datetime, int]]
 
 
 def _view(values: dict[str, Any]) -> Any:
@@ -180,33 +194,36 @@ def _credential_statement() -> ClauseElement:
 # -- one read under the license's lock -----------------------------------------------------
 
 
-_READ_PARAMETERS = (
-    "company_id",
-    "product",
-    "key_lookup",
-    "hardware_id",
-    "app_ver",
-    "idempotency_key",
-    "client_bucket",
-    "identity_bucket",
-)
+@dataclass(frozen=True, slots=True)
+class SeatRead:
+    """Which seat read: how the license is found and which conditions narrow it (each variant
+    is one statement, compiled once per dialect when first used)."""
+
+    for_answer: bool  # an activation: the customer, releases and the Idempotency-Key's record
+    with_credential: bool  # the API key's row too (PostgreSQL, a key this process has seen)
+    by_user: bool  # by a license user's e-mail (user-based products), else by license key
+    customer_scoped: bool  # an OAuth client limited to one customer
+    license_scoped: bool  # an OAuth client limited to one license
+    pinned: bool  # the request's own ``license_id``
 
 
-def _seat_statement(
-    for_answer: bool, with_credential: bool
-) -> tuple[ClauseElement, list[tuple[str, list[str]]]]:
+def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list[str]]], list[str]]:
     p, lic = aliased(Product, name="p"), aliased(License, name="l")
     k = aliased(ApiKey, name="k")
     d, c = aliased(Device, name="d"), aliased(Customer, name="c")
     r = aliased(ProductRelease, name="r")
+    u = aliased(LicenseUser, name="u")
+    i = aliased(IdempotencyRecord, name="i")
     rc1 = aliased(RateLimitCounter, name="rc1")
     rc2 = aliased(RateLimitCounter, name="rc2")
     entities: list[tuple[str, type[Any], Any]] = [("p", Product, p), ("l", License, lic)]
     entities.append(("d", Device, d))
-    if with_credential:
+    if read.by_user:
+        entities.append(("u", LicenseUser, u))
+    if read.with_credential:
         entities.append(("k", ApiKey, k))
-    if for_answer:
-        entities += [("c", Customer, c), ("r", ProductRelease, r)]
+    if read.for_answer:
+        entities += [("c", Customer, c), ("r", ProductRelease, r), ("i", IdempotencyRecord, i)]
     columns: list[Any] = []
     layout: list[tuple[str, list[str]]] = []
     for prefix, model, alias in entities:
@@ -220,13 +237,8 @@ def _seat_statement(
         BlacklistEntry.hardware_id == hardware_id,
         or_(BlacklistEntry.product_id.is_(None), BlacklistEntry.product_id == p.id),
     )
-    idempotency = exists().where(
-        IdempotencyRecord.company_id == company_id,
-        IdempotencyRecord.key == bindparam("idempotency_key"),
-    )
-    columns += [
+    extras: list[Any] = [
         blacklisted.label("blacklisted"),
-        idempotency.label("idempotency"),
         rc1.bucket.label("rc1_bucket"),
         rc1.window_start.label("rc1_start"),
         rc1.failures.label("rc1_failures"),
@@ -234,7 +246,7 @@ def _seat_statement(
         rc2.window_start.label("rc2_start"),
         rc2.failures.label("rc2_failures"),
     ]
-    if for_answer:
+    if read.for_answer:
         # repository.release(): the first-dated release of this version (any environment)
         app_release = (
             select(ProductRelease.release_date)
@@ -246,38 +258,90 @@ def _seat_statement(
             .limit(1)
             .scalar_subquery()
         )
-        columns.append(app_release.label("app_release_date"))
-    if with_credential:
-        columns.append(Company.oauth_required.label("oauth_required"))
+        extras.append(app_release.label("app_release_date"))
+    if read.with_credential:
+        extras.append(Company.oauth_required.label("oauth_required"))
+    conditions = [lic.company_id == company_id, lic.product_id == p.id]
+    if not read.by_user:
+        conditions.append(lic.key_lookup == bindparam("key_lookup"))
+    if read.customer_scoped:
+        conditions.append(lic.customer_id == bindparam("scope_customer_id"))
+    if read.license_scoped:
+        conditions.append(lic.id == bindparam("scope_license_id"))
+    if read.pinned:
+        conditions.append(lic.id == bindparam("pinned_id"))
+    statement = select(*columns, *extras).select_from(p).join(lic, and_(*conditions))
+    if read.by_user:
+        # repository.license_users_by_email: the user's first license (by id) in scope
+        statement = statement.join(
+            u, and_(u.license_id == lic.id, u.email == bindparam("email"))
+        ).order_by(lic.id)
     statement = (
-        select(*columns)
-        .select_from(p)
-        .join(
-            lic,
-            and_(
-                lic.company_id == company_id,
-                lic.product_id == p.id,
-                lic.key_lookup == bindparam("key_lookup"),
-            ),
-        )
-        .outerjoin(d, and_(d.license_id == lic.id, d.hardware_id == hardware_id))
+        statement.outerjoin(d, and_(d.license_id == lic.id, d.hardware_id == hardware_id))
         .outerjoin(rc1, rc1.bucket == bindparam("client_bucket"))
         .outerjoin(rc2, rc2.bucket == bindparam("identity_bucket"))
         .where(p.company_id == company_id, p.short_code == bindparam("product"))
     )
-    if with_credential:
+    if read.with_credential:
         # the API key (of the company it belonged to on an earlier request) and its company
         statement = statement.join(
             k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
         ).join(Company, Company.id == company_id)
-    if for_answer:
+    if read.for_answer:
         latest_release = repository.latest_release_id(p.id)
-        statement = statement.outerjoin(c, c.id == lic.customer_id).outerjoin(
-            r, r.id == latest_release
+        statement = (
+            statement.outerjoin(c, c.id == lic.customer_id)
+            .outerjoin(r, r.id == latest_release)
+            .outerjoin(i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key")))
         )
+    if read.by_user:
+        statement = statement.limit(1)
     # PostgreSQL: the license row stays locked until the transaction ends, so every seat
     # decision sees the latest counters (SQLite: the write transaction is already exclusive).
-    return statement.with_for_update(of=lic), layout
+    return statement.with_for_update(of=lic), layout, [e.name for e in extras]
+
+
+def _seat_parameters(read: SeatRead) -> list[str]:
+    names = ["company_id", "product", "hardware_id", "client_bucket", "identity_bucket"]
+    names += ["email"] if read.by_user else ["key_lookup"]
+    if read.for_answer:
+        names += ["app_ver", "idempotency_key"]
+    if read.with_credential:
+        names.append("api_key")
+    if read.customer_scoped:
+        names.append("scope_customer_id")
+    if read.license_scoped:
+        names.append("scope_license_id")
+    if read.pinned:
+        names.append("pinned_id")
+    return names
+
+
+def _product_statement() -> ClauseElement:
+    """What names a refusal when the seat read found nothing: the product (if any) and the
+    request's rate-limit counters, in one row whatever exists."""
+    one = select(literal(1).label("one")).subquery("one")
+    p = aliased(Product, name="p")
+    rc1 = aliased(RateLimitCounter, name="rc1")
+    rc2 = aliased(RateLimitCounter, name="rc2")
+    return (
+        select(
+            *(getattr(p, key).label(f"p__{key}") for key in _attributes(Product)),
+            rc1.bucket,
+            rc1.window_start,
+            rc1.failures,
+            rc2.bucket,
+            rc2.window_start,
+            rc2.failures,
+        )
+        .select_from(one)
+        .outerjoin(
+            p,
+            and_(p.company_id == bindparam("company_id"), p.short_code == bindparam("product")),
+        )
+        .outerjoin(rc1, rc1.bucket == bindparam("client_bucket"))
+        .outerjoin(rc2, rc2.bucket == bindparam("identity_bucket"))
+    )
 
 
 # -- writes --------------------------------------------------------------------------------
@@ -359,6 +423,9 @@ _REACTIVATED = (
     "app_ver",
     "sdk_ver",
     "mac_address",
+    "computer_type",
+    "affiliate_id",
+    "user_data",
     "last_activated_at",
     "deactivated_at",
     "activation_count",
@@ -372,6 +439,52 @@ def _reactivate_device_statement() -> ClauseElement:
         .where(Device.id == bindparam("b_id"), Device.active.is_(False))
         .values(active=True, **{name: bindparam("b_" + name) for name in _REACTIVATED})
     )
+
+
+def _refresh_device_statement() -> ClauseElement:
+    # A device that holds its seat activated again (QLM's reactivation): no seat taken.
+    return (
+        update(Device)
+        .where(Device.id == bindparam("b_id"))
+        .values(**{name: bindparam("b_" + name) for name in _REACTIVATED})
+    )
+
+
+def _user_activations_statement() -> ClauseElement:
+    # a license user's activations, + or - 1 (never below zero)
+    total = LicenseUser.total_activations + bindparam("b_delta", type_=Integer)
+    return (
+        update(LicenseUser)
+        .where(LicenseUser.id == bindparam("b_id"))
+        .values(total_activations=case((total < 0, 0), else_=total))
+    )
+
+
+def _set_variable_statement() -> ClauseElement:
+    return (
+        update(DeviceVariable)
+        .where(
+            DeviceVariable.device_id == bindparam("b_device_id"),
+            DeviceVariable.variable == bindparam("b_variable"),
+        )
+        .values(value=bindparam("b_value"), created_at=bindparam("b_created_at"))
+    )
+
+
+def _release_count_statement(windowed: bool) -> ClauseElement:
+    # repository.release_count
+    statement = (
+        select(func.count())
+        .select_from(LicenseRelease)
+        .where(LicenseRelease.license_id == bindparam("license_id"))
+    )
+    if windowed:
+        statement = statement.where(LicenseRelease.released_at >= bindparam("since"))
+    return statement
+
+
+def _forget_idempotency_statement() -> ClauseElement:
+    return delete(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("b_id"))
 
 
 def _variables_statement() -> ClauseElement:
@@ -531,13 +644,35 @@ class _Statements:
     def __init__(self, dialect: Dialect) -> None:
         self.credential = _Prepared(_credential_statement(), dialect, ["api_key"])
         self.credential_names = _attributes(ApiKey)
-        reads = {}
-        for for_answer in (True, False):
-            for with_credential in (False, True):
-                statement, layout = _seat_statement(for_answer, with_credential)
-                names = [*_READ_PARAMETERS, *(["api_key"] if with_credential else [])]
-                reads[for_answer, with_credential] = (_Prepared(statement, dialect, names), layout)
-        self.reads = reads
+        self.dialect = dialect
+        self._reads: dict[SeatRead, tuple[_Prepared, list[tuple[str, list[str]]], list[str]]]
+        self._reads = {}
+        self.product = _Prepared(
+            _product_statement(),
+            dialect,
+            ["company_id", "product", "client_bucket", "identity_bucket"],
+        )
+        self.product_names = _attributes(Product)
+        self.refresh_device = _Prepared(
+            _refresh_device_statement(), dialect, ["b_id", *("b_" + n for n in _REACTIVATED)]
+        )
+        self.user_activations = _Prepared(
+            _user_activations_statement(), dialect, ["b_id", "b_delta"]
+        )
+        self.set_variable = _Prepared(
+            _set_variable_statement(),
+            dialect,
+            ["b_device_id", "b_variable", "b_value", "b_created_at"],
+        )
+        self.release_count = {
+            windowed: _Prepared(
+                _release_count_statement(windowed),
+                dialect,
+                ["license_id", *(["since"] if windowed else [])],
+            )
+            for windowed in (False, True)
+        }
+        self.forget_idempotency = _Prepared(_forget_idempotency_statement(), dialect, ["b_id"])
         self.take_seat = {
             limited: _Prepared(_take_seat_statement(limited), dialect, _TAKE_SEAT_PARAMETERS)
             for limited in (True, False)
@@ -556,7 +691,14 @@ class _Statements:
         self.variables = _Prepared(_variables_statement(), dialect, ["device_id"])
         self.variable_names = _attributes(DeviceVariable)
         self.inserts: dict[type[Any], _Prepared] = {}
-        for model in (Device, LicenseEvent, AuditEntry, LicenseRelease, IdempotencyRecord):
+        for model in (
+            Device,
+            LicenseEvent,
+            AuditEntry,
+            LicenseRelease,
+            IdempotencyRecord,
+            DeviceVariable,
+        ):
             statement, names = _insert_all(model, returning_id=model is Device)
             self.inserts[model] = _Prepared(statement, dialect, names)
         # PostgreSQL: the writes of one activation or deactivation in one statement (one
@@ -571,6 +713,14 @@ class _Statements:
             }
             statement, names = _deactivation_cte()
             self.deactivation_cte = _Prepared(statement, dialect, names)
+
+    def read(self, read: SeatRead) -> tuple[_Prepared, list[tuple[str, list[str]]], list[str]]:
+        found = self._reads.get(read)
+        if found is None:
+            statement, layout, extras = _seat_statement(read)
+            found = (_Prepared(statement, self.dialect, _seat_parameters(read)), layout, extras)
+            self._reads[read] = found
+        return found
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -610,6 +760,26 @@ def credential(connection: DbapiConnection, dialect: Dialect, api_key: str) -> C
     )
 
 
+def _split(buckets: Sequence[str]) -> tuple[str | None, str | None]:
+    client_bucket = identity_bucket = None
+    for bucket in buckets:
+        if bucket.startswith("client:"):
+            client_bucket = bucket
+        else:
+            identity_bucket = bucket
+    return client_bucket, identity_bucket
+
+
+def _counters(raw: Sequence[Any]) -> dict[str, tuple[datetime, int]]:
+    """bucket -> (window start, failures) of (bucket, start, failures, bucket, ...)."""
+    counters = {}
+    for index in range(0, len(raw), 3):
+        bucket, window_start, failures = raw[index : index + 3]
+        if bucket is not None:
+            counters[bucket] = (window_start, int(failures))
+    return counters
+
+
 def seat_rows(
     connection: DbapiConnection,
     dialect: Dialect,
@@ -617,65 +787,112 @@ def seat_rows(
     for_answer: bool,
     company_id: int,
     product: str,
-    key_lookup: str,
     hardware_id: str,
+    key_lookup: str | None = None,
+    email: str | None = None,
+    scope_customer_id: int | None = None,
+    scope_license_id: int | None = None,
+    pinned_id: int | None = None,
     app_ver: str = "",
     idempotency_key: str | None = None,
     buckets: Sequence[str] = (),
     api_key: str | None = None,
 ) -> SeatRows | None:
     """The rows an activation (``for_answer``) or a deactivation decides on, the license row
-    locked (PostgreSQL), and with ``api_key`` that key's row (of ``company_id``) and its
-    company's ``oauth_required``; ``None`` when the product, the license key or the API key
-    does not match (the full path then names the error)."""
-    with_credential = api_key is not None
-    prepared, layout = _statements(dialect).reads[for_answer, with_credential]
-    client_bucket = identity_bucket = None
-    for bucket in buckets:
-        if bucket.startswith("client:"):
-            client_bucket = bucket
-        else:
-            identity_bucket = bucket
+    locked (PostgreSQL): the license of ``key_lookup``, or the first in scope of the license
+    user ``email``; with ``api_key`` that key's row (of ``company_id``) and its company's
+    ``oauth_required``. ``None`` when the product, the license or the API key does not match
+    (``product_rows`` then tells which)."""
+    read = SeatRead(
+        for_answer=for_answer,
+        with_credential=api_key is not None,
+        by_user=email is not None,
+        customer_scoped=scope_customer_id is not None,
+        license_scoped=scope_license_id is not None,
+        pinned=pinned_id is not None,
+    )
+    prepared, layout, extra_names = _statements(dialect).read(read)
+    client_bucket, identity_bucket = _split(buckets)
+    values: dict[str, Any] = {
+        "company_id": company_id,
+        "product": product,
+        "hardware_id": hardware_id,
+        "client_bucket": client_bucket,
+        "identity_bucket": identity_bucket,
+    }
+    if read.by_user:
+        values["email"] = email
+    else:
+        values["key_lookup"] = key_lookup
+    if for_answer:
+        values["app_ver"] = app_ver
+        values["idempotency_key"] = idempotency_key
+    optional = {
+        "api_key": api_key,
+        "scope_customer_id": scope_customer_id,
+        "scope_license_id": scope_license_id,
+        "pinned_id": pinned_id,
+    }
+    values.update({name: value for name, value in optional.items() if value is not None})
     with _cursor(connection, dialect) as cursor:
-        raw = prepared.execute(
-            cursor,
-            {
-                "company_id": company_id,
-                "product": product,
-                "key_lookup": key_lookup,
-                "hardware_id": hardware_id,
-                "app_ver": app_ver,
-                "idempotency_key": idempotency_key,
-                "client_bucket": client_bucket,
-                "identity_bucket": identity_bucket,
-                **({"api_key": api_key} if with_credential else {}),
-            },
-        ).fetchone()
+        raw = prepared.execute(cursor, values).fetchone()
     if raw is None:
         return None
     row = prepared.convert(raw)
     views: dict[str, Any] = {}
     start = 0
     for prefix, names in layout:
-        values = row[start : start + len(names)]
+        found = row[start : start + len(names)]
         start += len(names)
-        views[prefix] = None if values[0] is None else _view(dict(zip(names, values, strict=True)))
-    extra = row[start:]
-    counters = {}
-    for bucket, window_start, failures in (extra[2:5], extra[5:8]):
-        if bucket is not None:
-            counters[bucket] = (window_start, int(failures))
+        views[prefix] = None if found[0] is None else _view(dict(zip(names, found, strict=True)))
+    extra = dict(zip(extra_names, row[start:], strict=True))
+    counters = _counters(
+        [extra[f"rc{n}_{part}"] for n in (1, 2) for part in ("bucket", "start", "failures")]
+    )
     return SeatRows(
         product=views["p"],
         license=views["l"],
         device=views["d"],
-        blacklisted=bool(extra[0]),
+        user=views.get("u"),
+        blacklisted=bool(extra["blacklisted"]),
         customer=views.get("c"),
         release=views.get("r"),
-        app_release_date=extra[8] if for_answer else None,
-        idempotency_record=bool(extra[1]),
+        app_release_date=extra.get("app_release_date"),
+        idempotency=views.get("i"),
         rate_counters=counters,
-        credential=Credential(views["k"], bool(extra[-1])) if with_credential else None,
+        credential=Credential(views["k"], bool(extra["oauth_required"]))
+        if read.with_credential
+        else None,
+    )
+
+
+def product_rows(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    *,
+    company_id: int,
+    product: str,
+    buckets: Sequence[str] = (),
+) -> ProductRows:
+    """The product of this code (if the company has one) and the rate-limit counters."""
+    statements = _statements(dialect)
+    prepared, names = statements.product, statements.product_names
+    client_bucket, identity_bucket = _split(buckets)
+    with _cursor(connection, dialect) as cursor:
+        raw = prepared.execute(
+            cursor,
+            {
+                "company_id": company_id,
+                "product": product,
+                "client_bucket": client_bucket,
+                "identity_bucket": identity_bucket,
+            },
+        ).fetchone()
+    row = prepared.convert(raw)
+    found = row[: len(names)]
+    return ProductRows(
+        product=None if found[0] is None else _view(dict(zip(names, found, strict=True))),
+        rate_counters=_counters(row[len(names) :]),
     )
 
 
@@ -777,12 +994,13 @@ def record_deactivation(
     hardware_id: str,
     now: datetime,
     updated_at: datetime,
-    release: dict[str, Any],
-    audit: dict[str, Any],
+    release: dict[str, Any] | None,
+    audit: dict[str, Any] | None,
 ) -> bool:
     """Mark an active device inactive (guarded: still active), free its seat (never below
     zero) and remember it as the license's last deactivated device, and write the
-    deactivation event, the ``release`` and the ``audit`` rows. ``False`` when the device was
+    deactivation event, the ``release`` and the ``audit`` rows (when given: a vendor's release
+    writes neither here). ``False`` when the device was
     not active any more (the caller must then roll back)."""
     statements = _statements(dialect)
     event = {
@@ -793,7 +1011,7 @@ def record_deactivation(
         "created_at": now,
     }
     with _cursor(connection, dialect) as cursor:
-        if statements.one_statement:
+        if statements.one_statement and release is not None and audit is not None:
             found = statements.deactivation_cte.execute(
                 cursor,
                 {
@@ -815,8 +1033,10 @@ def record_deactivation(
             cursor, {"b_id": license_id, "b_hardware_id": hardware_id, "b_updated_at": updated_at}
         )
         statements.inserts[LicenseEvent].execute(cursor, _prefixed(event))
-        statements.inserts[LicenseRelease].execute(cursor, _prefixed(release))
-        statements.inserts[AuditEntry].execute(cursor, _prefixed(audit))
+        if release is not None:
+            statements.inserts[LicenseRelease].execute(cursor, _prefixed(release))
+        if audit is not None:
+            statements.inserts[AuditEntry].execute(cursor, _prefixed(audit))
     return True
 
 
@@ -835,3 +1055,69 @@ def record_idempotency(
     """The answer to replay for an Idempotency-Key (every column of ``IdempotencyRecord``)."""
     with _cursor(connection, dialect) as cursor:
         _statements(dialect).inserts[IdempotencyRecord].execute(cursor, _prefixed(values))
+
+
+def record_reactivation(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    device: dict[str, Any],
+    *,
+    event: dict[str, Any],
+    audit: dict[str, Any],
+) -> None:
+    """A device that holds its seat activated again: its ``_REACTIVATED`` columns, the
+    reactivation event and the audit row (no seat taken)."""
+    statements = _statements(dialect)
+    with _cursor(connection, dialect) as cursor:
+        statements.refresh_device.execute(
+            cursor, {"b_" + name: device[name] for name in ("id", *_REACTIVATED)}
+        )
+        statements.inserts[LicenseEvent].execute(cursor, _prefixed(event))
+        statements.inserts[AuditEntry].execute(cursor, _prefixed(audit))
+
+
+def count_user_activation(
+    connection: DbapiConnection, dialect: Dialect, user_id: int, delta: int
+) -> None:
+    """A license user's ``total_activations`` + ``delta`` (never below zero)."""
+    with _cursor(connection, dialect) as cursor:
+        _statements(dialect).user_activations.execute(cursor, {"b_id": user_id, "b_delta": delta})
+
+
+def set_variables(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    device_id: int,
+    values: dict[str, str],
+    now: datetime,
+) -> None:
+    """Set a device's variables (repository.set_variables: new names added, known ones
+    replaced, the others kept)."""
+    statements = _statements(dialect)
+    known = {v.variable for v in variables(connection, dialect, device_id)}
+    with _cursor(connection, dialect) as cursor:
+        for name, value in values.items():
+            row = {"device_id": device_id, "variable": name, "value": value, "created_at": now}
+            if name in known:
+                statements.set_variable.execute(cursor, _prefixed(row))
+            else:
+                statements.inserts[DeviceVariable].execute(cursor, _prefixed(row))
+
+
+def release_count(
+    connection: DbapiConnection, dialect: Dialect, license_id: int, *, since: datetime | None
+) -> int:
+    """How many times a license released a seat (since ``since``, if given)."""
+    prepared = _statements(dialect).release_count[since is not None]
+    parameters: dict[str, Any] = {"license_id": license_id}
+    if since is not None:
+        parameters["since"] = since
+    with _cursor(connection, dialect) as cursor:
+        raw = prepared.execute(cursor, parameters).fetchone()
+    return int(raw[0] or 0)
+
+
+def forget_idempotency(connection: DbapiConnection, dialect: Dialect, record_id: int) -> None:
+    """Delete an Idempotency-Key's record (past its time to live)."""
+    with _cursor(connection, dialect) as cursor:
+        _statements(dialect).forget_idempotency.execute(cursor, {"b_id": record_id})

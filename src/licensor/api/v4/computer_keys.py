@@ -18,7 +18,7 @@ from starlette.responses import Response
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import computer_key_schemas as schemas
 from licensor.api.v4.endpoints import (
-    _body_doc,
+    body_doc,
     caller_of,
     failures_counted,
     json_answer,
@@ -44,7 +44,7 @@ def route(path: str, model: type[Any]) -> Callable[[Callable[..., Any]], Any]:
 
     def register(func: Callable[..., Any]) -> Any:
         router.add_api_route(path + "/", func, methods=["POST"], include_in_schema=False)
-        router.add_api_route(path, func, methods=["POST"], openapi_extra=_body_doc(model))
+        router.add_api_route(path, func, methods=["POST"], openapi_extra=body_doc(model))
         return func
 
     return register

@@ -226,7 +226,7 @@ def variables_as_text(values: dict[str, Any] | None) -> dict[str, str] | None:
     }
 
 
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -235,7 +235,7 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _query_doc(model: type[BaseModel]) -> dict[str, Any]:
+def query_doc(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
     return {
@@ -249,41 +249,7 @@ def _query_doc(model: type[BaseModel]) -> dict[str, Any]:
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-@route("POST", "/activate_license", openapi_extra=_body_doc(schemas.ActivateRequest))
-def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
-    """Bind the license to ``hardware_id`` and answer with the signed license."""
-    state = app_state(request)
-    now = utcnow()
-    # Authentication first (v4 §4.3), and parsing, before the write transaction: on SQLite
-    # writers take turns, so the less a write transaction does the more of them per second.
-    with state.db.transaction() as session:
-        caller = caller_of(session, state, request, now)
-    idempotency_key = idempotency_key_of(request)
-    data = parse_json(raw, schemas.ActivateRequest)
-    with failures_counted(request, state, caller, data, now):
-        user = sso_user(state, caller, data)
-        with state.db.transaction(write=True) as session:
-            answer = licensing.activate(
-                session,
-                caller,
-                state.keys,
-                identity_ref(session, caller, data, user, data.password, now=now, create_user=True),
-                device_info(data),
-                variables=variables_as_text(data.variables),
-                now=now,
-                algorithm=requested_algorithm(request.scope["headers"]),
-                idempotency_key=idempotency_key,
-                request_hash=licensing.request_fingerprint(
-                    "activate_license", data.model_dump(mode="json")
-                ),
-            )
-    response = json_answer(answer.body, answer.status)
-    if answer.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
-
-
-@route("GET", "/check_license", openapi_extra=_query_doc(schemas.CheckQuery))
+@route("GET", "/check_license", openapi_extra=query_doc(schemas.CheckQuery))
 def check_license(request: Request) -> Response:
     """Check the license on this device; expired licenses answer 200 with ``is_expired``."""
     state = app_state(request)
@@ -316,23 +282,7 @@ def check_license(request: Request) -> Response:
     return json_answer(answer.body)
 
 
-@route("POST", "/deactivate_license", openapi_extra=_body_doc(schemas.DeactivateRequest))
-def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
-    """Free this device's seat; answers the JSON string ``"license_deactivated"``."""
-    state = app_state(request)
-    now = utcnow()
-    with state.db.transaction() as session:  # (as in activate_license)
-        caller = caller_of(session, state, request, now)
-    data = parse_json(raw, schemas.DeactivateRequest)
-    with failures_counted(request, state, caller, data, now):
-        user = sso_user(state, caller, data)
-        with state.db.transaction(write=True) as session:
-            ref = identity_ref(session, caller, data, user, data.password, now=now)
-            answer = licensing.deactivate(session, caller, ref, now=now)
-    return json_answer(answer.body)
-
-
-@route("POST", "/track_device_variables", openapi_extra=_body_doc(schemas.TrackVariablesRequest))
+@route("POST", "/track_device_variables", openapi_extra=body_doc(schemas.TrackVariablesRequest))
 def track_device_variables(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     state = app_state(request)
     now = utcnow()
@@ -344,7 +294,7 @@ def track_device_variables(request: Request, raw: bytes = Depends(raw_body)) -> 
     return json_answer(answer.body)
 
 
-@route("GET", "/get_device_variables", openapi_extra=_query_doc(schemas.GetVariablesQuery))
+@route("GET", "/get_device_variables", openapi_extra=query_doc(schemas.GetVariablesQuery))
 def get_device_variables(request: Request) -> Response:
     state = app_state(request)
     now = utcnow()
@@ -355,7 +305,7 @@ def get_device_variables(request: Request) -> Response:
     return json_answer(answer.body)
 
 
-@route("GET", "/product_details", openapi_extra=_query_doc(schemas.ProductDetailsQuery))
+@route("GET", "/product_details", openapi_extra=query_doc(schemas.ProductDetailsQuery))
 def product_details(request: Request) -> Response:
     state = app_state(request)
     now = utcnow()
@@ -372,7 +322,7 @@ def product_details(request: Request) -> Response:
     return json_answer(answer.body)
 
 
-@route("GET", "/trial_key", openapi_extra=_query_doc(schemas.TrialKeyQuery))
+@route("GET", "/trial_key", openapi_extra=query_doc(schemas.TrialKeyQuery))
 def trial_key(request: Request) -> Response:
     """Create (or return the existing) trial license of this device."""
     state = app_state(request)
@@ -398,7 +348,7 @@ def trial_key(request: Request) -> Response:
     return json_answer(answer.body)
 
 
-@route("GET", "/sso_url", openapi_extra=_query_doc(schemas.SsoUrlQuery))
+@route("GET", "/sso_url", openapi_extra=query_doc(schemas.SsoUrlQuery))
 def sso_url(request: Request) -> Response:
     """The customer's identity provider login URL (with ``state`` and ``nonce``) and metadata."""
     state = app_state(request)
