@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     db_pool_size: int = 10
     request_threads: int = 8
-    # Steady-state checks answered in one read statement (api/v4/fast_check.py); off = every
-    # check takes the full endpoint (same answers, ~5x the CPU).
+    # Checks answered by their front layer without the framework (api/v4/check.py), with
+    # kept answers; off = by the FastAPI route (same answers, no answers kept).
     fast_check: bool = True
     # Failed License API attempts (unknown key, wrong password) per window before 429
     # (services/rate_limit.py); 0 = no limit.
@@ -38,14 +38,14 @@ class Settings(BaseSettings):
     rate_limit_code_requests: int = Field(default=5, ge=0)
     # License answers (activation, check) are dated to a step of this many seconds, offset per
     # device (services/payload.answer_date): an unchanged check answer is then the same bytes
-    # for the whole step, signed once and served from memory (api/v4/fast_check.py).
+    # for the whole step, signed once and served from memory (api/v4/check.py).
     # 0 = the exact second (every check answer is signed anew).
     answer_date_step_seconds: int = Field(default=60, ge=0, le=3600)
     # Signed check answers kept in memory per worker process (0 = no cache).
     check_cache_entries: int = Field(default=20_000, ge=0, le=1_000_000)
     fast_check_threads: int = Field(default=2, ge=1, le=64)
-    # Common-case activations and deactivations in one short write transaction of prepared
-    # statements (api/v4/fast_activation.py); off = the full endpoint (same answers).
+    # Activations and deactivations answered by their front layer without the framework
+    # (api/v4/activation.py); off = by the FastAPI routes (same answers).
     fast_activation: bool = True
     # Where they run: 0 = on the event loop, N = in N threads of their own; unset = the
     # measured best per database: the event loop on SQLite, 1 thread on PostgreSQL (network

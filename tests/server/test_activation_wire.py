@@ -3,15 +3,12 @@ implementation: ``services/activation.py`` behind ``api/v4/activation.py``): gol
 byte for byte, for each case -- the same on SQLite and PostgreSQL --, the rows each writes, and
 how the front runs (no ORM on the common path, the event loop, the write lock).
 
-The golden answers live in ``golden/activation.json``: every value as the wire carries it,
-but for signatures (verified here, then shown as ``<signature>``) and the few values made of
-the wall clock at setup. ``LICENSOR_UPDATE_GOLDEN=1`` writes them anew (review the diff).
+The golden answers live in ``golden/activation.json`` (see ``tests/server/golden.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,14 +30,12 @@ from licensor.services.auth import authenticate
 from licensor.services.context import ServerKeys
 from licensor.services.licensing import resolve_product
 from licensor.store import changes
+from tests.server.golden import NOW, assert_golden, golden_book
 from tests.server.support import Api, Server, error_of, shared_keys_dir, start_server
 
 HW = "b" * 64
 OTHER = "c" * 64
-# An instant the golden answers are made at (their dates, validity and signatures follow).
-NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 GOLDEN = Path(__file__).parent / "golden" / "activation.json"
-UPDATE = os.environ.get("LICENSOR_UPDATE_GOLDEN") == "1"
 # What an activation or deactivation can write (licenses.updated_at is the wall clock's).
 TABLES = {
     "licenses": "id",
@@ -54,9 +49,6 @@ TABLES = {
     "rate_limit_counters": "bucket",
 }
 _FRONTS: dict[int, ActivationFront] = {}
-# (set by setup at the wall clock's time, not at NOW)
-_CLOCK_FIELDS = frozenset({"created_at", "updated_at"})
-_SIGNATURES = frozenset({"license_signature", "license_signature_v2", "offline_signature"})
 
 
 def keys_of(server: Server) -> ServerKeys:
@@ -83,53 +75,6 @@ def dump(session: Session) -> dict[str, list[dict[str, Any]]]:
 def current(server: Server) -> dict[str, list[dict[str, Any]]]:
     with server.db.transaction() as session:
         return dump(session)
-
-
-@contextmanager
-def golden_book() -> Iterator[dict[str, Any]]:
-    """The golden answers, written back when ``LICENSOR_UPDATE_GOLDEN=1``."""
-    book: dict[str, Any] = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
-    yield book
-    if UPDATE:
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(book, indent=1, ensure_ascii=False, sort_keys=False) + "\n")
-
-
-def normalized(value: Any, key: str = "") -> Any:
-    """The answer as compared with its golden copy (signatures and setup times replaced)."""
-    if isinstance(value, dict):
-        return {k: normalized(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalized(v) for v in value]
-    if key in _SIGNATURES and value:
-        return "<signature>"
-    if key in _CLOCK_FIELDS and value is not None:
-        return "<setup time>"
-    return value
-
-
-def assert_golden(book: dict[str, Any], name: str, status: int, content: bytes) -> Any:
-    """The answer is the golden one: status and every value, in the wire's key order."""
-    parsed = json.loads(content)
-    assert compact_json(parsed) == content  # compact, as the wire carries it
-    found = {"status": status, "body": normalized(parsed)}
-    if UPDATE:
-        book[name] = found
-    expected = book.get(name)
-    assert expected is not None, f"no golden answer {name!r}: LICENSOR_UPDATE_GOLDEN=1"
-    assert found == expected, name
-    assert list(_keys(found["body"])) == list(_keys(expected["body"])), name
-    return parsed
-
-
-def _keys(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from _keys(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _keys(item)
 
 
 def front(
@@ -247,7 +192,7 @@ FACTS = {
 
 def test_activations_and_deactivations_answer_the_golden_bytes(server: Server) -> None:
     key = rich_setup(server)
-    with golden_book() as book:
+    with golden_book(GOLDEN) as book:
         status, content, _ = front(server, "activate", activation(key, **FACTS))
         first = assert_golden(book, "activation", status, content)
         assert first["times_activated"] == 1 and first["validity_period"] is not None
@@ -333,7 +278,7 @@ def test_transfers_are_counted_and_refused_past_their_limit(server: Server) -> N
 def test_idempotency_keys_are_recorded_and_replayed_byte_for_byte(server: Server) -> None:
     key = rich_setup(server)
     body = activation(key, app_ver="1.0.0")
-    with golden_book() as book:
+    with golden_book(GOLDEN) as book:
         status, first, _ = front(server, "activate", body, idempotency_key="retry-1")
         parsed = assert_golden(book, "activation with an Idempotency-Key", status, first)
     record = current(server)["idempotency_keys"]
@@ -373,7 +318,7 @@ def test_user_based_licenses_activate_with_the_users_password(server: Server) ->
         product="users", user_email="u@example.com", user_password="password-1", license_key="U-1"
     )
     body = {"product": "users", "username": " U@Example.com ", "hardware_id": HW}
-    with golden_book() as book:
+    with golden_book(GOLDEN) as book:
         status, content, _ = front(server, "activate", {**body, "password": "password-1"})
         answer = assert_golden(book, "activation of a license user", status, content)
         assert answer["user"]["email"] == "u@example.com"
@@ -582,7 +527,7 @@ def test_every_refusal_is_named_in_order_and_writes_nothing(server: Server) -> N
             "license_exceeded_max_releases",
         ),
     ]
-    with golden_book() as book:
+    with golden_book(GOLDEN) as book:
         for label, endpoint, body, options, expected in cases:
             before = current(server)
             status, content, _ = front(server, endpoint, body, **options)
@@ -828,7 +773,7 @@ def test_on_the_event_loop_and_in_threads_alike(
 
 
 def test_a_check_right_after_a_deactivation_is_not_served_from_memory(server: Server) -> None:
-    """The worker's kept check answers (api/v4/fast_check.py) see the activations' commits at
+    """The worker's kept check answers (api/v4/check.py) see the activations' commits at
     once."""
     server.product("app")
     license_ = server.license(max_activations=2)

@@ -1,4 +1,4 @@
-"""Check answers served again from memory (api/v4/fast_check.py): byte for byte while nothing
+"""Check answers served again from memory (api/v4/check.py): byte for byte while nothing
 they are made of changes, never once something has -- in this process, in another worker or
 another process -- nor past an expiry, nor to a request that does not authenticate."""
 
@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from licensor.protocol.auth import format_authorization, hmac_signature, http_date
 from licensor.services import catalogue
-from licensor.store import snapshot
+from licensor.store import activation as statements
 from tests.harness.postgres import PostgresServer
 from tests.server import processes
 from tests.server.support import Api, Server, error_of, shared_keys_dir, start_server
@@ -32,13 +32,14 @@ HW = "c" * 64
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """One item per check statement run (the cache is measured by what it spares)."""
     counted: list[str] = []
-    original = snapshot.check_snapshot
+    original = statements.seat_rows
 
     def counting(*args: Any, **kwargs: Any) -> Any:
-        counted.append(kwargs["hardware_id"])
+        if kwargs["use"] == "check":
+            counted.append(kwargs["hardware_id"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(snapshot, "check_snapshot", counting)
+    monkeypatch.setattr(statements, "seat_rows", counting)
     return counted
 
 

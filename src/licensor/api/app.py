@@ -21,9 +21,9 @@ from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4.activation import ActivationFront
+from licensor.api.v4.check import CheckFront
 from licensor.api.v4.computer_keys import router as computer_keys_router
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
-from licensor.api.v4.fast_check import FastCheck
 from licensor.keyring import Keyring
 from licensor.settings import Settings
 
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ActivationFront, state=lambda: app.state.licensor, threads=threads)
     if settings.fast_check:
         app.add_middleware(
-            FastCheck,
+            CheckFront,
             state=lambda: app.state.licensor,
             threads=settings.fast_check_threads,
             cache_entries=settings.check_cache_entries,

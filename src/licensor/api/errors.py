@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 
+import psycopg
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -34,6 +36,30 @@ def error_parts(
     if status in (429, 503):
         found.setdefault("Retry-After", "1")
     return status, compact_json({"status": status, "code": code, "message": message}), found
+
+
+def refusal_parts(error: LicensorError) -> tuple[int, bytes, dict[str, str]]:
+    """The answer to a refusal (``Retry-After`` on a 429)."""
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
+    return error_parts(error.code, error.message, error.status, headers)
+
+
+def failure_parts(exc: Exception) -> tuple[int, bytes, dict[str, str]]:
+    """The answer to a failure that is no refusal, as the handlers below answer it, for the
+    fronts that run without the framework (``api/v4/activation.py``, ``check.py``): their
+    statements raise the drivers' own errors, not SQLAlchemy's."""
+    if isinstance(exc, IntegrityError | sqlite3.IntegrityError | psycopg.IntegrityError):
+        log.info("request.conflict", extra={"error": type(exc).__name__})
+        return error_parts("conflict")
+    if isinstance(exc, DataError | sqlite3.DataError | psycopg.DataError):
+        log.warning("request.data_error", extra={"error": type(exc).__name__})
+        return error_parts("validation_error", "A value does not fit its field")
+    if isinstance(exc, DBAPIError | PoolTimeout | sqlite3.Error | psycopg.Error | OSError):
+        # the type only: a driver's message can carry the statement's parameters
+        log.warning("database.unavailable", extra={"error": type(exc).__name__})
+        return error_parts("service_unavailable", "The license database is unavailable")
+    log.error("request.failed", extra={"error": type(exc).__name__}, exc_info=exc)
+    return error_parts("internal_error", "Internal server error", 500)
 
 
 def error_response(

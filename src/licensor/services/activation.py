@@ -21,19 +21,15 @@ replaced spent ~4 ms in 18 statements and 3 transactions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Dialect
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
-from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import (
-    AuthorizationMethod,
     DeviceFacts,
     UserTerms,
     decide_activation,
@@ -43,7 +39,7 @@ from licensor.core.licensing import (
 )
 from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import auth, licensing, rate_limit
+from licensor.services import licensing
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     DEVICE_INFO_FIELDS,
@@ -52,186 +48,18 @@ from licensor.services.licensing import (
     LicenseRef,
     actor_of,
     license_answer,
-    password_hasher,
-    product_refusal,
     terms_of,
 )
+from licensor.services.seats import (
+    NO_LIMITS,
+    Credentials,
+    RateLimits,
+    Transaction,
+    find,
+    transaction_of,
+)
 from licensor.store import activation as statements
-from licensor.store.activation import DbapiConnection
 from licensor.store.models import Device, License, Product, utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """A write transaction's DBAPI connection and its dialect."""
-
-    connection: DbapiConnection
-    dialect: Dialect
-
-
-def transaction_of(session: Session) -> Transaction:
-    """The transaction of an ORM session (flushed first: the statements run after what the
-    session has pending, on the same connection)."""
-    session.flush()
-    connection = session.connection()
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    return Transaction(dbapi, connection.dialect)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimits:
-    """The request's failure buckets (``rate_limit.buckets``) and their policy: a bucket over
-    its limit refuses the request (429) before anything else is decided."""
-
-    policy: rate_limit.Policy | None = None
-    buckets: list[tuple[str, int]] = field(default_factory=list)
-
-
-NO_LIMITS = RateLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """An HMAC request's credentials, checked inside the write transaction with the rows
-    (PostgreSQL: one round trip fewer). ``company_id``: the API key's company as an earlier
-    request of this process found it -- a hint the read checks (no row if it is wrong)."""
-
-    pairs: dict[str, str]
-    date_value: str
-    company_id: int
-
-
-# -- the seat read ---------------------------------------------------------------------------
-
-
-def _username(ref: LicenseRef) -> str | None:
-    name = ref.verified_username or ref.username
-    return name.strip().lower() if name else None
-
-
-def _read(
-    tx: Transaction,
-    who: Caller | Credentials,
-    ref: LicenseRef,
-    limits: RateLimits,
-    *,
-    by_user: bool,
-    for_answer: bool,
-    app_ver: str,
-    idempotency_key: str | None,
-) -> statements.SeatRows | None:
-    scope_customer = scope_license = None
-    if isinstance(who, Caller):
-        scope_customer, scope_license = who.scope_customer_id, who.scope_license_id
-    if by_user:
-        lookup: dict[str, Any] = {"email": _username(ref)}
-    else:
-        lookup = {"key_lookup": normalize_license_key(ref.license_key or "")}
-    return statements.seat_rows(
-        tx.connection,
-        tx.dialect,
-        for_answer=for_answer,
-        company_id=who.company_id,
-        product=ref.product,
-        hardware_id=ref.hardware_id,
-        scope_customer_id=scope_customer,
-        scope_license_id=scope_license,
-        pinned_id=ref.license_id,
-        app_ver=app_ver,
-        idempotency_key=idempotency_key,
-        buckets=[bucket for bucket, _ in limits.buckets],
-        api_key=who.pairs["apikey"] if isinstance(who, Credentials) else None,
-        **lookup,
-    )
-
-
-def _seat(
-    tx: Transaction,
-    keys: ServerKeys | None,
-    who: Caller | Credentials,
-    ref: LicenseRef,
-    limits: RateLimits,
-    *,
-    now: datetime,
-    writes: bool,
-    verify_password: bool,
-    for_answer: bool = False,
-    app_ver: str = "",
-    idempotency_key: str | None = None,
-) -> tuple[statements.SeatRows, Caller]:
-    """The seat rows of ``ref`` and the caller, or the refusal, in the documented order: too
-    many failures (429), a read-only key (``writes``), the product, the license (by key, or by
-    license user for user-based products), the user's password."""
-    read = dict(for_answer=for_answer, app_ver=app_ver, idempotency_key=idempotency_key)
-    username = _username(ref)
-    by_user = username is not None and not ref.license_key  # (the product may say otherwise)
-    rows = _read(tx, who, ref, limits, by_user=by_user, **read)  # type: ignore[arg-type]
-    if isinstance(who, Caller):
-        caller = who
-    elif keys is None:
-        raise TypeError("credentials are checked with the server's keys")
-    elif rows is not None and rows.credential is not None:
-        caller = auth.credential_caller(keys, rows.credential, who.pairs, who.date_value, now)
-    else:  # no row: the key, its signature or the company hint is wrong, or there is no seat
-        caller = auth.hmac_request_caller(
-            tx.connection, tx.dialect, keys, pairs=who.pairs, date_value=who.date_value, now=now
-        )
-        if caller.company_id != who.company_id:
-            rows = _read(tx, caller, ref, limits, by_user=by_user, **read)  # type: ignore[arg-type]
-    if rows is not None:
-        product: Product | None = rows.product
-        counters = rows.rate_counters
-    else:
-        found = statements.product_rows(
-            tx.connection,
-            tx.dialect,
-            company_id=caller.company_id,
-            product=ref.product,
-            buckets=[bucket for bucket, _ in limits.buckets],
-        )
-        product, counters = found.product, found.rate_counters
-    if limits.policy is not None and limits.buckets:
-        refused = rate_limit.refusal(limits.policy, limits.buckets, counters, now)
-        if refused is not None:
-            raise refused
-    if writes and caller.read_only:
-        raise LicensorError("read_only_api_key")
-    if product is None:
-        raise LicensorError(
-            "unknown_product", f"Provided product code '{ref.product}' was not found."
-        )
-    refusal = product_refusal(product, caller)
-    if refusal is not None:
-        raise LicensorError(refusal)
-    user_based = product.authorization_method == AuthorizationMethod.USER
-    if user_based:
-        if username is None:
-            raise LicensorError(
-                "license_key_or_license_user_required",
-                "A username is required: this product uses user-based licenses",
-            )
-        verify_password = verify_password and ref.verified_username is None
-        if verify_password and not ref.password:
-            raise LicensorError(
-                "missing_parameters", "Some parameters are missing in the request: password."
-            )
-    elif not ref.license_key:
-        raise LicensorError("license_key_required")
-    if user_based != by_user:  # read again, the way this product finds its licenses
-        rows = _read(tx, caller, ref, limits, by_user=user_based, **read)  # type: ignore[arg-type]
-    if rows is None:
-        if user_based:
-            raise LicensorError("license_not_found")
-        raise LicensorError("license_not_found", "License not found")
-    if user_based and verify_password:
-        assert rows.user is not None
-        try:
-            password_hasher.verify(rows.user.password_hash, ref.password or "")
-        except (VerificationError, InvalidHashError):
-            raise LicensorError("invalid_credentials") from None
-    return rows, caller
-
 
 # -- activate --------------------------------------------------------------------------------
 
@@ -329,16 +157,14 @@ def activate(
     """Bind the license of ``ref`` to its hardware id, or raise the refusal (nothing written
     then: the caller rolls back). With ``idempotency_key`` the answer is recorded, signed with
     ``algorithm``, and a retry of the same request gets it again."""
-    rows, caller = _seat(
+    rows, caller = find(
         tx,
         keys,
         who,
         ref,
         limits,
+        use="activate",
         now=now,
-        writes=True,
-        verify_password=True,
-        for_answer=True,
         app_ver=info.app_ver,
         idempotency_key=idempotency_key,
     )
@@ -541,7 +367,7 @@ def deactivate(
     """Free the seat of ``ref``'s device, online or with a Deactivation Verification Code
     (QLM style; required when the product says so), within MaxReleaseCount in
     MaxReleasePeriodInDays; or raise the refusal. The answer is ``"license_deactivated"``."""
-    rows, caller = _seat(tx, keys, who, ref, limits, now=now, writes=True, verify_password=False)
+    rows, caller = find(tx, keys, who, ref, limits, use="deactivate", now=now)
     product, license_, device = rows.product, rows.license, rows.device
     terms = terms_of(license_, product)
     decide_device_access(

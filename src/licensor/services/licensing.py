@@ -8,31 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from licensor.core import features as feature_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import (
     AuthorizationMethod,
     LicenseTerms,
     LicenseType,
-    decide_device_access,
-    expires_at,
 )
 from licensor.protocol.signing import SignatureAlgorithm, compact_json, iso_ms_z
-from licensor.services import auth, payload
+from licensor.services import payload
 from licensor.services.context import Caller, ServerKeys
-from licensor.store import admin_repository, repository, snapshot
+from licensor.store import admin_repository, repository
 from licensor.store.models import (
     Customer,
     Device,
@@ -140,56 +134,6 @@ def product_refusal(product: Product, caller: Caller) -> str | None:
     return None
 
 
-def _resolve(
-    session: Session, caller: Caller, ref: LicenseRef, *, lock: bool, verify_password: bool
-) -> _Resolved:
-    product = resolve_product(session, caller, ref.product)
-    scope = repository.LicenseScope(
-        company_id=caller.company_id,
-        product_id=product.id,
-        customer_id=caller.scope_customer_id,
-        license_id=caller.scope_license_id,
-        pinned_id=ref.license_id,
-    )
-    if product.authorization_method == AuthorizationMethod.USER:
-        username = ref.verified_username or ref.username
-        if not username:
-            raise LicensorError(
-                "license_key_or_license_user_required",
-                "A username is required: this product uses user-based licenses",
-            )
-        verify_password = verify_password and ref.verified_username is None
-        if verify_password and not ref.password:
-            raise LicensorError(
-                "missing_parameters", "Some parameters are missing in the request: password."
-            )
-        matches = repository.license_users_by_email(session, scope, username.strip().lower())
-        if not matches:
-            raise LicensorError("license_not_found")
-        user, license_ = matches[0]
-        if verify_password:
-            _verify_password(user, ref.password or "")
-        if lock:
-            license_ = repository.lock_license(session, license_.id)
-            user = repository.license_user(session, user.id) or user
-        return _Resolved(product, license_, user)
-    if not ref.license_key:
-        raise LicensorError("license_key_required")
-    found = repository.license_by_key(
-        session, scope, normalize_license_key(ref.license_key), lock=lock
-    )
-    if found is None:
-        raise LicensorError("license_not_found", "License not found")
-    return _Resolved(product, found)
-
-
-def _verify_password(user: LicenseUser, password: str) -> None:
-    try:
-        password_hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise LicensorError("invalid_credentials") from None
-
-
 def terms_of(license_: License, product: Product) -> LicenseTerms:
     return LicenseTerms(
         license_type=LicenseType(license_.license_type),
@@ -225,44 +169,6 @@ def terms_of(license_: License, product: Product) -> LicenseTerms:
 
 def _either(license_value: int | None, product_value: int) -> int:
     return license_value if license_value is not None else product_value
-
-
-def _apply_device_info(device: Device, info: DeviceInfo) -> None:
-    for name, value in asdict(info).items():
-        if name == "is_vm" or value:
-            setattr(device, name, value)
-
-
-def _signed_body(
-    session: Session,
-    request: str,
-    caller: Caller,
-    keys: ServerKeys,
-    algorithm: SignatureAlgorithm,
-    resolved: _Resolved,
-    device: Device,
-    now: datetime,
-    include_expired_features: bool = False,
-) -> dict[str, Any]:
-    license_ = resolved.license
-    product = resolved.product
-    return license_answer(
-        keys,
-        request=request,
-        caller=caller,
-        algorithm=algorithm,
-        license_=license_,
-        product=product,
-        customer=repository.customer(session, license_.customer_id),
-        user=resolved.user,
-        device=device,
-        release=repository.latest_release(session, product.id),
-        variables=list(repository.variables(session, device.id))
-        if request == "activation"
-        else None,
-        now=now,
-        include_expired_features=include_expired_features,
-    )
 
 
 def license_answer(
@@ -314,263 +220,6 @@ def request_fingerprint(endpoint: str, body: Any) -> str:
     return hashlib.sha256(endpoint.encode() + b"\0" + compact_json(body)).hexdigest()
 
 
-# -- check / deactivate ------------------------------------------------------------------------
-
-
-# A check records "last seen" at most this often; other checks are read-only (no write lock).
-CHECK_TOUCH_INTERVAL = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotCheck:
-    body: dict[str, Any]
-    seen_device_id: int | None  # "last seen" to record (``record_seen``), if due
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotLookup:
-    """A steady-state check read in one statement, authenticated and allowed: what the answer
-    is made of (``check_render``) and how long an answer made of it stays right."""
-
-    found: snapshot.CheckSnapshot
-    caller: Caller
-    terms: LicenseTerms
-    # when the device's "last seen" is next due (None: a read-only key never records it)
-    seen_due_at: datetime | None
-
-    @property
-    def fingerprint(self) -> bytes:
-        """Equal fingerprints, equal rows read (bar "last seen"): the same answer."""
-        return self.found.fingerprint
-
-
-class DeviceTouchNeeded(Exception):
-    """A check in a read-only transaction found device data to record: retry it writable."""
-
-
-def check(
-    session: Session,
-    caller: Caller,
-    keys: ServerKeys,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    *,
-    now: datetime,
-    algorithm: SignatureAlgorithm = "rsa-sha256",
-    may_write: bool = True,
-    include_expired_features: bool = False,
-) -> Answer:
-    """The license on this device. With ``may_write=False`` the check raises
-    ``DeviceTouchNeeded`` instead of writing, so the steady state needs no write transaction."""
-    resolved, device = _checked_device(session, caller, ref, info, now=now, may_write=may_write)
-    return Answer(
-        _signed_body(
-            session,
-            "check",
-            caller,
-            keys,
-            algorithm,
-            resolved,
-            device,
-            now,
-            include_expired_features=include_expired_features,
-        )
-    )
-
-
-def check_snapshot(
-    connection: Connection,
-    keys: ServerKeys,
-    *,
-    authorization: str,
-    date_value: str,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    now: datetime,
-    algorithm: SignatureAlgorithm,
-    include_expired_features: bool = False,
-) -> SnapshotCheck | None:
-    """The answer of a steady-state key check read in one statement (``check_lookup`` then
-    ``check_render``), or ``None`` when the full path must answer."""
-    looked = check_lookup(
-        connection, keys, authorization=authorization, date_value=date_value, ref=ref, info=info,
-        now=now,
-    )  # fmt: skip
-    if looked is None:
-        return None
-    body = check_render(
-        keys,
-        looked,
-        now=now,
-        algorithm=algorithm,
-        include_expired_features=include_expired_features,
-    )
-    due = looked.seen_due_at is not None and now >= looked.seen_due_at
-    return SnapshotCheck(body, looked.found.device.id if due and looked.found.device else None)
-
-
-def check_lookup(
-    connection: Connection,
-    keys: ServerKeys,
-    *,
-    authorization: str,
-    date_value: str,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    now: datetime,
-) -> SnapshotLookup | None:
-    """The rows of a steady-state key check, read in one statement and checked, or ``None``
-    when the full path must answer: an error to name (in the documented evaluation order),
-    device data to record, a user-based product, single sign-on, a pinned license id. Never
-    writes: the device's "last seen" time, when due (``CHECK_TOUCH_INTERVAL``), is recorded by
-    the front after the answer (``record_seen``). Both paths apply the same rules
-    (``auth.hmac_caller``, ``terms_of``, ``decide_device_access``) and render the same body
-    (``payload.license_body``)."""
-    if not ref.license_key or ref.username or ref.license_id is not None:
-        return None
-    try:
-        pairs = auth.hmac_pairs(authorization)
-        api_key = pairs["apikey"]
-        if not auth.storable(api_key):
-            return None
-        found = snapshot.check_snapshot(
-            connection,
-            api_key=api_key,
-            product=ref.product,
-            key_lookup=normalize_license_key(ref.license_key),
-            hardware_id=ref.hardware_id,
-        )
-        if found is None or found.api_key.revoked:
-            return None
-        caller = auth.hmac_caller(keys, found.api_key, found.oauth_required, pairs, date_value, now)
-        product, license_, device = found.product, found.license, found.device
-        if (
-            product_refusal(product, caller) is not None
-            or product.authorization_method == AuthorizationMethod.USER
-        ):
-            return None
-        terms = terms_of(license_, product)
-        decide_device_access(
-            terms, device_active=device is not None and device.active, blacklisted=found.blacklisted
-        )
-    except LicensorError:
-        return None
-    assert device is not None
-    seen_due_at: datetime | None = None
-    if not caller.read_only:
-        if _device_info_changes(device, info):
-            return None  # new device data: recorded by the full path
-        seen_due_at = (
-            device.last_check_at + CHECK_TOUCH_INTERVAL if device.last_check_at is not None else now
-        )
-    return SnapshotLookup(found, caller, terms, seen_due_at)
-
-
-def check_render(
-    keys: ServerKeys,
-    looked: SnapshotLookup,
-    *,
-    now: datetime,
-    algorithm: SignatureAlgorithm,
-    include_expired_features: bool = False,
-) -> dict[str, Any]:
-    """The signed check answer of a ``check_lookup`` at ``now``."""
-    found = looked.found
-    assert found.device is not None
-    return license_answer(
-        keys,
-        request="check",
-        caller=looked.caller,
-        algorithm=algorithm,
-        license_=found.license,
-        product=found.product,
-        customer=found.customer,
-        user=None,
-        device=found.device,
-        release=found.release,
-        variables=None,
-        now=now,
-        include_expired_features=include_expired_features,
-    )
-
-
-def answer_fresh_until(keys: ServerKeys, looked: SnapshotLookup, now: datetime) -> datetime:
-    """Until when a check answer rendered at ``now`` from these rows stays the right answer
-    (as long as the rows do not change): the end of its date step, or the next instant at
-    which the license or one of its features expires, or the API key's rotated-away secret
-    stops being accepted, whichever comes first."""
-    found = looked.found
-    assert found.device is not None
-    step = keys.settings.answer_date_step_seconds
-    until = payload.next_step(payload.answer_date(now, found.device.hardware_id, step), step)
-    ends = [
-        expires_at(looked.terms, found.license.validity_period),
-        feature_rules.next_expiry(found.product.features, found.license.features, now),
-        found.api_key.previous_valid_until,
-    ]
-    for end in ends:
-        if end is not None and now < end < until:
-            until = end
-    return until
-
-
-def record_seen(connection: Connection, device_ids: Sequence[int], now: datetime) -> bool:
-    """Record the "last seen" time of devices fast checks answered (best effort)."""
-    return snapshot.touch_devices(connection, device_ids, now)
-
-
-def check_device(
-    session: Session, caller: Caller, ref: LicenseRef, info: DeviceInfo, *, now: datetime
-) -> Activated:
-    """The rules of ``check`` (the device must hold a seat); the front renders the result."""
-    resolved, device = _checked_device(session, caller, ref, info, now=now)
-    return Activated(resolved.product, resolved.license, device, reactivated=False)
-
-
-def _checked_device(
-    session: Session,
-    caller: Caller,
-    ref: LicenseRef,
-    info: DeviceInfo,
-    *,
-    now: datetime,
-    may_write: bool = True,
-) -> tuple[_Resolved, Device]:
-    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
-    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    stale = device.last_check_at is None or now - device.last_check_at >= CHECK_TOUCH_INTERVAL
-    if not caller.read_only and (stale or _device_info_changes(device, info)):
-        if not may_write:
-            raise DeviceTouchNeeded
-        _apply_device_info(device, info)
-        device.last_check_at = now
-        session.flush()
-    return resolved, device
-
-
-def _device_info_changes(device: Device, info: DeviceInfo) -> bool:
-    for name in DEVICE_INFO_FIELDS:  # (not asdict: it deep-copies, on every check)
-        value = getattr(info, name)
-        if (name == "is_vm" or value) and getattr(device, name) != value:
-            return True
-    return False
-
-
-def _device_with_seat(
-    session: Session, caller: Caller, resolved: _Resolved, hardware_id: str
-) -> Device:
-    device = repository.device(session, resolved.license.id, hardware_id)
-    decide_device_access(
-        terms_of(resolved.license, resolved.product),
-        device_active=device is not None and device.active,
-        blacklisted=repository.is_blacklisted(
-            session, caller.company_id, hardware_id, resolved.product.id
-        ),
-    )
-    assert device is not None
-    return device
-
-
 def _actor(caller: Caller) -> str:
     if caller.client_id:
         return f"oauth:{caller.client_id}"
@@ -580,25 +229,6 @@ def _actor(caller: Caller) -> str:
 def actor_of(caller: Caller) -> str:
     """How the audit log names a License API (or QLM front) caller."""
     return _actor(caller)
-
-
-# -- device variables --------------------------------------------------------------------------
-
-
-def track_variables(
-    session: Session, caller: Caller, ref: LicenseRef, values: dict[str, str], *, now: datetime
-) -> Answer:
-    _require_write(caller)
-    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
-    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    repository.set_variables(session, device.id, values, now)
-    return Answer(payload.variable_objects(list(repository.variables(session, device.id))))
-
-
-def get_variables(session: Session, caller: Caller, ref: LicenseRef) -> Answer:
-    resolved = _resolve(session, caller, ref, lock=False, verify_password=False)
-    device = _device_with_seat(session, caller, resolved, ref.hardware_id)
-    return Answer(payload.variable_objects(list(repository.variables(session, device.id))))
 
 
 # -- product details ---------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def answer_date(now: datetime, hardware_id: str, step_seconds: int) -> datetime:
     ``step_seconds`` that starts at an offset of the device's own (0 = ``now`` to the second).
 
     Within one step every answer for a device carries the same date, so an unchanged answer
-    is the same bytes, signed once (``api/v4/fast_check.py``); the date never goes backwards
+    is the same bytes, signed once (``api/v4/check.py``); the date never goes backwards
     for a device, whichever worker process answers, and never lies in the future; the
     per-device offset spreads the steps' ends, so that answers are not all re-signed at once.
     """

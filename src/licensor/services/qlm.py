@@ -1,7 +1,7 @@
 """QLM-style activation (DECISIONS §5): the ways to find a license and the Computer Key answer.
 
 Every activation here ends in ``activation.activate_in_session``, every validation in
-``licensing.check_device``, releases in ``activation.deactivate_in_session``: the License API's rules, with
+``check.check_in_session``, releases in ``activation.deactivate_in_session``: the License API's rules, with
 QLM's options (re-activation of the same computer without a new seat, ``maxActivationsPerSystem``,
 release limits, the Deactivation Verification Code). This module adds only how the license is
 found (by key, authorization code, order or receipt field, customer account) and the signed
@@ -34,7 +34,7 @@ from licensor.protocol.computer_key import (
     parse_features,
 )
 from licensor.protocol.signing import PublicKeySet
-from licensor.services import activation, audit, licensing, rate_limit
+from licensor.services import activation, audit, check, licensing, rate_limit
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     Activated,
@@ -566,8 +566,8 @@ def validate_computer_key(
     owner = _product_of(session, caller, license_)
     if product and resolve_product(session, caller, product).id != owner.id:
         raise LicensorError("computer_key_mismatch", "The Computer Key belongs to another product")
-    checked = licensing.check_device(
-        session, caller, _ref_of(license_, owner, hardware_id), info, now=now
+    checked = check.check_in_session(
+        session, keys, caller, _ref_of(license_, owner, hardware_id), info, now=now
     )
     return ComputerKeyGrant(
         computer_key=checked.device.computer_key or claims.text,
@@ -594,7 +594,7 @@ def current_computer_key(
 ) -> ComputerKeyGrant:
     """The Computer Key of a computer that holds a seat, re-issued with today's terms
     (``ReactivateLicense``: picks up a new expiry or features, counts no activation)."""
-    checked = licensing.check_device(session, caller, ref, info, now=now)
+    checked = check.check_in_session(session, keys, caller, ref, info, now=now)
     return issue_computer_key(session, keys, checked, now=now)
 
 
@@ -609,7 +609,7 @@ def stored_computer_key(
 ) -> ComputerKeyGrant:
     """The Computer Key last issued to a computer that holds a seat, unchanged (a query: the
     client's Deactivation Verification Code keeps matching); issued if it never had one."""
-    checked = licensing.check_device(session, caller, ref, info, now=now)
+    checked = check.check_in_session(session, keys, caller, ref, info, now=now)
     try:
         if checked.device.computer_key is None:
             raise ComputerKeyError("never issued")

@@ -1,14 +1,14 @@
-"""Prepared statements for activations and deactivations of license-key licenses
-(``services/fast_activation.py``): one statement reads everything the decision and the answer
-need, under the license's lock, and a few write the outcome.
+"""Prepared statements for the use cases on a license and a device -- activation,
+deactivation and check (``services/seats.py``, ``activation.py``, ``check.py``): one statement
+reads everything the decision and the answer need (``seat_rows``: the product, the license,
+the device, the blacklist, the rate-limit counters, the customer and releases, an
+Idempotency-Key's record, a license user, the API key), under the license's lock but for
+checks, and a few write the outcome. Every case of these use cases reads and writes here.
 
-The ORM path of an activation runs about eighteen statements in three transactions (API key and
-company, rate-limit counters, then product, license under lock, device, blacklist, release,
-seat, refresh, device insert, events, audit, customer, latest release, variables), each built,
-cache-keyed and flushed anew: about 4 ms of CPU before the framework's share. Here every
-statement is compiled once per dialect (SQLAlchemy Core: the same tables, types and bind and
-result conversions as the ORM) and run on the DBAPI cursor with bound parameters only, as
-``store/snapshot.py`` does for checks.
+Every statement is compiled once per dialect (SQLAlchemy Core: the same tables, types and bind
+and result conversions as the ORM) and run on the DBAPI cursor with bound parameters only: an
+ORM activation ran about eighteen statements in three transactions, each built, cache-keyed
+and flushed anew, about 4 ms of CPU before the framework's share.
 
 Rows come back as read-only views with the mapped classes' attribute names (plain namespaces:
 nothing can be written through them). The writes are plain ``UPDATE``/``INSERT`` statements with
@@ -19,6 +19,8 @@ hanging on the guarded ``UPDATE``), since every round trip costs there.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,6 +105,10 @@ class SeatRows:
     idempotency: IdempotencyRecord | None  # the record of the request's Idempotency-Key
     rate_counters: dict[str, tuple[datetime, int]]  # bucket -> (window start, failures)
     credential: Credential | None = None  # when asked for (``seat_rows(api_key=...)``)
+    # checks: a digest of the row as read, but for the device's "last seen" time and the
+    # counters: two reads with the same fingerprint found the same data (the answer cache of
+    # api/v4/check.py)
+    fingerprint: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,7 @@ class _Prepared:
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ]
         self.width = len(columns)
+        self.ignored: list[int] = []  # (columns a fingerprint leaves out: ``seat_rows``)
         self.converting = [(i, p) for i, p in enumerate(result_processors) if p is not None]
 
     def _bound(self, name: str, value: Any) -> Any:
@@ -196,15 +203,22 @@ def _credential_statement() -> ClauseElement:
 
 @dataclass(frozen=True, slots=True)
 class SeatRead:
-    """Which seat read: how the license is found and which conditions narrow it (each variant
-    is one statement, compiled once per dialect when first used)."""
+    """Which read of a license and a device: for which use case, how the license is found and
+    which conditions narrow it (each variant is one statement, compiled once per dialect when
+    first used)."""
 
-    for_answer: bool  # an activation: the customer, releases and the Idempotency-Key's record
-    with_credential: bool  # the API key's row too (PostgreSQL, a key this process has seen)
+    use: str  # "activate", "deactivate" or "check"
+    # the API key's row too, of the company given (a key the process has seen: its company)
+    with_credential: bool
     by_user: bool  # by a license user's e-mail (user-based products), else by license key
     customer_scoped: bool  # an OAuth client limited to one customer
     license_scoped: bool  # an OAuth client limited to one license
     pinned: bool  # the request's own ``license_id``
+
+    @property
+    def answers(self) -> bool:
+        """Whether the answer is a license (its customer and latest release are read)."""
+        return self.use != "deactivate"
 
 
 def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list[str]]], list[str]]:
@@ -216,14 +230,17 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
     i = aliased(IdempotencyRecord, name="i")
     rc1 = aliased(RateLimitCounter, name="rc1")
     rc2 = aliased(RateLimitCounter, name="rc2")
+    activating = read.use == "activate"
     entities: list[tuple[str, type[Any], Any]] = [("p", Product, p), ("l", License, lic)]
     entities.append(("d", Device, d))
     if read.by_user:
         entities.append(("u", LicenseUser, u))
     if read.with_credential:
         entities.append(("k", ApiKey, k))
-    if read.for_answer:
-        entities += [("c", Customer, c), ("r", ProductRelease, r), ("i", IdempotencyRecord, i)]
+    if read.answers:
+        entities += [("c", Customer, c), ("r", ProductRelease, r)]
+    if activating:
+        entities.append(("i", IdempotencyRecord, i))
     columns: list[Any] = []
     layout: list[tuple[str, list[str]]] = []
     for prefix, model, alias in entities:
@@ -246,7 +263,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         rc2.window_start.label("rc2_start"),
         rc2.failures.label("rc2_failures"),
     ]
-    if read.for_answer:
+    if activating:
         # repository.release(): the first-dated release of this version (any environment)
         app_release = (
             select(ProductRelease.release_date)
@@ -270,7 +287,14 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         conditions.append(lic.id == bindparam("scope_license_id"))
     if read.pinned:
         conditions.append(lic.id == bindparam("pinned_id"))
+    product = and_(p.company_id == company_id, p.short_code == bindparam("product"))
     statement = select(*columns, *extras).select_from(p).join(lic, and_(*conditions))
+    statement = statement.where(product)
+    if read.with_credential:
+        # the API key (of the company it belonged to on an earlier request) and its company
+        statement = statement.join(
+            k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
+        ).join(Company, Company.id == company_id)
     if read.by_user:
         # repository.license_users_by_email: the user's first license (by id) in scope
         statement = statement.join(
@@ -280,22 +304,20 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         statement.outerjoin(d, and_(d.license_id == lic.id, d.hardware_id == hardware_id))
         .outerjoin(rc1, rc1.bucket == bindparam("client_bucket"))
         .outerjoin(rc2, rc2.bucket == bindparam("identity_bucket"))
-        .where(p.company_id == company_id, p.short_code == bindparam("product"))
     )
-    if read.with_credential:
-        # the API key (of the company it belonged to on an earlier request) and its company
-        statement = statement.join(
-            k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
-        ).join(Company, Company.id == company_id)
-    if read.for_answer:
+    if read.answers:
         latest_release = repository.latest_release_id(p.id)
-        statement = (
-            statement.outerjoin(c, c.id == lic.customer_id)
-            .outerjoin(r, r.id == latest_release)
-            .outerjoin(i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key")))
+        statement = statement.outerjoin(c, c.id == lic.customer_id).outerjoin(
+            r, r.id == latest_release
+        )
+    if activating:
+        statement = statement.outerjoin(
+            i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key"))
         )
     if read.by_user:
         statement = statement.limit(1)
+    if read.use == "check":
+        return statement, layout, [e.name for e in extras]  # (a read: no lock)
     # PostgreSQL: the license row stays locked until the transaction ends, so every seat
     # decision sees the latest counters (SQLite: the write transaction is already exclusive).
     return statement.with_for_update(of=lic), layout, [e.name for e in extras]
@@ -304,7 +326,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
 def _seat_parameters(read: SeatRead) -> list[str]:
     names = ["company_id", "product", "hardware_id", "client_bucket", "identity_bucket"]
     names += ["email"] if read.by_user else ["key_lookup"]
-    if read.for_answer:
+    if read.use == "activate":
         names += ["app_ver", "idempotency_key"]
     if read.with_credential:
         names.append("api_key")
@@ -718,7 +740,14 @@ class _Statements:
         found = self._reads.get(read)
         if found is None:
             statement, layout, extras = _seat_statement(read)
-            found = (_Prepared(statement, self.dialect, _seat_parameters(read)), layout, extras)
+            prepared = _Prepared(statement, self.dialect, _seat_parameters(read))
+            names = [column.name for column in statement.selected_columns]  # type: ignore[attr-defined]
+            prepared.ignored = [
+                index
+                for index, name in enumerate(names)
+                if name == "d__last_check_at" or name.startswith("rc")
+            ]
+            found = (prepared, layout, extras)
             self._reads[read] = found
         return found
 
@@ -784,7 +813,7 @@ def seat_rows(
     connection: DbapiConnection,
     dialect: Dialect,
     *,
-    for_answer: bool,
+    use: str,
     company_id: int,
     product: str,
     hardware_id: str,
@@ -798,13 +827,14 @@ def seat_rows(
     buckets: Sequence[str] = (),
     api_key: str | None = None,
 ) -> SeatRows | None:
-    """The rows an activation (``for_answer``) or a deactivation decides on, the license row
-    locked (PostgreSQL): the license of ``key_lookup``, or the first in scope of the license
-    user ``email``; with ``api_key`` that key's row (of ``company_id``) and its company's
-    ``oauth_required``. ``None`` when the product, the license or the API key does not match
-    (``product_rows`` then tells which)."""
+    """The rows a ``use`` ("activate", "deactivate", "check") decides on -- the license row
+    locked (PostgreSQL) but for checks: the license of ``key_lookup``, or the first in scope
+    of the license user ``email``; with ``api_key`` that key's row (of ``company_id``) and
+    its company's ``oauth_required``.
+    ``None`` when the product, the license or the API key does not match (``product_rows``
+    then tells which)."""
     read = SeatRead(
-        for_answer=for_answer,
+        use=use,
         with_credential=api_key is not None,
         by_user=email is not None,
         customer_scoped=scope_customer_id is not None,
@@ -824,7 +854,7 @@ def seat_rows(
         values["email"] = email
     else:
         values["key_lookup"] = key_lookup
-    if for_answer:
+    if use == "activate":
         values["app_ver"] = app_ver
         values["idempotency_key"] = idempotency_key
     optional = {
@@ -863,7 +893,19 @@ def seat_rows(
         credential=Credential(views["k"], bool(extra["oauth_required"]))
         if read.with_credential
         else None,
+        fingerprint=_fingerprint(raw, prepared.ignored) if use == "check" else b"",
     )
+
+
+def _fingerprint(raw: Sequence[Any], ignored: Sequence[int]) -> bytes:
+    """A digest of the values as the driver returned them, but for the ``ignored`` columns
+    (a device's "last seen" and the rate-limit counters). (pickle: ~2 us against ~11 for
+    repr. Equal rows can pickle differently -- shared objects are memoised -- which only costs
+    an answer made anew; different rows never pickle the same.)"""
+    values = list(raw)
+    for index in ignored:
+        values[index] = None
+    return hashlib.blake2b(pickle.dumps(values, 5), digest_size=16).digest()
 
 
 def product_rows(
@@ -1121,3 +1163,26 @@ def forget_idempotency(connection: DbapiConnection, dialect: Dialect, record_id:
     """Delete an Idempotency-Key's record (past its time to live)."""
     with _cursor(connection, dialect) as cursor:
         _statements(dialect).forget_idempotency.execute(cursor, {"b_id": record_id})
+
+
+_DEVICE_FACTS: dict[frozenset[str], dict[str, _Prepared]] = {}
+
+
+def record_device_facts(
+    connection: DbapiConnection, dialect: Dialect, device_id: int, values: dict[str, Any]
+) -> None:
+    """Set some of a device's columns (a check's new facts, its "last seen" time)."""
+    names = frozenset(values)
+    by_dialect = _DEVICE_FACTS.setdefault(names, {})
+    prepared = by_dialect.get(dialect.name)
+    if prepared is None:
+        statement = (
+            update(Device)
+            .where(Device.id == bindparam("b_id"))
+            .values({name: bindparam("b_" + name) for name in sorted(names)})
+        )
+        prepared = by_dialect[dialect.name] = _Prepared(
+            statement, dialect, ["b_id", *("b_" + name for name in sorted(names))]
+        )
+    with _cursor(connection, dialect) as cursor:
+        prepared.execute(cursor, {"b_id": device_id, **_prefixed(values)})

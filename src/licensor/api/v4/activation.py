@@ -14,21 +14,17 @@ and every request when ``LICENSOR_FAST_ACTIVATION`` is off, the same way.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
 import anyio.to_thread
-import psycopg
 from fastapi import Depends, Request
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from licensor.api.errors import error_parts
+from licensor.api.errors import error_parts, failure_parts, refusal_parts
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import (
@@ -44,9 +40,9 @@ from licensor.api.v4.endpoints import (
     sso_user,
     variables_as_text,
 )
-from licensor.core.errors import LicensorError, RateLimited
+from licensor.core.errors import LicensorError
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import activation, auth, licensing, rate_limit
+from licensor.services import activation, auth, licensing, rate_limit, seats
 from licensor.services.context import Caller
 from licensor.store.db import WriterBusy
 
@@ -68,10 +64,10 @@ class _Prepared:
     """A parsed, authenticated request (nothing written yet)."""
 
     activating: bool
-    who: Caller | activation.Credentials
+    who: Caller | seats.Credentials
     data: schemas.ActivateRequest | schemas.DeactivateRequest
     ref: licensing.LicenseRef
-    limits: activation.RateLimits
+    limits: seats.RateLimits
     now: datetime
     algorithm: SignatureAlgorithm
     idempotency_key: str | None
@@ -212,7 +208,7 @@ class ActivationFront:
         except _Refused as refused:
             return await anyio.to_thread.run_sync(self.refusal, state, algorithm, refused)
         except Exception as exc:
-            return self.sign(state, algorithm, _failure(exc))
+            return self.sign(state, algorithm, failure_parts(exc))
         if prepared.slow:
             return await anyio.to_thread.run_sync(self.rest, state, prepared)
         queue = state.db.writer_queue
@@ -235,7 +231,7 @@ class ActivationFront:
         except _Refused as refused:
             return await anyio.to_thread.run_sync(self.refusal, state, algorithm, refused)
         except Exception as exc:
-            return self.sign(state, algorithm, _failure(exc))
+            return self.sign(state, algorithm, failure_parts(exc))
         return self.sign(state, algorithm, self.finish(state, prepared, written))
 
     def prepared_or_refused(
@@ -252,7 +248,7 @@ class ActivationFront:
         except _Refused as refused:
             return self.refusal(state, _algorithm(headers), refused)
         except Exception as exc:
-            return self.sign(state, _algorithm(headers), _failure(exc))
+            return self.sign(state, _algorithm(headers), failure_parts(exc))
 
     def answer(
         self,
@@ -282,7 +278,7 @@ class ActivationFront:
         except _Refused as refused:
             return self._refused(state, refused)
         except Exception as exc:
-            return _failure(exc)
+            return failure_parts(exc)
         return self._rest(state, prepared)
 
     def rest(self, state: AppState, prepared: _Prepared) -> Signed:
@@ -295,7 +291,7 @@ class ActivationFront:
         except _Refused as refused:
             return self._refused(state, refused)
         except Exception as exc:
-            return _failure(exc)
+            return failure_parts(exc)
         return self.finish(state, prepared, written)
 
     def prepare(
@@ -317,7 +313,7 @@ class ActivationFront:
         db = state.db
         try:
             presented = auth.presented(headers.get("authorization"), headers.get("date"))
-            who: Caller | activation.Credentials
+            who: Caller | seats.Credentials
             if isinstance(presented, auth.BearerToken):
                 with db.transaction() as session:
                     who = auth.authenticate_bearer_request(session, state.keys, presented, now)
@@ -326,7 +322,7 @@ class ActivationFront:
                 pairs = presented.pairs
                 hint = None if db.is_sqlite else self._companies.get(pairs["apikey"])
                 if hint is not None:
-                    who = activation.Credentials(pairs, presented.date_value, hint)
+                    who = seats.Credentials(pairs, presented.date_value, hint)
                     company_id = hint
                 else:
                     with db.snapshot() as connection:
@@ -366,7 +362,7 @@ class ActivationFront:
             who=who,
             data=data,
             ref=license_ref(data, data.password),
-            limits=activation.RateLimits(policy, failure_buckets(policy, host, company_id, data)),
+            limits=seats.RateLimits(policy, failure_buckets(policy, host, company_id, data)),
             now=now,
             algorithm=_algorithm(headers),
             idempotency_key=idempotency_key,
@@ -374,9 +370,7 @@ class ActivationFront:
         )
 
     @staticmethod
-    def _authenticated(
-        state: AppState, who: Caller | activation.Credentials, now: datetime
-    ) -> Caller:
+    def _authenticated(state: AppState, who: Caller | seats.Credentials, now: datetime) -> Caller:
         """The caller of credentials not checked yet (a key's company hint), or the refusal."""
         if isinstance(who, Caller):
             return who
@@ -431,7 +425,7 @@ class ActivationFront:
         data = prepared.data
         try:
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
-                tx = activation.Transaction(connection, db.dialect)
+                tx = seats.Transaction(connection, db.dialect)
                 if not prepared.activating:
                     activation.deactivate(
                         tx,
@@ -494,9 +488,8 @@ class ActivationFront:
                         session, limits.policy, limits.buckets, prepared.now, error.code
                     )
             except Exception as exc:
-                return _failure(exc)
-        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
-        return error_parts(error.code, error.message, error.status, headers)
+                return failure_parts(exc)
+        return refusal_parts(error)
 
     @staticmethod
     def sign(state: AppState, algorithm: SignatureAlgorithm, answer: Answer) -> Signed:
@@ -506,22 +499,6 @@ class ActivationFront:
             content,
             {**headers, **state.keys.keyring.signature_headers(content, algorithm)},
         )
-
-
-def _failure(exc: Exception) -> Answer:
-    """The answer to a failure that is no refusal (as ``api/errors.py``'s handlers answer)."""
-    if isinstance(exc, IntegrityError | sqlite3.IntegrityError | psycopg.IntegrityError):
-        log.info("request.conflict", extra={"error": type(exc).__name__})
-        return error_parts("conflict")
-    if isinstance(exc, DataError | sqlite3.DataError | psycopg.DataError):
-        log.warning("request.data_error", extra={"error": type(exc).__name__})
-        return error_parts("validation_error", "A value does not fit its field")
-    if isinstance(exc, DBAPIError | PoolTimeout | sqlite3.Error | psycopg.Error | OSError):
-        # the type only: a driver's message can carry the statement's parameters
-        log.warning("database.unavailable", extra={"error": type(exc).__name__})
-        return error_parts("service_unavailable", "The license database is unavailable")
-    log.error("activation.failed", extra={"error": type(exc).__name__}, exc_info=exc)
-    return error_parts("internal_error", "Internal server error", 500)
 
 
 def _route_answer(request: Request, raw: bytes) -> Response:

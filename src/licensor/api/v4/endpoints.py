@@ -16,13 +16,12 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from licensor.api.errors import describe_validation
-from licensor.api.middleware import requested_algorithm
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, licensing, rate_limit, sso
+from licensor.services import auth, licensing, rate_limit, sso, variables
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -249,39 +248,6 @@ def query_doc(model: type[BaseModel]) -> dict[str, Any]:
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-@route("GET", "/check_license", openapi_extra=query_doc(schemas.CheckQuery))
-def check_license(request: Request) -> Response:
-    """Check the license on this device; expired licenses answer 200 with ``is_expired``."""
-    state = app_state(request)
-    now = utcnow()
-    algorithm = requested_algorithm(request.scope["headers"])
-    with state.db.transaction() as session:
-        caller = caller_of(session, state, request, now)
-    query = parse_query(request, schemas.CheckQuery)
-    # Read-only first (no write lock on SQLite); writable only when the device has news.
-    with failures_counted(request, state, caller, query, now):
-        user = sso_user(state, caller, query)  # (once: an SSO code is single-use)
-        for writable in (False, True):
-            try:
-                with state.db.transaction(write=writable) as session:
-                    ref = identity_ref(session, caller, query, user, now=now)
-                    answer = licensing.check(
-                        session,
-                        caller,
-                        state.keys,
-                        ref,
-                        device_info(query),
-                        now=now,
-                        algorithm=algorithm,
-                        may_write=writable,
-                        include_expired_features=query.include_expired_features,
-                    )
-                break
-            except licensing.DeviceTouchNeeded:
-                continue
-    return json_answer(answer.body)
-
-
 @route("POST", "/track_device_variables", openapi_extra=body_doc(schemas.TrackVariablesRequest))
 def track_device_variables(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     state = app_state(request)
@@ -290,8 +256,8 @@ def track_device_variables(request: Request, raw: bytes = Depends(raw_body)) -> 
         caller = caller_of(session, state, request, now)
         data = parse_json(raw, schemas.TrackVariablesRequest)
         values = variables_as_text(data.variables) or {}
-        answer = licensing.track_variables(session, caller, license_ref(data), values, now=now)
-    return json_answer(answer.body)
+        answer = variables.track(session, state.keys, caller, license_ref(data), values, now=now)
+    return json_answer(answer)
 
 
 @route("GET", "/get_device_variables", openapi_extra=query_doc(schemas.GetVariablesQuery))
@@ -301,8 +267,8 @@ def get_device_variables(request: Request) -> Response:
     with state.db.transaction() as session:
         caller = caller_of(session, state, request, now)
         query = parse_query(request, schemas.GetVariablesQuery)
-        answer = licensing.get_variables(session, caller, license_ref(query))
-    return json_answer(answer.body)
+        answer = variables.get(session, state.keys, caller, license_ref(query), now=now)
+    return json_answer(answer)
 
 
 @route("GET", "/product_details", openapi_extra=query_doc(schemas.ProductDetailsQuery))

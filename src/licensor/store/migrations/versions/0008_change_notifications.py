@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 19:20:00
 
-Each server process keeps signed check answers in memory (api/v4/fast_check.py) and serves
+Each server process keeps signed check answers in memory (api/v4/check.py) and serves
 one again only while the data it was made of is unchanged. On PostgreSQL, a statement-level
 trigger on each table a check reads sends ``NOTIFY licensor_changes`` (delivered at commit,
 one per transaction however many rows changed; on devices, not for an update that only
