@@ -42,5 +42,7 @@ def test_every_relative_link_names_a_file_of_the_repository() -> None:
 
 def test_a_link_outside_the_repository_is_found(tmp_path: Path) -> None:
     page = tmp_path / "README.md"
-    page.write_text("See [the example](../examples/protect_app.py) and [a site](https://x.example).")
+    page.write_text(
+        "See [the example](../examples/protect_app.py) and [a site](https://x.example)."
+    )
     assert relative_links(page) == ["../examples/protect_app.py"]
