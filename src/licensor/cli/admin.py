@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from licensor.cli.backend import Backend, BackendError, choose
-
-out = Console()
-err = Console(stderr=True)
+from licensor.cli.common import JsonFlag, err, out
 
 device_app = typer.Typer(help="Devices of licenses.", no_args_is_help=True)
 customer_app = typer.Typer(help="Customers.", no_args_is_help=True)
@@ -27,7 +24,6 @@ token_app = typer.Typer(help="Management API tokens.", no_args_is_help=True)
 export_app = typer.Typer(help="Export data.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ServerOption = Annotated[
     str | None,
     typer.Option(

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-from licensor.core.errors import LicensorError
-from licensor.keyring import Keyring
-from licensor.protocol.signing import parse_iso_datetime
-from licensor.secrets_at_rest import MasterKey
+from licensor.cli import admin as _admin
+from licensor.cli.common import (
+    CompanyOption,
+    JsonFlag,
+    ServerOption,
+    emit,
+    err,
+    fail,
+    master_key,
+    parse_date,
+    prepare,
+    settings,
+    transaction,
+)
+from licensor.cli.qlm import qlm_app as _qlm_app
+from licensor.cli.sso import customer_account_app as _sso_app
 from licensor.services import catalogue
 from licensor.settings import Settings
 from licensor.store import migrate
-from licensor.store.db import Database
 
 app = typer.Typer(
     help="Licensor: self-hosted software licensing (License API v4).",
@@ -42,68 +47,6 @@ app.add_typer(oauth_app, name="oauth-client")
 app.add_typer(product_app, name="product")
 app.add_typer(license_app, name="license")
 app.add_typer(blacklist_app, name="blacklist")
-
-out = Console()
-err = Console(stderr=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-CompanyOption = Annotated[
-    str | None, typer.Option("--company", help="Company name or id (default: the only one).")
-]
-ServerOption = Annotated[
-    str | None,
-    typer.Option(help="Through this server's management API (token: LICENSOR_ADMIN_TOKEN)."),
-]
-
-
-def settings() -> Settings:
-    return Settings()
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-@contextmanager
-def transaction(current: Settings) -> Iterator[Session]:
-    current.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(current.resolved_database_url)
-    db = Database(current.resolved_database_url)
-    try:
-        with db.transaction(write=True) as session:
-            yield session
-    except LicensorError as exc:
-        raise fail(exc.message) from None
-    finally:
-        db.dispose()
-
-
-def master_key(current: Settings) -> MasterKey:
-    return MasterKey.load_or_create(current.data_dir, current.master_key)
-
-
-def emit(as_json: bool, data: Any, human: str | Table) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    else:
-        out.print(human)
-
-
-def parse_date(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_iso_datetime(value)
-    except ValueError:
-        raise fail(f"{name}: {value!r} is not a date (use YYYY-MM-DD or ISO 8601)") from None
-
-
-def prepare(current: Settings) -> Keyring:
-    """Data directory, migrations, master key and signing keys: everything a server needs."""
-    current.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(current.resolved_database_url)
-    master_key(current)
-    return Keyring.load_or_create(current.resolved_keys_dir, rsa_key_size=current.rsa_key_size)
 
 
 # -- setup -------------------------------------------------------------------------------------
@@ -541,8 +484,6 @@ def blacklist_add(
     emit(as_json, data, f"Device {hardware_id} blacklisted.")
 
 
-from licensor.cli import admin as _admin  # noqa: E402 - registers onto the apps above
-
 _admin.add_license_commands(license_app)
 app.add_typer(_admin.device_app, name="device")
 app.add_typer(_admin.customer_app, name="customer")
@@ -559,10 +500,8 @@ app.add_typer(_admin.custom_field_app, name="custom-field")
 _admin.credential_commands(api_key_app, "api_keys", "/api-keys", "shared_key")
 _admin.credential_commands(oauth_app, "oauth_clients", "/oauth-clients", "client_secret")
 
-from licensor.cli.qlm import qlm_app as _qlm_app  # noqa: E402 - QLM-style activation commands
 
 app.add_typer(_qlm_app, name="qlm")
-from licensor.cli.sso import customer_account_app as _sso_app  # noqa: E402 - single sign-on
 
 app.add_typer(_sso_app, name="customer-account")
 

@@ -1,6 +1,6 @@
 """``licensor qlm ...``: QLM-style options on the server host, and Computer Keys for customers.
 
-Registered by ``licensor.cli.main``; the helpers of that module are imported when a command runs.
+Registered by ``licensor.cli.main``; the helpers come from ``licensor.cli.common``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+
+from licensor.cli import common as cli
 
 qlm_app = typer.Typer(
     help="QLM-style activation: limits, customer accounts, Computer Keys.", no_args_is_help=True
@@ -49,7 +51,6 @@ def product(
     as_json: Json = False,
 ) -> None:
     """Set a product's QLM-style activation limits."""
-    from licensor.cli import main as cli
     from licensor.services import catalogue, qlm
 
     current = cli.settings()
@@ -89,7 +90,6 @@ def license_(
     as_json: Json = False,
 ) -> None:
     """Set a license's features, receipt id and limits (they override its product's)."""
-    from licensor.cli import main as cli
     from licensor.protocol.computer_key import features_text
     from licensor.services import catalogue, qlm
 
@@ -137,7 +137,6 @@ def customer(
     as_json: Json = False,
 ) -> None:
     """A customer's account and organisation setting."""
-    from licensor.cli import main as cli
     from licensor.services import catalogue, qlm
 
     current = cli.settings()
@@ -168,7 +167,6 @@ def computer_key(
     as_json: Json = False,
 ) -> None:
     """Activate a customer's computer and print its Computer Key (manual / offline activation)."""
-    from licensor.cli import main as cli
     from licensor.services import catalogue, qlm
     from licensor.services.context import ServerKeys
     from licensor.services.licensing import ActivationExtras, DeviceInfo
@@ -210,7 +208,6 @@ def release(
     as_json: Json = False,
 ) -> None:
     """Release a computer's seat for a customer, checking its Deactivation Verification Code."""
-    from licensor.cli import main as cli
     from licensor.services import catalogue, qlm
 
     current = cli.settings()

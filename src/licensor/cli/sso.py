@@ -1,6 +1,6 @@
 """``licensor customer-account ...``: a vendor's business customers and their identity provider.
 
-Registered by ``licensor.cli.main``; the helpers of that module are imported when a command runs.
+Registered by ``licensor.cli.main``; the helpers come from ``licensor.cli.common``.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+from licensor.cli import common as cli
 
 customer_account_app = typer.Typer(
     help="Customer accounts and their single sign-on (OpenID Connect).", no_args_is_help=True
@@ -38,7 +40,6 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Create a customer account, connected to its OpenID Connect provider when --issuer is given."""
-    from licensor.cli import main as cli
     from licensor.services import catalogue, sso
 
     oidc = None

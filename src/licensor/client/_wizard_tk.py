@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from licensor.client._client import LicenseClient
 from licensor.client._errors import LicenseRefused, LicensorError
 from licensor.client._license import License
-from licensor.client.wizard import (
+from licensor.client._wizard_text import (
     EXIT_OK,
     describe,
     exit_code,
