@@ -165,6 +165,28 @@ def reference_server(body_file: Path, workers: int, log: Path) -> Iterator[tuple
         kill_group(process)
 
 
+@contextmanager
+def floor_server(env: dict[str, str], workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """bench/floor_app.py (the work the wire requires, nothing more) served as ``licensor
+    serve`` serves Licensor; ``env``: its BENCH_FLOOR_* settings."""
+    port = free_port()
+    bench_dir = Path(__file__).resolve().parent
+    cmd = [
+        sys.executable,
+        str(bench_dir / "floor_app.py"),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    process = start(cmd, env={**os.environ, **env}, log=log)
+    try:
+        wait_http(process, f"http://127.0.0.1:{port}/ready", log)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        kill_group(process)
+
+
 # -- CPU accounting ----------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Ratios, the targets of issue 4, and the Markdown / JSON / PNG outputs of the benchmark."""
+"""Ratios, the targets of issues 4 and 18, and the Markdown / JSON / PNG outputs of the benchmark."""
 
 from __future__ import annotations
 
@@ -15,6 +15,18 @@ RATIO_TARGETS = {
     ("activate_license", "ed25519"): 0.2,
     ("activate_license", "rsa"): 0.08,
 }
+# Issue 18: activations, deactivations and cold checks at least this share of the floor's
+# throughput (bench/floor_app.py: the work the wire requires, same server software, workers and
+# database, measured in the same group), and a cold RSA check at most this much server CPU.
+FLOOR_LIMIT = 0.7
+FLOOR_ENDPOINTS = (
+    ("activate_license", "rsa"),
+    ("activate_license", "ed25519"),
+    ("deactivate_license", "-"),
+    ("check_license_cold", "rsa"),
+    ("check_license_cold", "ed25519"),
+)
+COLD_RSA_CPU_MS = 1.4
 SCALE_LIMIT = 1.2  # 1M-license figures within 1.2x of the 1k-license ones
 TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
 OPEN_LOOP_P99_MS = 50.0
@@ -53,6 +65,17 @@ def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ref = sum(rates) / len(rates) if rates else None
         r["reference_throughput"] = ref
         r["ratio"] = r["throughput"] / ref if ref else None
+    floors = {
+        (r["group"], r["endpoint"], r["signature"]): r["throughput"]
+        for r in results
+        if r.get("floor")
+    }
+    for r in results:
+        floor = floors.get((r["group"], r["endpoint"], r["signature"]))
+        if r.get("floor") or r["endpoint"] == "reference" or not floor:
+            continue
+        r["floor_throughput"] = floor
+        r["floor_ratio"] = r["throughput"] / floor
     return results
 
 
@@ -89,7 +112,9 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     results = document["results"]
     targets: list[dict[str, Any]] = []
     dbs = sorted({r["db"] for r in results}, key=lambda d: d != "sqlite")
-    sizes = sorted({r["licenses"] for r in results if r["endpoint"] != "reference"})
+    sizes = sorted(
+        {r["licenses"] for r in results if r["endpoint"] != "reference" and not r.get("floor")}
+    )
     small, big = (sizes[0], sizes[-1]) if sizes else (None, None)
 
     def add(name: str, where: str, value: str, ok: bool | None, note: str = "") -> None:
@@ -120,6 +145,32 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                         r["ratio"] >= limit,
                         "; ".join(n for n in notes if n),
                     )
+            for endpoint, signature in FLOOR_ENDPOINTS:
+                r = _find(results, db, licenses, TARGET_WORKERS, endpoint, signature)
+                name = f"{LABELS[(endpoint, signature)]} / floor >= {FLOOR_LIMIT}"
+                if r is None or r.get("floor_ratio") is None:
+                    add(name, where, "not measured", None)
+                    continue
+                add(
+                    name,
+                    where,
+                    f"{r['floor_ratio']:.3f} ({r['throughput']:.0f} / {r['floor_throughput']:.0f}"
+                    " req/s)",
+                    r["floor_ratio"] >= FLOOR_LIMIT,
+                    _validity(r),
+                )
+            cold = _find(results, db, licenses, TARGET_WORKERS, "check_license_cold", "rsa")
+            name = f"cold RSA check server CPU <= {COLD_RSA_CPU_MS} ms"
+            if cold is None or not cold["throughput"]:
+                add(name, where, "not measured", None)
+            else:
+                add(
+                    name,
+                    where,
+                    f"{_cpu_per_request(cold):.2f} ms",
+                    _cpu_per_request(cold) <= COLD_RSA_CPU_MS,
+                    _validity(cold),
+                )
             for r in results:
                 if (r["db"], r["licenses"], r["workers"]) != (db, licenses, TARGET_WORKERS):
                     continue
@@ -263,7 +314,7 @@ def _repetitions(document: dict[str, Any]) -> list[str]:
         return []
     series: dict[tuple[str, str, str], dict[int, list[float]]] = {}
     for r in document["results"]:
-        if r["endpoint"] == "reference" or r.get("ratio") is None:
+        if r["endpoint"] == "reference" or r.get("ratio") is None or r.get("floor"):
             continue
         key = (r["group"], r["endpoint"], r["signature"])
         series.setdefault(key, {}).setdefault(r["licenses"], []).append(r["ratio"])
@@ -346,22 +397,29 @@ def markdown(document: dict[str, Any]) -> str:
         "request a device not checked before in the run (every answer read, made and signed; "
         "informative, no target).",
         "",
-        "| block | endpoint | sig | req/s | ref req/s | ratio | p50 ms | p99 ms | p99/p50 "
-        "| errors | server CPU ms/req | server | pg | wrk | other |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: |",
+        "The floor (`<group> floor` rows, issue 18): bench/floor_app.py, a bare Starlette app on "
+        "the same uvicorn, worker count and database (the group's smaller one), doing only the "
+        "work the wire requires: the HMAC checked, one raw-driver transaction that locks the "
+        "license row, counts the seat and inserts the device (or frees it), the same "
+        "signatures, a body of the same size; `floor` = throughput / the floor's, same group.",
+        "",
+        "| block | endpoint | sig | req/s | ref req/s | ratio | floor | p50 ms | p99 ms "
+        "| p99/p50 | errors | server CPU ms/req | server | pg | wrk | other |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | ---: |",
     ]
     for r in _by_block(document["results"]):
         if r["endpoint"] == "reference" and r.get("round") is not None:
             continue  # in its rounds' `ref req/s`
         ref = r.get("reference_throughput")
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
+        floor = f"{r['floor_ratio']:.3f}" if r.get("floor_ratio") is not None else "-"
         tail = f"{r['p99_ms'] / r['p50_ms']:.1f}" if r["p50_ms"] else "-"
         c = r["cpu"]
         per = f"{1000 * c['server_cores'] / r['throughput']:.2f}" if r["throughput"] else "-"
         lines.append(
             f"| {r['block']} | {r['endpoint']} | {r['signature']} | {r['throughput']:.0f} | "
-            f"{'-' if ref is None else f'{ref:.0f}'} | {ratio} | {r['p50_ms']:.2f} | "
+            f"{'-' if ref is None else f'{ref:.0f}'} | {ratio} | {floor} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {tail} | {r['error_count']} | "
             f"{per} | "
             f"{c['server_cores']:.2f} | {c['postgres_cores']:.2f} | {c['wrk_cores']:.2f} | "
@@ -409,7 +467,7 @@ def markdown(document: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Targets (issue 4; 2 workers)",
+        "## Targets (issues 4 and 18; 2 workers)",
         "",
         "| status | target | where | value | note |",
         "| --- | --- | --- | --- | --- |",
@@ -449,7 +507,9 @@ def chart(document: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     results = [
-        r for r in document["results"] if r["endpoint"] != "reference" and r["ratio"] is not None
+        r
+        for r in document["results"]
+        if r["endpoint"] != "reference" and r["ratio"] is not None and not r.get("floor")
     ]
     if not results:
         return False

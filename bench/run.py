@@ -502,6 +502,16 @@ def run_group(
             url, session = servers.enter_context(procs.licensor_server(d.env, workers, log))
             smoke(url, d)
             steps.append(block_steps(ctx, b, url, session, open_loop=workers == 2))
+        if ctx.args.floor and set(ctx.args.endpoints) - {"check_license"}:
+            small = blocks[0].deployment
+            floor_url, floor_session = servers.enter_context(
+                procs.floor_server(
+                    floor_env(ctx, small),
+                    workers,
+                    ctx.out / "logs" / f"floor-{db}-{workers}w.log",
+                )
+            )
+            steps.append(floor_steps(ctx, group, db, small, workers, floor_url, floor_session))
         reference = reference_steps()
         steps.append(reference)
         # rounds in alternating order (A B R, R B A, A B R, ...): with two parts per run, each
@@ -796,6 +806,133 @@ def reference_body(ctx: Context, deployment: seed.Deployment) -> dict[str, Any]:
     }
 
 
+def floor_env(ctx: Context, deployment: seed.Deployment) -> dict[str, str]:
+    """The floor app's settings for a deployment, with real answers (an activation and a
+    check, RSA) whose sizes its answers take."""
+    import httpx
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(deployment.database_url)
+    try:
+        with engine.connect() as connection:
+            company_id = connection.execute(text("SELECT min(id) FROM companies")).scalar_one()
+    finally:
+        engine.dispose()
+    key, hw = deployment.check_pool[0]
+    bodies: dict[str, Any] = {}
+    with procs.licensor_server(deployment.env, 1, ctx.out / "logs" / "floor-probe.log") as (
+        url,
+        _,
+    ):
+        checked = httpx.get(url + check_path(key, hw), headers=signed_headers(deployment))
+        checked.raise_for_status()
+        bodies["check"] = checked.json()
+        activated = httpx.post(
+            url + "/api/v4/activate_license",
+            json={
+                "product": seed.PRODUCT,
+                "license_key": deployment.activate_pool[0],
+                "hardware_id": "floor-body",
+                "is_vm": False,
+                "os_ver": "Linux",
+                "hostname": "bench",
+                "app_ver": "1.0",
+                "sdk_ver": "bench",
+            },
+            headers=signed_headers(deployment),
+        )
+        activated.raise_for_status()
+        bodies["activation"] = activated.json()
+    path = write_lines(
+        ctx.work / f"floor-bodies-{deployment.name}.json", [json.dumps(bodies, ensure_ascii=False)]
+    )
+    return {
+        "BENCH_FLOOR_DATABASE_URL": deployment.database_url,
+        "BENCH_FLOOR_KEYS_DIR": str(deployment.data_dir / "keys"),
+        "BENCH_FLOOR_API_KEY": deployment.api_key,
+        "BENCH_FLOOR_SHARED_KEY": deployment.shared_key,
+        "BENCH_FLOOR_COMPANY_ID": str(company_id),
+        "BENCH_FLOOR_BODIES": str(path),
+    }
+
+
+def floor_steps(
+    ctx: Context,
+    group: str,
+    db: str,
+    deployment: seed.Deployment,
+    workers: int,
+    url: str,
+    session: int,
+) -> Iterator[None]:
+    """The floor's runs (bench/floor_app.py over the group's smallest deployment): activations,
+    deactivations and cold checks, as a block measures them; yields after each."""
+    where_base = {
+        "block": f"{group} floor",
+        "group": group,
+        "db": db,
+        "licenses": None,
+        "workers": workers,
+        "floor": True,
+    }
+    activate_file = write_lines(ctx.work / f"floor-activate-{db}.txt", deployment.activate_pool)
+    cold = deployment.check_pool[seed.STEADY_POOL :]
+    slices = ctx.args.slices
+
+    def cold_files(sig: str) -> Any:
+        # the floor keeps nothing: any activated device is a cold one (the last ones of the
+        # pool, which Licensor's cold runs reach last)
+        pool = (
+            cold[-len(cold) // 3 :] if sig == "rsa" else cold[-2 * len(cold) // 3 : -len(cold) // 3]
+        )
+        files = {
+            (phase, i): write_lines(
+                ctx.work / f"floor-cold-{sig}-{phase}{i}-{db}.txt",
+                [check_path(k, h) for k, h in part],
+            )
+            for phase, i, part in [("warmup", 0, pool[: len(pool) // 5])]
+            + [
+                ("measure", i, pool[len(pool) * i // slices : len(pool) * (i + 1) // slices])
+                for i in range(slices)
+            ]
+        }
+        return lambda phase, part: files[(phase, part)]
+
+    def deactivations(phase: str, _part: int) -> Path:
+        seconds = ctx.args.duration / slices if phase == "measure" else ctx.args.warmup
+        pairs = deployment.take_deactivations(
+            max(1000, int(ctx.args.max_deactivate_rate * (seconds + 1)))
+        )
+        return write_lines(
+            ctx.work / f"floor-deactivate-{db}-{phase}.txt",
+            [f"{k} {h}" for k, h in pairs] or ["none none"],
+        )
+
+    rsa = signed_headers(deployment)
+    ed = signed_headers(deployment, ED25519)
+    plan: list[tuple[str, str, dict[str, str], str, Any]] = []
+    if workers > 1:
+        plan += [
+            ("check_license_cold", "rsa", rsa, "get", cold_files("rsa")),
+            ("check_license_cold", "ed25519", ed, "get", cold_files("ed25519")),
+        ]
+    plan += [
+        ("activate_license", "rsa", rsa, "activate", lambda _p, _i: activate_file),
+        ("activate_license", "ed25519", ed, "activate", lambda _p, _i: activate_file),
+        ("deactivate_license", "-", rsa, "deactivate", deactivations),
+    ]
+    rounds = itertools.count()
+    for repetition in range(ctx.args.repeat):
+        for endpoint, sig, headers, mode, files in plan:
+            if endpoint not in ctx.args.endpoints:
+                continue
+            if endpoint == "check_license_cold" and repetition:
+                continue
+            yield
+            where = {**where_base, "round": next(rounds)}
+            yield from measure(ctx, where, endpoint, sig, url, headers, mode, files, session)
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -805,6 +942,12 @@ def parse_args() -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="~1 minute smoke run: 1,000 licenses, 2 workers, short runs",
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor reference (bench/floor_app.py: the work the wire requires)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 4)")
