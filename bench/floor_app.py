@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from licensor.core.keys import normalize_license_key
 from licensor.keyring import Keyring
-from licensor.protocol.auth import format_licensor_signature
+from licensor.protocol.signing import format_licensor_signature
 
 _SIGNATURE = re.compile(r'signature="([^"]*)"')
 _SIGNED = ("license_signature", "license_signature_v2")

@@ -169,3 +169,55 @@ def test_the_command_line_refuses_what_it_cannot_measure(monkeypatch: pytest.Mon
     ):
         with pytest.raises(SystemExit):
             parse(*bad)
+
+
+def test_writes_and_cold_checks_are_ratios_to_the_floor_of_their_group() -> None:
+    g = "sqlite 2w"
+    floor = {"floor": True}
+    results = [
+        row(g, g, None, "reference", 20_000),
+        {**row(f"{g} floor", g, None, "activate_license", 2000), **floor},
+        {**row(f"{g} floor", g, None, "check_license_cold", 1000), **floor},
+        row("sqlite 1k 2w", g, 1000, "activate_license", 1500),  # 0.75 of the floor
+        row("sqlite 1M 2w", g, 1_000_000, "activate_license", 1300),  # 0.65
+        row("sqlite 1k 2w", g, 1000, "check_license_cold", 1000),
+    ]
+    # 1.5 server cores at 1,000 cold checks a second: 1.5 ms of CPU each
+    document = {"results": report.with_ratios(results), "open_loop": [], "machine": {}}
+    assert "floor_ratio" not in results[1]  # (the floor is no ratio of itself)
+    status = {
+        (t["target"], t["where"]): (t["status"], t["value"])
+        for t in report.evaluate_targets(document)
+    }
+    assert status[("activate RSA / floor >= 0.7", "sqlite 1k 2w")][0] == "PASS"
+    assert status[("activate RSA / floor >= 0.7", "sqlite 1M 2w")] == (
+        "FAIL",
+        "0.650 (1300 / 2000 req/s)",
+    )
+    assert status[("deactivate / floor >= 0.7", "sqlite 1k 2w")][0] == "n/a"
+    assert status[("cold RSA check server CPU <= 1.4 ms", "sqlite 1k 2w")] == ("FAIL", "1.50 ms")
+    text = report.markdown(
+        {
+            **document,
+            "mode": "quick",
+            "generated_at": "now",
+            "source": {"tree": "t", "commit": "c" * 12},
+            "machine": {
+                "cpu": "x",
+                "cores": 2,
+                "memory_gib": 1,
+                "kernel": "k",
+                "python": "3",
+                "versions": {},
+                "loadavg_at_start": 0.0,
+                "loadavg_at_end": 0.0,
+            },
+            "settings": {"connections": 64, "duration_s": 4, "warmup_s": 1},
+            "answer_sizes": {},
+            "seeding": [],
+            "targets": report.evaluate_targets(document),
+            "skipped": [],
+            "total_seconds": 1,
+        }
+    )
+    assert "| sqlite 1M 2w | activate_license | rsa | 1300 | 20000 | 0.065 | 0.650 |" in text
