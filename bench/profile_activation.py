@@ -40,7 +40,12 @@ import seed  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--endpoint", choices=["activate", "deactivate"], default="activate")
+    parser.add_argument(
+        "--endpoint",
+        choices=["activate", "deactivate", "check"],
+        default="activate",
+        help="check: a cold check (each request a device not checked before: read, made, signed)",
+    )
     parser.add_argument("--ed25519", action="store_true")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--cprofile", type=int, default=0, metavar="N")
@@ -57,6 +62,7 @@ def main() -> None:
     from licensor.api.app import create_app
     from licensor.api.state import AppState
     from licensor.api.v4.activation import ActivationFront
+    from licensor.api.v4.check import CheckFront, _Request
     from licensor.settings import Settings
 
     work = Path(tempfile.mkdtemp(prefix="licensor-actprof-"))
@@ -108,6 +114,13 @@ def main() -> None:
             "activate_license" if args.endpoint == "activate" else "deactivate_license"
         )
         front = ActivationFront(app, lambda: state)
+        checks = CheckFront(app, lambda: state)
+        check_request = _Request(
+            headers_of["authorization"],
+            headers_of["date"],
+            "ed25519" if args.ed25519 else "rsa-sha256",
+            "127.0.0.1",
+        )
 
         loop = asyncio.new_event_loop()
 
@@ -142,12 +155,22 @@ def main() -> None:
                 if status != 200:
                     raise SystemExit(f"request {i}: status {status}")
                 return status
+            if args.endpoint == "check":
+                key, hw = deployment.check_pool[i % len(deployment.check_pool)]
+                query = run.check_path(key, hw).split("?", 1)[1].encode()
+                made = checks.answer(state, {"query_string": query}, check_request, inline=False)
+                assert made is not None
+                if made[0] != 200:
+                    raise SystemExit(f"request {i}: {made[0]} {made[1][:300]!r}")
+                return made
             answer = front.answer(state, path, headers_of, content, "127.0.0.1")
             if answer[0] != 200:
                 raise SystemExit(f"request {i}: {answer[0]} {answer[1][:300]!r}")
             return answer
 
         n = min(args.requests, len(pairs)) if args.endpoint == "deactivate" else args.requests
+        if args.endpoint == "check":
+            n = min(n, len(deployment.check_pool))
         warm = min(50, n // 10)
         for i in range(warm):
             one(i)
