@@ -832,7 +832,7 @@ def floor_env(ctx: Context, deployment: seed.Deployment) -> dict[str, str]:
             json={
                 "product": seed.PRODUCT,
                 "license_key": deployment.activate_pool[0],
-                "hardware_id": "floor-body",
+                "hardware_id": f"floor-body-{random.randrange(10**9)}",
                 "is_vm": False,
                 "os_ver": "Linux",
                 "hostname": "bench",

@@ -26,6 +26,7 @@ from _terminal import TerminalSession
 
 from conftest import Clock
 from licensor.client import (
+    AsyncLicenseClient,
     ClockTamperingDetected,
     HmacCredentials,
     LicenseClient,
@@ -202,6 +203,60 @@ def test_activate_restart_offline_deactivate(
     with pytest.raises(LicenseRefused) as refused:
         stale.validate(force_check=True)
     assert refused.value.code in {"device_not_found", "license_not_active"}
+
+
+def test_a_verdict_received_by_check_removes_the_stored_license(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    """The server takes the seat back (the customer deactivates from another copy, or the
+    vendor frees it): the next call that hears it -- ``check()``, the variables -- removes the
+    stored license, so the following offline ``validate()`` cannot run on the seat."""
+    key = real_server.new_key()
+    make_real_client().activate(license_key=key)
+    shutil.copytree(tmp_path / "store", tmp_path / "elsewhere")
+    make_real_client(storage_dir=tmp_path / "elsewhere").deactivate()  # the seat is freed
+    client = make_real_client()
+    with pytest.raises(LicenseRefused) as refused:
+        client.check()
+    assert refused.value.code in {"license_not_active", "device_not_found"}
+    with pytest.raises(NotActivated):
+        client.validate()  # no check due: offline -- and nothing is stored any more
+    # the same through the variables, and a vendor freeing the seat
+    make_real_client().activate(license_key=key)
+    [device] = [d for d in real_server.cli("device", "list", key)["items"] if d["active"]]
+    real_server.cli("device", "deactivate", str(device["id"]))
+    with pytest.raises(LicenseRefused):
+        make_real_client().variables()
+    with pytest.raises(NotActivated):
+        make_real_client().validate()
+
+
+def test_the_async_client_removes_the_stored_license_on_a_verdict_too(
+    real_server: RealServer, tmp_path: Path
+) -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        key = real_server.new_key()
+        client = AsyncLicenseClient(
+            real_server.url,
+            "app",
+            [real_server.public_keys],
+            HmacCredentials(real_server.api_key, real_server.shared_key),
+            storage_dir=tmp_path / "store",
+        )
+        try:
+            await client.activate(license_key=key)
+            [device] = real_server.cli("device", "list", key)["items"]
+            real_server.cli("device", "deactivate", str(device["id"]))
+            with pytest.raises(LicenseRefused):
+                await client.check()
+            with pytest.raises(NotActivated):
+                await client.validate()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_copied_flipped_and_clock_set_back_are_refused(

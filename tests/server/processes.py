@@ -21,7 +21,7 @@ from sqlalchemy import text
 from licensor.keyring import Keyring
 from licensor.protocol.signing import PublicKeySet
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import catalogue, management
+from licensor.services import catalogue, credentials
 from licensor.settings import Settings
 from licensor.store import migrate
 from licensor.store.db import Database
@@ -135,7 +135,7 @@ def wait_healthy(process: subprocess.Popen[bytes], base: str, log_path: Path) ->
 def admin_token(deployment: Deployment, name: str = "admin") -> str:
     """A management API bearer token with the admin role, made as at the server's terminal."""
     with deployment.db.transaction(write=True) as session:
-        made = management.bootstrap_token(
+        made = credentials.bootstrap_token(
             session,
             deployment.master_key,
             deployment.company_id,

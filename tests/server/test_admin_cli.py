@@ -25,7 +25,7 @@ from licensor.cli import backend
 from licensor.cli.main import app
 from licensor.keyring import Keyring
 from licensor.protocol.signing import PublicKeySet, parse_iso_datetime
-from licensor.services import catalogue, management
+from licensor.services import catalogue, credentials
 from licensor.settings import Settings
 from licensor.store import repository
 from tests.server.processes import Deployment, prepare, serve
@@ -400,7 +400,7 @@ class Remote:
 
     def token(self, role: str, name: str) -> str:
         with self.deployment.db.transaction(write=True) as session:
-            made = management.bootstrap_token(
+            made = credentials.bootstrap_token(
                 session,
                 self.deployment.master_key,
                 self.deployment.company_id,
@@ -719,6 +719,22 @@ def test_local_catalogue_and_credential_commands(license_api: Api) -> None:
     assert cli_json("oauth-client", "revoke", str(listed["id"]))["revoked"] is True
     actions = {e["action"] for e in cli_json("audit", "--per-page", "500")["items"]}
     assert {"policy.create", "feature.create", "api_key.rotate", "oauth_client.revoke"} <= actions
+
+    # what creation prints is enough to rotate and revoke: the id, or the credential itself
+    made = cli_json("api-key", "create", "--label", "ci")
+    assert made["id"] and made["api_key"] and made["shared_key"]
+    rotated = cli_json("api-key", "rotate", made["api_key"])
+    assert rotated["id"] == made["id"] and rotated["shared_key"] != made["shared_key"]
+    assert cli_json("api-key", "revoke", made["api_key"])["revoked"] is True
+    other = cli_json("oauth-client", "create")
+    assert other["id"] and other["client_id"] and other["client_secret"]
+    assert cli_json("oauth-client", "rotate", other["client_id"])["id"] == other["id"]
+    assert cli_json("oauth-client", "revoke", other["client_id"])["revoked"] is True
+    token = cli_json("token", "create", "--name", "script", "--role", "read-only")
+    assert token["id"] and token["token"].startswith("lsa_")
+    assert cli_json("token", "revoke", token["token"])["revoked"] is True
+    unknown = CliRunner().invoke(app, ["api-key", "revoke", "no-such-key", "--json"])
+    assert unknown.exit_code != 0 and "no api key 'no-such-key'" in unknown.output
 
 
 def test_remote_catalogue_and_credential_commands(remote: Remote) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from licensor.protocol.signing import parse_iso_datetime
-from licensor.services import catalogue, management
+from licensor.services import catalogue, credentials
 from licensor.store.models import ApiKey, OAuthClient
 from tests.server.support import Api, Server, error_of
 
@@ -64,7 +64,7 @@ def make_token(
     server: Server, role: str = "admin", company_id: int | None = None, name: str = ""
 ) -> str:
     with server.db.transaction(write=True) as session:
-        made = management.bootstrap_token(
+        made = credentials.bootstrap_token(
             session,
             server.master_key,
             company_id or server.company_id,

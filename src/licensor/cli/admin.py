@@ -370,7 +370,8 @@ def token_create(
         as_json,
         data,
         lambda: out.print(
-            f"token {data['token']}\n[dim]role {data['role']}; shown once, keep it secret[/dim]"
+            f"token {data['token']}\n[dim]id {data['id']}, role {data['role']}; shown once, "
+            "keep it secret[/dim]"
         ),
     )
 
@@ -403,13 +404,26 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: int,
+    token: Annotated[str, typer.Argument(help="Its id, or the token itself (lsa_...)")],
     server: ServerOption = None,
     company: CompanyOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a management API token."""
     api = backend(server, company)
+    if token.isdigit():
+        token_id = int(token)
+    else:  # the token as its creation printed it: named by its prefix, the part kept in clear
+        found = [
+            t
+            for t in call(api, "GET", "/tokens")["items"]
+            if token.startswith(t["prefix"]) and not t["revoked"]
+        ]
+        if len(found) != 1:
+            raise typer.BadParameter(
+                "no such token" if not found else "more than one token starts alike: give its id"
+            )
+        token_id = int(found[0]["id"])
     data = call(api, "DELETE", f"/tokens/{token_id}")
     emit(as_json, data, lambda: out.print(f"Token {token_id} revoked."))
 
@@ -757,9 +771,18 @@ def credential_commands(typer_app: typer.Typer, kind: str, path: str, secret_fie
 
     credential_list.__doc__ = f"List {path.strip('/').replace('-', ' ')} (never their secrets)."
 
+    def credential_id(api: Backend, given: str) -> int:
+        """The id of a credential named by its id or by its api key / client id."""
+        if given.isdigit():
+            return int(given)
+        for item in call(api, "GET", "/credentials")[kind]:
+            if given in (item.get("api_key"), item.get("client_id")):
+                return int(item["id"])
+        raise typer.BadParameter(f"no {kind.rstrip('s').replace('_', ' ')} {given!r}")
+
     @typer_app.command("rotate")
     def credential_rotate(
-        credential_id: int,
+        credential: Annotated[str, typer.Argument(help="Its id, or the api key / client id")],
         overlap: Annotated[
             int, typer.Option(min=0, help="Seconds the old secret keeps working (default 0)")
         ] = 0,
@@ -769,9 +792,8 @@ def credential_commands(typer_app: typer.Typer, kind: str, path: str, secret_fie
     ) -> None:
         """A new secret (shown once); the old one works --overlap seconds more."""
         api = backend(server, company)
-        data = call(
-            api, "POST", f"{path}/{credential_id}/rotate", body={"overlap_seconds": overlap}
-        )
+        found = credential_id(api, credential)
+        data = call(api, "POST", f"{path}/{found}/rotate", body={"overlap_seconds": overlap})
         emit(
             as_json,
             data,
@@ -783,15 +805,16 @@ def credential_commands(typer_app: typer.Typer, kind: str, path: str, secret_fie
 
     @typer_app.command("revoke")
     def credential_revoke(
-        credential_id: int,
+        credential: Annotated[str, typer.Argument(help="Its id, or the api key / client id")],
         server: ServerOption = None,
         company: CompanyOption = None,
         as_json: JsonFlag = False,
     ) -> None:
         """Revoke at once: calls signed with it are refused."""
         api = backend(server, company)
-        data = call(api, "DELETE", f"{path}/{credential_id}")
-        emit(as_json, data, lambda: out.print(f"{credential_id} revoked."))
+        found = credential_id(api, credential)
+        data = call(api, "DELETE", f"{path}/{found}")
+        emit(as_json, data, lambda: out.print(f"{credential} revoked."))
 
 
 # -- features ----------------------------------------------------------------------------------

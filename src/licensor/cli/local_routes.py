@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import catalogue, features, management, policies
+from licensor.services import catalogue, credentials, features, management, policies
 from licensor.services.management import Admin
 from licensor.settings import Settings
 
@@ -151,9 +151,9 @@ def dispatch(
         return routed[0]
     master_key = MasterKey.load_or_create(settings.data_dir, settings.master_key)
     if method == "GET" and path == "/credentials":
-        return management.list_credentials(session, admin)
+        return credentials.list_credentials(session, admin)
     if method == "POST" and path == "/api-keys":
-        return management.create_api_key(
+        return credentials.create_api_key(
             session,
             master_key,
             admin,
@@ -163,7 +163,7 @@ def dispatch(
             now=now,
         )
     if method == "POST" and path == "/oauth-clients":
-        return management.create_oauth_client(
+        return credentials.create_oauth_client(
             session,
             master_key,
             admin,
@@ -174,9 +174,9 @@ def dispatch(
         )
     if m := match(r"/(api-keys|oauth-clients)/(\d+)/rotate"):
         rotate = (
-            management.rotate_api_key
+            credentials.rotate_api_key
             if m.group(1) == "api-keys"
-            else management.rotate_oauth_client
+            else credentials.rotate_oauth_client
         )
         return rotate(
             session,
@@ -187,17 +187,17 @@ def dispatch(
             now=now,
         )
     if method == "DELETE" and (m := match(r"/api-keys/(\d+)")):
-        return management.revoke_api_key(session, admin, int(m.group(1)), now=now)
+        return credentials.revoke_api_key(session, admin, int(m.group(1)), now=now)
     if method == "DELETE" and (m := match(r"/oauth-clients/(\d+)")):
-        return management.revoke_oauth_client(session, admin, int(m.group(1)), now=now)
+        return credentials.revoke_oauth_client(session, admin, int(m.group(1)), now=now)
     if method == "GET" and path == "/tokens":
-        return {"items": management.list_tokens(session, admin)}
+        return {"items": credentials.list_tokens(session, admin)}
     if method == "POST" and path == "/tokens":
-        return management.create_token(
+        return credentials.create_token(
             session, master_key, admin, name=body["name"], role=body["role"], now=now
         )
     if method == "DELETE" and (m := match(r"/tokens/(\d+)")):
-        return management.revoke_token(session, admin, int(m.group(1)), now)
+        return credentials.revoke_token(session, admin, int(m.group(1)), now)
     if method == "GET" and path == "/audit":
         return management.list_audit(
             session,

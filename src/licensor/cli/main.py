@@ -166,31 +166,15 @@ def api_key_create(
     server: ServerOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create an API key + shared key (the shared key is shown only now)."""
-    if server is not None:
-        body = {"read_only": read_only, "products": product, "label": label}
-        made = _admin.call(_admin.backend(server, company), "POST", "/api-keys", body=body)
-        emit(as_json, made, f"api key    {made['api_key']}\nshared key {made['shared_key']}")
-        return
-    current = settings()
-    with transaction(current) as session:
-        owner = catalogue.resolve_company(session, company)
-        key = catalogue.create_api_key(
-            session,
-            master_key(current),
-            owner.id,
-            read_only=read_only,
-            product_codes=product,
-            label=label,
-        )
-    data = {
-        "company_id": owner.id,
-        "api_key": key.api_key,
-        "shared_key": key.shared_key,
-        "read_only": key.read_only,
-        "product_ids": key.product_ids,
-    }
-    emit(as_json, data, f"api key    {key.api_key}\nshared key {key.shared_key}")
+    """Create an API key + shared key (the shared key is shown only now; ``id`` names it to
+    ``rotate`` and ``revoke``, as the api key itself does)."""
+    body = {"read_only": read_only, "products": product, "label": label}
+    made = _admin.call(_admin.backend(server, company), "POST", "/api-keys", body=body)
+    emit(
+        as_json,
+        made,
+        f"api key    {made['api_key']}\nshared key {made['shared_key']}\nid         {made['id']}",
+    )
 
 
 @oauth_app.command("create")
@@ -202,44 +186,24 @@ def oauth_create(
     server: ServerOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create OAuth client credentials (the secret is shown only now)."""
-    if server is not None:
-        api = _admin.backend(server, company)
-        customer_id = None
-        if customer:
-            found = _admin.call(api, "GET", "/customers", params={"search": customer})["items"]
-            exact = [c for c in found if c["email"] == customer.strip().lower()]
-            if not exact:
-                raise fail(f"customer: no customer {customer!r}")
-            customer_id = exact[0]["id"]
-        body = {"scope": scope, "customer_id": customer_id, "license_id": license_id}
-        made = _admin.call(api, "POST", "/oauth-clients", body=body)
-        emit(
-            as_json,
-            made,
-            f"client id     {made['client_id']}\nclient secret {made['client_secret']}",
-        )
-        return
-    current = settings()
-    with transaction(current) as session:
-        owner = catalogue.resolve_company(session, company)
-        customer_id = None
-        if customer:
-            customer_id = catalogue.find_or_create_customer(session, owner.id, customer).id
-        client = catalogue.create_oauth_client(
-            session,
-            master_key(current),
-            owner.id,
-            scope=scope,
-            customer_id=customer_id,
-            license_id=license_id,
-        )
-    data = {
-        "client_id": client.client_id,
-        "client_secret": client.client_secret,
-        "scope": client.scope,
-    }
-    emit(as_json, data, f"client id     {client.client_id}\nclient secret {client.client_secret}")
+    """Create OAuth client credentials (the secret is shown only now; ``id`` or the client id
+    names them to ``rotate`` and ``revoke``)."""
+    api = _admin.backend(server, company)
+    customer_id = None
+    if customer:
+        found = _admin.call(api, "GET", "/customers", params={"search": customer})["items"]
+        exact = [c for c in found if c["email"] == customer.strip().lower()]
+        if not exact:
+            raise fail(f"customer: no customer {customer!r}")
+        customer_id = exact[0]["id"]
+    body = {"scope": scope, "customer_id": customer_id, "license_id": license_id}
+    made = _admin.call(api, "POST", "/oauth-clients", body=body)
+    emit(
+        as_json,
+        made,
+        f"client id     {made['client_id']}\nclient secret {made['client_secret']}\n"
+        f"id            {made['id']}",
+    )
 
 
 # -- catalogue ---------------------------------------------------------------------------------

@@ -464,10 +464,17 @@ class _ClientCore:
             return self._finish_offline(state, None)
         return checked
 
-    def _refusal_during_validate(self, error: LicenseRefused) -> str:
-        """A verdict on the license removes it; a refusal of the request is like no answer."""
+    def _verdict(self, error: LicenseRefused) -> None:
+        """A verdict on the license or the device removes the stored license, whichever call
+        about it received the verdict (``check``, ``validate``, variables, ...): the server
+        took the seat back, and no later offline ``validate`` may accept it."""
         if error.code in LICENSE_VERDICTS:
             self._forget()
+
+    def _refusal_during_validate(self, error: LicenseRefused) -> str:
+        """A verdict on the license (already removed) is raised; a refusal of the request is
+        like no answer."""
+        if error.code in LICENSE_VERDICTS:
             raise error
         return f"{error.code}: {error.message}"
 
@@ -673,6 +680,14 @@ class LicenseClient(_ClientCore):
                 self._sleep(self._delay(attempt, exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _send_about_stored(self, request: _Request, timeout: float | None = None) -> VerifiedAnswer:
+        """``_send`` for a request about the stored license: a verdict removes it."""
+        try:
+            return self._send(request, timeout)
+        except LicenseRefused as exc:
+            self._verdict(exc)
+            raise
+
     # ------------------------------------------------------------------ License API
 
     def activate(
@@ -700,7 +715,7 @@ class LicenseClient(_ClientCore):
     def check(self, *, timeout: float | None = None) -> License:
         """Check the stored license online; the answer is stored (status may be ``"expired"``)."""
         stored = self._stored_for_online()
-        answer = self._send(self._check_request(stored), timeout)
+        answer = self._send_about_stored(self._check_request(stored), timeout)
         return self._save_check(answer, stored)
 
     def sso_url(
@@ -760,6 +775,7 @@ class LicenseClient(_ClientCore):
             answer = self._send(request, timeout)
         except LicenseRefused as exc:
             if exc.code != "device_not_found":
+                self._verdict(exc)
                 raise
         else:
             if answer.data != "license_deactivated":
@@ -781,12 +797,16 @@ class LicenseClient(_ClientCore):
     ) -> list[DeviceVariable]:
         body = self._identity(self._stored_for_online())
         body["variables"] = dict(variables)
-        answer = self._send(_Request("POST", "track_device_variables", json=body), timeout)
+        answer = self._send_about_stored(
+            _Request("POST", "track_device_variables", json=body), timeout
+        )
         return variables_from(answer.data)
 
     def variables(self, *, timeout: float | None = None) -> list[DeviceVariable]:
         params = self._identity(self._stored_for_online())
-        answer = self._send(_Request("GET", "get_device_variables", params=params), timeout)
+        answer = self._send_about_stored(
+            _Request("GET", "get_device_variables", params=params), timeout
+        )
         return variables_from(answer.data)
 
     def product_details(
@@ -912,6 +932,16 @@ class AsyncLicenseClient(_ClientCore):
                     await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _send_about_stored(
+        self, request: _Request, timeout: float | None = None
+    ) -> VerifiedAnswer:
+        """``_send`` for a request about the stored license: a verdict removes it."""
+        try:
+            return await self._send(request, timeout)
+        except LicenseRefused as exc:
+            self._verdict(exc)
+            raise
+
     async def activate(
         self,
         license_key: str | None = None,
@@ -940,7 +970,7 @@ class AsyncLicenseClient(_ClientCore):
 
     async def check(self, *, timeout: float | None = None) -> License:
         stored = self._stored_for_online()
-        answer = await self._send(self._check_request(stored), timeout)
+        answer = await self._send_about_stored(self._check_request(stored), timeout)
         return self._save_check(answer, stored)
 
     async def sso_url(
@@ -995,6 +1025,7 @@ class AsyncLicenseClient(_ClientCore):
             answer = await self._send(request, timeout)
         except LicenseRefused as exc:
             if exc.code != "device_not_found":
+                self._verdict(exc)
                 raise
         else:
             if answer.data != "license_deactivated":
@@ -1016,12 +1047,16 @@ class AsyncLicenseClient(_ClientCore):
     ) -> list[DeviceVariable]:
         body = self._identity(self._stored_for_online())
         body["variables"] = dict(variables)
-        answer = await self._send(_Request("POST", "track_device_variables", json=body), timeout)
+        answer = await self._send_about_stored(
+            _Request("POST", "track_device_variables", json=body), timeout
+        )
         return variables_from(answer.data)
 
     async def variables(self, *, timeout: float | None = None) -> list[DeviceVariable]:
         params = self._identity(self._stored_for_online())
-        answer = await self._send(_Request("GET", "get_device_variables", params=params), timeout)
+        answer = await self._send_about_stored(
+            _Request("GET", "get_device_variables", params=params), timeout
+        )
         return variables_from(answer.data)
 
     async def product_details(

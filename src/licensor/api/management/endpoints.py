@@ -17,7 +17,7 @@ from licensor.api.management import schemas
 from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
 from licensor.api.v4.schemas import MAX_ID
-from licensor.services import catalogue, features, management, policies
+from licensor.services import catalogue, credentials, features, management, policies
 from licensor.services.management import Admin
 
 
@@ -521,7 +521,7 @@ def delete_policy(request: Request, code: str, policy: str) -> Response:
 
 @router.get("/tokens", dependencies=CREDENTIALS)
 def list_tokens(request: Request) -> Response:
-    return _run(request, lambda s, a, _: {"items": management.list_tokens(s, a)})
+    return _run(request, lambda s, a, _: {"items": credentials.list_tokens(s, a)})
 
 
 @router.post("/tokens", dependencies=CREDENTIALS)
@@ -529,7 +529,7 @@ def create_token(request: Request, body: schemas.CreateToken) -> Response:
     """The token is in this answer only; Licensor keeps just a hash of it."""
     return _run(
         request,
-        lambda s, a, st: management.create_token(
+        lambda s, a, st: credentials.create_token(
             s, st.keys.master_key, a, name=body.name, role=body.role, now=now()
         ),
         status=201,
@@ -538,12 +538,12 @@ def create_token(request: Request, body: schemas.CreateToken) -> Response:
 
 @router.delete("/tokens/{token_id}", dependencies=CREDENTIALS)
 def revoke_token(request: Request, token_id: RowId) -> Response:
-    return _run(request, lambda s, a, _: management.revoke_token(s, a, token_id, now()))
+    return _run(request, lambda s, a, _: credentials.revoke_token(s, a, token_id, now()))
 
 
 @router.get("/credentials", dependencies=CREDENTIALS)
 def list_credentials(request: Request) -> Response:
-    return _run(request, lambda s, a, _: management.list_credentials(s, a))
+    return _run(request, lambda s, a, _: credentials.list_credentials(s, a))
 
 
 @router.post("/api-keys", dependencies=CREDENTIALS)
@@ -551,7 +551,7 @@ def create_api_key(request: Request, body: schemas.CreateApiKey) -> Response:
     """The shared key is in this answer only."""
     return _run(
         request,
-        lambda s, a, st: management.create_api_key(
+        lambda s, a, st: credentials.create_api_key(
             s,
             st.keys.master_key,
             a,
@@ -566,7 +566,7 @@ def create_api_key(request: Request, body: schemas.CreateApiKey) -> Response:
 
 @router.delete("/api-keys/{key_id}", dependencies=CREDENTIALS)
 def revoke_api_key(request: Request, key_id: RowId) -> Response:
-    return _run(request, lambda s, a, _: management.revoke_api_key(s, a, key_id, now=now()))
+    return _run(request, lambda s, a, _: credentials.revoke_api_key(s, a, key_id, now=now()))
 
 
 @router.post("/api-keys/{key_id}/rotate", dependencies=CREDENTIALS)
@@ -575,7 +575,7 @@ def rotate_api_key(request: Request, key_id: RowId, body: schemas.Rotate | None 
     overlap = body.overlap_seconds if body is not None else 0
     return _run(
         request,
-        lambda s, a, st: management.rotate_api_key(
+        lambda s, a, st: credentials.rotate_api_key(
             s, st.keys.master_key, a, key_id, overlap_seconds=overlap, now=now()
         ),
     )
@@ -586,7 +586,7 @@ def create_oauth_client(request: Request, body: schemas.CreateOAuthClient) -> Re
     """The client secret is in this answer only."""
     return _run(
         request,
-        lambda s, a, st: management.create_oauth_client(
+        lambda s, a, st: credentials.create_oauth_client(
             s,
             st.keys.master_key,
             a,
@@ -607,7 +607,7 @@ def rotate_oauth_client(
     overlap = body.overlap_seconds if body is not None else 0
     return _run(
         request,
-        lambda s, a, st: management.rotate_oauth_client(
+        lambda s, a, st: credentials.rotate_oauth_client(
             s, st.keys.master_key, a, client_id, overlap_seconds=overlap, now=now()
         ),
     )
@@ -615,7 +615,9 @@ def rotate_oauth_client(
 
 @router.delete("/oauth-clients/{client_id}", dependencies=CREDENTIALS)
 def revoke_oauth_client(request: Request, client_id: RowId) -> Response:
-    return _run(request, lambda s, a, _: management.revoke_oauth_client(s, a, client_id, now=now()))
+    return _run(
+        request, lambda s, a, _: credentials.revoke_oauth_client(s, a, client_id, now=now())
+    )
 
 
 # -- audit -------------------------------------------------------------------------------------
