@@ -16,7 +16,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  ruff format and ruff check --fix"
 	@echo "make clean   remove $(VENV), caches and build output"
-	@echo "make bench   benchmark (~9 minutes): bench-results/report.md, results.json, ratios.png; then make fuzz"
+	@echo "make bench   benchmark (~10 minutes, with the floor reference): bench-results/report.md, results.json, ratios.png; then make fuzz"
 	@echo "make fuzz    the fuzz tests with many more cases than CI, new ones each run (~3 minutes; FUZZ_EXAMPLES, LICENSOR_FUZZ_SEED)"
 
 venv: $(STAMP)

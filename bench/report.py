@@ -565,11 +565,61 @@ def chart(document: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def floor_chart(document: dict[str, Any], path: Path) -> bool:
+    """Activations, deactivations and cold checks as a ratio of the floor, per block."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    results = [r for r in document["results"] if r.get("floor_ratio") is not None]
+    if not results:
+        return False
+    blocks = _block_order(results)
+    width = 0.8 / max(1, len(blocks))
+    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
+    colors = plt.get_cmap("tab10")
+    for b_index, block in enumerate(blocks):
+        xs, ys = [], []
+        for g_index, key in enumerate(FLOOR_ENDPOINTS):
+            for r in results:
+                if (r["block"], r["endpoint"], r["signature"]) == (block, *key):
+                    xs.append(g_index - 0.4 + width * (b_index + 0.5))
+                    ys.append(r["floor_ratio"])
+        bars = ax.bar(xs, ys, width * 0.92, label=block, color=colors(b_index % 10))
+        for bar, value in zip(bars, ys, strict=True):
+            ax.annotate(
+                f"{value:.2f}",
+                (bar.get_x() + bar.get_width() / 2, value),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    ax.axhline(FLOOR_LIMIT, color="black", linestyle="--", linewidth=1.2, label="goal")
+    ax.set_xticks(range(len(FLOOR_ENDPOINTS)), [LABELS[k] for k in FLOOR_ENDPOINTS])
+    ax.set_ylabel("throughput / floor (same group)")
+    ax.set_ylim(0, max([r["floor_ratio"] for r in results] + [1.0]) * 1.2)
+    ax.set_title(
+        "Licensor as a ratio of the floor: only the work the wire requires (bench/floor_app.py)"
+    )
+    ax.legend(fontsize=8, ncol=2, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def write_all(document: dict[str, Any], out: Path) -> None:
     text = markdown(document)
     (out / "report.md").write_text(text, encoding="utf-8")
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     drew = chart(document, out / "ratios.png")
+    floor_chart(document, out / "floor.png")
     print("\n" + text)
     for t in document["targets"]:
         print(
@@ -590,3 +640,4 @@ if __name__ == "__main__":
     saved = json.loads(source.read_text(encoding="utf-8"))
     (source.parent / "report.md").write_text(markdown(saved), encoding="utf-8")
     chart(saved, source.parent / "ratios.png")
+    floor_chart(saved, source.parent / "floor.png")

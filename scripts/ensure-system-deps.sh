@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the system packages the test suite needs are installed:
 # a PostgreSQL server (initdb, pg_ctl, postgres), which tests/harness/postgres.py runs
-# privately for the tests, and Xvfb + screenshot tools for the Tk wizard tests.
+# privately for the tests, Xvfb + screenshot tools for the Tk wizard tests, and Debian's
+# Chromium with its ChromeDriver for the browser tests of the pages Licensor serves.
 # Idempotent; prints nothing when everything is already there.
 set -euo pipefail
 
@@ -24,9 +25,15 @@ have_display_tools() {
         command -v xwdtopnm >/dev/null 2>&1 && command -v pnmtopng >/dev/null 2>&1
 }
 
+# Pages are tested in a real headless Chromium (Debian's, driven through its chromedriver).
+have_browser() {
+    [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
+}
+
 packages=()
 have_postgres_server || packages+=(postgresql)
 have_display_tools || packages+=(xvfb x11-apps netpbm)
+have_browser || packages+=(chromium chromium-driver)
 if [[ ${#packages[@]} -eq 0 ]]; then
     exit 0
 fi
@@ -52,7 +59,7 @@ as_root apt-get update -qq
 as_root env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 
-if ! have_postgres_server || ! have_display_tools; then
+if ! have_postgres_server || ! have_display_tools || ! have_browser; then
     echo "ensure-system-deps: installed ${packages[*]} but some programs are still missing" >&2
     exit 1
 fi

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,6 +49,11 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
+def _rank(first: tuple[str, ...], path: str) -> int:
+    trimmed = path.rstrip("/")
+    return first.index(trimmed) if trimmed in first else len(first)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -67,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.close()
 
-    app = FastAPI(
+    # (Swagger UI from files installed with Licensor: no page loads anything from outside the
+    # server, which may have no internet. No ReDoc: its page loads its logo from a CDN.)
+    app = FastAPIOffline(
+        redoc_url=None,
         title="Licensor",
         version=__version__,
         description="Self-hosted licensing server speaking the License API v4.",
@@ -75,6 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     install_error_handlers(app)
+    # the use cases every application calls first in the documentation (their routes are
+    # registered last, by their fronts' modules)
+    first = ("/api/v4/activate_license", "/api/v4/check_license", "/api/v4/deactivate_license")
+    router.routes.sort(key=lambda r: _rank(first, getattr(r, "path", "")))
     app.include_router(router)
     app.include_router(computer_keys_router)
     app.include_router(qlm_router)

@@ -15,8 +15,10 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json
 
 log = logging.getLogger("licensor.api")
 
-# FastAPI's documentation pages (exact paths: an unknown path under them is a signed 404).
-UNSIGNED_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# FastAPI's documentation pages (exact paths: an unknown path under them is a signed 404), and
+# the files they load, served by Licensor itself (fastapi-offline).
+UNSIGNED_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+DOCS_ASSETS = "/static-offline-docs/"
 ACCEPT_SIGNATURE_HEADER = b"licensor-accept-signature"
 
 
@@ -38,7 +40,11 @@ class SignResponses:
         self.keyring = keyring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNSIGNED_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in UNSIGNED_PATHS
+            or scope["path"].startswith(DOCS_ASSETS)
+        ):
             await self.app(scope, receive, send)
             return
         algorithm = requested_algorithm(scope["headers"])

@@ -51,16 +51,16 @@ def product(
     as_json: Json = False,
 ) -> None:
     """Set a product's QLM-style activation limits."""
-    from licensor.services import catalogue, qlm
+    from licensor.services import catalogue, qlm_options
 
     current = cli.settings()
     with cli.transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
-        found = qlm.configure_product(
+        found = qlm_options.configure_product(
             session,
             owner.id,
             code,
-            qlm.ActivationLimits(
+            qlm_options.ActivationLimits(
                 max_activations_per_system=max_activations_per_system,
                 max_activations_per_system_vm_only=vm_only,
                 max_release_count=max_release_count,
@@ -72,7 +72,7 @@ def product(
             ),
             now=datetime.now(UTC),
         )
-        data = {"product": found.short_code, **qlm.activation_limits_of(found)}
+        data = {"product": found.short_code, **qlm_options.activation_limits_of(found)}
     cli.emit(as_json, data, "\n".join(f"{k:36} {v}" for k, v in data.items()))
 
 
@@ -91,18 +91,18 @@ def license_(
 ) -> None:
     """Set a license's features, receipt id and limits (they override its product's)."""
     from licensor.protocol.computer_key import features_text
-    from licensor.services import catalogue, qlm
+    from licensor.services import catalogue, qlm_options
 
     current = cli.settings()
     with cli.transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
-        found = qlm.configure_license(
+        found = qlm_options.configure_license(
             session,
             owner.id,
             key,
             features=features,
             receipt_id=receipt_id,
-            limits=qlm.ActivationLimits(
+            limits=qlm_options.ActivationLimits(
                 max_activations_per_system=max_activations_per_system,
                 max_release_count=max_release_count,
                 max_release_period_days=max_release_period_days,
@@ -137,12 +137,12 @@ def customer(
     as_json: Json = False,
 ) -> None:
     """A customer's account and organisation setting."""
-    from licensor.services import catalogue, qlm
+    from licensor.services import catalogue, qlm_options
 
     current = cli.settings()
     with cli.transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
-        found = qlm.configure_customer(
+        found = qlm_options.configure_customer(
             session,
             owner.id,
             email,

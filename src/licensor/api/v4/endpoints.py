@@ -225,17 +225,40 @@ def variables_as_text(values: dict[str, Any] | None) -> dict[str, str] | None:
     }
 
 
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` put in place of their references: within an
+    operation of the OpenAPI document a ``#/$defs/...`` reference points at the document's
+    root, where there is none (ReDoc refuses the whole document)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inlined(value: Any) -> Any:
+        if isinstance(value, dict):
+            reference = value.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                found = definitions[reference.removeprefix("#/$defs/")]
+                rest = {k: v for k, v in value.items() if k != "$ref"}
+                return {**inlined(found), **inlined(rest)}
+            return {k: inlined(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [inlined(v) for v in value]
+        return value
+
+    result: dict[str, Any] = inlined(schema)
+    return result
+
+
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": model_schema(model)}},
         }
     }
 
 
 def query_doc(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema()
+    schema = model_schema(model)
     required = set(schema.get("required", []))
     return {
         "parameters": [
