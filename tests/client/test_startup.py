@@ -1,7 +1,7 @@
 """Starting an application that validates offline stays cheap. The cost itself is a benchmark
 (``python tests/client/bench_startup.py`` prints the ratio to a bare ``python -c pass``); this
 test guards, deterministically, what makes it cheap: an offline ``validate()`` loads neither the
-network stack nor the key-serialization code."""
+network stack, nor the key-serialization code, nor the wizard, nor what starts programs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from pathlib import Path
 
 from bench_startup import APP, SRC, prepare
 
-HEAVY = ("httpx", "ssl", "asyncio", "cryptography.hazmat.primitives.serialization")
+HEAVY = (
+    "httpx",
+    "ssl",
+    "asyncio",
+    "cryptography.hazmat.primitives.serialization",
+    # the wizard, and the hardware probes that start programs (beyond the stored binding)
+    "tkinter",
+    "licensor.client.wizard",
+    "subprocess",
+)
 
 PROBE = (
     APP
