@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from licensor.api.state import AppState
 from licensor.api.v4 import check as check_front
@@ -26,6 +26,7 @@ from licensor.services.auth import authenticate
 from licensor.services.context import ServerKeys
 from licensor.services.licensing import resolve_product
 from licensor.store import repository
+from licensor.store.models import Device
 from tests.server import test_activation_wire as activation_wire
 from tests.server.golden import NOW, assert_golden, golden_book
 from tests.server.support import Api, Server, error_of
@@ -247,8 +248,10 @@ def test_last_seen_is_due_every_five_minutes_and_recorded_best_effort(server: Se
             session, server.company_id, normalize_license_key(key)
         )
         assert license_ is not None
-        device = repository.device(session, license_.id, HW)
-        assert device is not None and device.last_check_at == NOW
+        device = session.scalars(
+            select(Device).where(Device.license_id == license_.id, Device.hardware_id == HW)
+        ).one()
+        assert device.last_check_at == NOW
     assert front(server, params_of(key))[2] is None
 
 

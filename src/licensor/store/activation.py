@@ -264,7 +264,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         rc2.failures.label("rc2_failures"),
     ]
     if activating:
-        # repository.release(): the first-dated release of this version (any environment)
+        # the first-dated release of this version (any environment)
         app_release = (
             select(ProductRelease.release_date)
             .where(
@@ -296,7 +296,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
             k, and_(k.api_key == bindparam("api_key"), k.company_id == company_id)
         ).join(Company, Company.id == company_id)
     if read.by_user:
-        # repository.license_users_by_email: the user's first license (by id) in scope
+        # the user's first license (by id) in scope
         statement = statement.join(
             u, and_(u.license_id == lic.id, u.email == bindparam("email"))
         ).order_by(lic.id)
@@ -382,7 +382,7 @@ def _insert_all(model: type[Any], *, returning_id: bool = False) -> tuple[Clause
 
 
 def _take_seat_statement(limited: bool) -> ClauseElement:
-    # The guarded increment of repository.take_seat, with the license's other new values.
+    # The guarded increment (never past max_activations), with the license's other new values.
     statement = (
         update(License)
         .where(License.id == bindparam("b_id"))
@@ -410,7 +410,7 @@ _TAKE_SEAT_PARAMETERS = (
 
 
 def _free_seat_statement() -> ClauseElement:
-    # repository.free_seat (never below zero) and the last deactivated device, in one UPDATE.
+    # the seat freed (never below zero) and the last deactivated device, in one UPDATE
     return (
         update(License)
         .where(License.id == bindparam("b_id"))
@@ -494,7 +494,6 @@ def _set_variable_statement() -> ClauseElement:
 
 
 def _release_count_statement(windowed: bool) -> ClauseElement:
-    # repository.release_count
     statement = (
         select(func.count())
         .select_from(LicenseRelease)
@@ -510,7 +509,6 @@ def _forget_idempotency_statement() -> ClauseElement:
 
 
 def _variables_statement() -> ClauseElement:
-    # repository.variables()
     return (
         select(*(getattr(DeviceVariable, key) for key in _attributes(DeviceVariable)))
         .where(DeviceVariable.device_id == bindparam("device_id"))
@@ -1133,8 +1131,7 @@ def set_variables(
     values: dict[str, str],
     now: datetime,
 ) -> None:
-    """Set a device's variables (repository.set_variables: new names added, known ones
-    replaced, the others kept)."""
+    """Set a device's variables: new names added, known ones replaced, the others kept."""
     statements = _statements(dialect)
     known = {v.variable for v in variables(connection, dialect, device_id)}
     with _cursor(connection, dialect) as cursor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -15,16 +15,11 @@ from sqlalchemy.orm import Session
 from licensor.store.models import (
     ApiKey,
     AuthorizationCode,
-    BlacklistEntry,
     Company,
     Customer,
     CustomerAccount,
     Device,
-    DeviceVariable,
-    IdempotencyRecord,
     License,
-    LicenseEvent,
-    LicenseRelease,
     LicenseUser,
     OAuthClient,
     Product,
@@ -70,14 +65,6 @@ def products(session: Session, company_id: int) -> Sequence[Product]:
     return session.scalars(
         select(Product).where(Product.company_id == company_id).order_by(Product.id)
     ).all()
-
-
-def release(session: Session, product_id: int, version: str) -> ProductRelease | None:
-    return session.scalars(
-        select(ProductRelease)
-        .where(ProductRelease.product_id == product_id, ProductRelease.version == version)
-        .order_by(ProductRelease.release_date)
-    ).first()
 
 
 def latest_release_id(product_id: Any) -> Any:
@@ -144,43 +131,11 @@ def license_by_key(
     return result
 
 
-def license_users_by_email(
-    session: Session, scope: LicenseScope, email: str
-) -> Sequence[tuple[LicenseUser, License]]:
-    statement = scope.apply(
-        select(LicenseUser, License)
-        .join(License, License.id == LicenseUser.license_id)
-        .where(LicenseUser.email == email)
-        .order_by(License.id)
-    )
-    return [(row[0], row[1]) for row in session.execute(statement).all()]
-
-
 def lock_license(session: Session, license_id: int) -> License:
     """Re-read a license under a row lock (PostgreSQL; SQLite's write transaction is already
     exclusive), so every seat decision sees the latest counters."""
     session.expire_all()
     return session.scalars(select(License).where(License.id == license_id).with_for_update()).one()
-
-
-def take_seat(session: Session, license_id: int, *, unlimited: bool) -> bool:
-    """Guarded increment: the database itself refuses to go past ``max_activations``."""
-    statement = (
-        update(License)
-        .where(License.id == license_id)
-        .values(times_activated=License.times_activated + 1)
-    )
-    if not unlimited:
-        statement = statement.where(License.times_activated < License.max_activations)
-    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined, no-any-return]
-
-
-def free_seat(session: Session, license_id: int) -> None:
-    session.execute(
-        update(License)
-        .where(License.id == license_id, License.times_activated > 0)
-        .values(times_activated=License.times_activated - 1)
-    )
 
 
 def trial_license(session: Session, product_id: int, hardware_id: str) -> License | None:
@@ -189,10 +144,6 @@ def trial_license(session: Session, product_id: int, hardware_id: str) -> Licens
             License.product_id == product_id, License.trial_hardware_id == hardware_id
         )
     ).one_or_none()
-
-
-def license_user(session: Session, license_user_id: int | None) -> LicenseUser | None:
-    return session.get(LicenseUser, license_user_id) if license_user_id is not None else None
 
 
 def license_users(session: Session, license_id: int) -> Sequence[LicenseUser]:
@@ -213,105 +164,10 @@ def licenses(
 # -- devices -----------------------------------------------------------------------------------
 
 
-def device(session: Session, license_id: int, hardware_id: str) -> Device | None:
-    return session.scalars(
-        select(Device).where(Device.license_id == license_id, Device.hardware_id == hardware_id)
-    ).one_or_none()
-
-
 def devices(session: Session, license_id: int) -> Sequence[Device]:
     return session.scalars(
         select(Device).where(Device.license_id == license_id).order_by(Device.id)
     ).all()
-
-
-def active_device_count(session: Session, license_id: int) -> int:
-    from sqlalchemy import func
-
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Device)
-            .where(Device.license_id == license_id, Device.active.is_(True))
-        )
-        or 0
-    )
-
-
-def is_blacklisted(session: Session, company_id: int, hardware_id: str, product_id: int) -> bool:
-    found = session.scalar(
-        select(BlacklistEntry.id)
-        .where(
-            BlacklistEntry.company_id == company_id,
-            BlacklistEntry.hardware_id == hardware_id,
-            or_(BlacklistEntry.product_id.is_(None), BlacklistEntry.product_id == product_id),
-        )
-        .limit(1)
-    )
-    return found is not None
-
-
-def variables(session: Session, device_id: int) -> Sequence[DeviceVariable]:
-    return session.scalars(
-        select(DeviceVariable)
-        .where(DeviceVariable.device_id == device_id)
-        .order_by(DeviceVariable.variable)
-    ).all()
-
-
-def set_variables(session: Session, device_id: int, values: dict[str, str], now: datetime) -> None:
-    existing = {v.variable: v for v in variables(session, device_id)}
-    for name, value in values.items():
-        row = existing.get(name)
-        if row is None:
-            session.add(
-                DeviceVariable(device_id=device_id, variable=name, value=value, created_at=now)
-            )
-        else:
-            row.value = value
-            row.created_at = now
-    session.flush()
-
-
-def record_event(
-    session: Session,
-    license_id: int,
-    device_id: int | None,
-    hardware_id: str,
-    event: str,
-    now: datetime,
-) -> None:
-    session.add(
-        LicenseEvent(
-            license_id=license_id,
-            device_id=device_id,
-            hardware_id=hardware_id,
-            event=event,
-            created_at=now,
-        )
-    )
-
-
-def events(session: Session, license_id: int) -> Sequence[LicenseEvent]:
-    return session.scalars(
-        select(LicenseEvent).where(LicenseEvent.license_id == license_id).order_by(LicenseEvent.id)
-    ).all()
-
-
-# -- idempotency -------------------------------------------------------------------------------
-
-
-def idempotency_record(session: Session, company_id: int, key: str) -> IdempotencyRecord | None:
-    return session.scalars(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.company_id == company_id, IdempotencyRecord.key == key
-        )
-    ).one_or_none()
-
-
-def delete_idempotency_record(session: Session, record: IdempotencyRecord) -> None:
-    session.delete(record)
-    session.flush()
 
 
 def licenses_by_ids(session: Session, ids: Sequence[int]) -> Sequence[License]:
@@ -341,19 +197,6 @@ def license_by_key_in_company(session: Session, company_id: int, key_lookup: str
     return session.scalars(
         select(License).where(License.company_id == company_id, License.key_lookup == key_lookup)
     ).one_or_none()
-
-
-def release_count(session: Session, license_id: int, *, since: datetime | None) -> int:
-    from sqlalchemy import func
-
-    statement = (
-        select(func.count())
-        .select_from(LicenseRelease)
-        .where(LicenseRelease.license_id == license_id)
-    )
-    if since is not None:
-        statement = statement.where(LicenseRelease.released_at >= since)
-    return int(session.scalar(statement) or 0)
 
 
 def organization_customers(session: Session, company_id: int) -> Sequence[Customer]:
