@@ -238,16 +238,14 @@ class Floor:
             unsigned = {k: v for k, v in body.items() if k not in _SIGNED}
             body["license_signature_v2"] = signer.sign(_compact(unsigned))
         content = _compact(body)
-        return _signed(self, signer, algorithm, content)
+        return _signed(signer, algorithm, content)
 
 
 def _compact(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _signed(
-    floor: Floor, signer: Any, algorithm: str, content: bytes, status: int = 200
-) -> Response:
+def _signed(signer: Any, algorithm: str, content: bytes, status: int = 200) -> Response:
     signature = signer.sign(content)
     if algorithm == "ed25519":
         headers = {"Licensor-Signature": format_licensor_signature(signer.kid, signature)}
@@ -283,7 +281,7 @@ def _refused(request: Request, status: int) -> Response:
     found = floor()
     algorithm = _algorithm(request)
     signer = found.keyring.ed25519 if algorithm == "ed25519" else found.keyring.rsa
-    return _signed(found, signer, algorithm, b'{"status":%d}' % status, status)
+    return _signed(signer, algorithm, b'{"status":%d}' % status, status)
 
 
 async def activate(request: Request) -> Response:
@@ -318,7 +316,7 @@ async def deactivate(request: Request) -> Response:
         return _refused(request, 400)
     algorithm = _algorithm(request)
     signer = found.keyring.ed25519 if algorithm == "ed25519" else found.keyring.rsa
-    return _signed(found, signer, algorithm, b'"license_deactivated"')
+    return _signed(signer, algorithm, b'"license_deactivated"')
 
 
 async def check(request: Request) -> Response:

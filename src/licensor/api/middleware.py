@@ -24,9 +24,14 @@ ACCEPT_SIGNATURE_HEADER = b"licensor-accept-signature"
 
 def requested_algorithm(headers: list[tuple[bytes, bytes]]) -> SignatureAlgorithm:
     for name, value in headers:
-        if name == ACCEPT_SIGNATURE_HEADER and b"ed25519" in value.lower():
-            return "ed25519"
+        if name == ACCEPT_SIGNATURE_HEADER:
+            return accepted_algorithm(value.decode("latin-1"))
     return "rsa-sha256"
+
+
+def accepted_algorithm(value: str) -> SignatureAlgorithm:
+    """The signature a ``Licensor-Accept-Signature`` value asks for (RSA unless Ed25519)."""
+    return "ed25519" if "ed25519" in value.lower() else "rsa-sha256"
 
 
 class SignResponses:

@@ -136,7 +136,7 @@ def check(
             terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
         )
     except LicensorError:
-        refused = over_limits(limits, rows, now)  # (see seats.find)
+        refused = over_limits(limits, rows.rate_counters, now)  # (see seats.find)
         if refused is not None:
             raise refused from None
         raise

@@ -112,12 +112,12 @@ def _read(
 
 
 def over_limits(
-    limits: RateLimits, rows: statements.SeatRows, now: datetime
+    limits: RateLimits, counters: dict[str, tuple[datetime, int]], now: datetime
 ) -> LicensorError | None:
     """The 429 of a request over its rate limits, from the counters read with its rows."""
     if limits.policy is None or not limits.buckets:
         return None
-    return rate_limit.refusal(limits.policy, limits.buckets, rows.rate_counters, now)
+    return rate_limit.refusal(limits.policy, limits.buckets, counters, now)
 
 
 def find(
@@ -165,11 +165,9 @@ def find(
             buckets=[bucket for bucket, _ in limits.buckets],
         )
         product, counters = found.product, found.rate_counters
-    refused = None
-    if limits.policy is not None and limits.buckets:
-        refused = rate_limit.refusal(limits.policy, limits.buckets, counters, now)
-        if refused is not None and use != "check":
-            raise refused
+    refused = over_limits(limits, counters, now)
+    if refused is not None and use != "check":
+        raise refused
     try:
         return _named(tx, ref, limits, rows, caller, product, use=use, read=read)
     except LicensorError:

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from licensor.api.errors import error_parts, failure_parts, refusal_parts
+from licensor.api.middleware import accepted_algorithm
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import (
@@ -32,6 +33,7 @@ from licensor.api.v4.endpoints import (
     checked_idempotency_key,
     device_info,
     failure_buckets,
+    hmac_caller_of,
     identity_ref,
     license_ref,
     parse_json,
@@ -94,8 +96,7 @@ def _headers(scope_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _algorithm(headers: Mapping[str, str]) -> SignatureAlgorithm:
-    accepted = headers.get("licensor-accept-signature", "")
-    return "ed25519" if "ed25519" in accepted.lower() else "rsa-sha256"
+    return accepted_algorithm(headers.get("licensor-accept-signature", ""))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -325,15 +326,7 @@ class ActivationFront:
                     who = seats.Credentials(pairs, presented.date_value, hint)
                     company_id = hint
                 else:
-                    with db.snapshot() as connection:
-                        who = auth.hmac_request_caller(
-                            connection.connection.dbapi_connection,  # type: ignore[arg-type]
-                            db.dialect,
-                            state.keys,
-                            pairs=pairs,
-                            date_value=presented.date_value,
-                            now=now,
-                        )
+                    who = hmac_caller_of(state, pairs, presented.date_value, now)
                     company_id = who.company_id
                     if not db.is_sqlite:
                         self._companies[pairs["apikey"]] = company_id
@@ -374,16 +367,7 @@ class ActivationFront:
         """The caller of credentials not checked yet (a key's company hint), or the refusal."""
         if isinstance(who, Caller):
             return who
-        db = state.db
-        with db.snapshot() as connection:
-            return auth.hmac_request_caller(
-                connection.connection.dbapi_connection,  # type: ignore[arg-type]
-                db.dialect,
-                state.keys,
-                pairs=who.pairs,
-                date_value=who.date_value,
-                now=now,
-            )
+        return hmac_caller_of(state, who.pairs, who.date_value, now)
 
     @staticmethod
     def single_sign_on(state: AppState, prepared: _Prepared) -> _Prepared:

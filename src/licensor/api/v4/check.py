@@ -70,6 +70,7 @@ from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import (
     device_info,
     failure_buckets,
+    hmac_caller_of,
     identity_ref,
     license_ref,
     parse_params,
@@ -367,22 +368,11 @@ class CheckFront:
             return (*refusal_parts(exc), None, False, None)
         except Exception as exc:
             return (*failure_parts(exc), None, False, None)
-        if checked.rows.credential is None:  # (no rotated secret's end known: not kept)
-            content = compact_json(
-                checked.body(
-                    state.keys,
-                    now=now,
-                    algorithm=request.algorithm,
-                    include_expired_features=query.include_expired_features,
-                )
-            )
-            due = checked.seen_due_at is not None and now >= checked.seen_due_at
-            return 200, content, {}, None, False, checked.device.id if due else None
         stamp = now.timestamp()
-        cache_key = (query_string, request.algorithm)
-        kept = self._cache.get(cache_key)
+        kept = self._cache.get((query_string, request.algorithm))
         if (
-            kept is not None
+            checked.rows.credential is not None
+            and kept is not None
             and kept.fingerprint == checked.fingerprint
             and kept.shared_key == checked.caller.shared_key
             and stamp < kept.fresh_until
@@ -399,6 +389,9 @@ class CheckFront:
                 include_expired_features=query.include_expired_features,
             )
         )
+        if checked.rows.credential is None:  # (no rotated secret's end known: not kept)
+            due = checked.seen_due_at is not None and now >= checked.seen_due_at
+            return 200, content, {}, None, False, checked.device.id if due else None
         entry = _Entry(
             version=version if version is not None else -1,
             fingerprint=checked.fingerprint,
@@ -430,19 +423,19 @@ class CheckFront:
             if hint is not None:
                 who = seats.Credentials(presented.pairs, presented.date_value, hint)
             else:
-                who = _authenticated(state, presented.pairs, presented.date_value, now)
+                who = hmac_caller_of(state, presented.pairs, presented.date_value, now)
                 self._companies[presented.pairs["apikey"]] = who.company_id
         try:
             query = parse_params(QueryParams(query_string), schemas.CheckQuery)
         except LicensorError:
             if isinstance(who, seats.Credentials):  # (a refused key is named first)
-                _authenticated(state, who.pairs, who.date_value, now)
+                hmac_caller_of(state, who.pairs, who.date_value, now)
             raise
         if query.customer_account_code or query.id_token or query.code:
             if inline:
                 raise _Slow
             if isinstance(who, seats.Credentials):
-                who = _authenticated(state, who.pairs, who.date_value, now)
+                who = hmac_caller_of(state, who.pairs, who.date_value, now)
         return who, query
 
     def _keep(self, cache_key: tuple[bytes, str], entry: _Entry) -> None:
@@ -460,21 +453,6 @@ Responded = tuple[int, bytes, dict[str, str], "_Entry | None", bool, int | None]
 
 class _Slow(Exception):
     """Work that must not hold the event loop: made again in the threads."""
-
-
-def _authenticated(
-    state: AppState, pairs: dict[str, str], date_value: str, now: datetime
-) -> Caller:
-    db = state.db
-    with db.snapshot() as connection:
-        return auth.hmac_request_caller(
-            connection.connection.dbapi_connection,  # type: ignore[arg-type]
-            db.dialect,
-            state.keys,
-            pairs=pairs,
-            date_value=date_value,
-            now=now,
-        )
 
 
 @route("GET", "/check_license", openapi_extra=query_doc(schemas.CheckQuery))

@@ -62,6 +62,23 @@ def caller_of(session: Session, state: AppState, request: Request, now: datetime
     )
 
 
+def hmac_caller_of(
+    state: AppState, pairs: dict[str, str], date_value: str, now: datetime
+) -> Caller:
+    """The caller of an HMAC-signed request (``auth.presented`` checked its format), its API
+    key read in one autocommit statement; or the refusal."""
+    db = state.db
+    with db.snapshot() as connection:
+        return auth.hmac_request_caller(
+            connection.connection.dbapi_connection,  # type: ignore[arg-type]
+            db.dialect,
+            state.keys,
+            pairs=pairs,
+            date_value=date_value,
+            now=now,
+        )
+
+
 def _validate(model: type[Model], data: Any, *, strict: bool) -> Model:
     try:
         return model.model_validate(data, strict=strict)
