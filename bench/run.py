@@ -534,13 +534,12 @@ def block_steps(
         ctx.work / f"check-{db}-{deployment.licenses}.txt",
         [check_path(k, h) for k, h in deployment.check_pool[: seed.STEADY_POOL]],
     )
-    # cold: devices checked at most once in the run, warm-up included (a third for RSA, two
-    # thirds for the faster Ed25519; the last fifth of each for the warm-up)
-    cold_pool = deployment.check_pool[seed.STEADY_POOL :]
-    third = len(cold_pool) // 3
+    # cold: devices checked at most once in the run, warm-up included (seed.cold_pools; the
+    # last fifth of each for the warm-up)
+    rsa_pool, ed25519_pool = seed.cold_pools(deployment)
     cold_files: dict[tuple[str, str, int], Path] = {}
     slices = ctx.args.slices
-    for sig, pool in (("rsa", cold_pool[:third]), ("ed25519", cold_pool[third:])):
+    for sig, pool in (("rsa", rsa_pool), ("ed25519", ed25519_pool)):
         cut = len(pool) * 4 // 5
         parts = [("warmup", 0, pool[cut:])]
         parts += [

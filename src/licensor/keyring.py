@@ -72,6 +72,10 @@ class _SignatureCache:
         return signature
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 class Keyring:
     # Signatures of bytes that repeat are kept (RSA PKCS#1 v1.5 and Ed25519 are deterministic;
     # an RSA signature costs ~1.5 ms of CPU here). Two caches, so that bodies, which mostly do
@@ -91,6 +95,25 @@ class Keyring:
     def sign_repeatable(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
         """Sign a string that repeats (``license_signature``), reusing a recent signature."""
         return self._repeatable.sign(self.for_algorithm(algorithm), data)
+
+    def stored_signature(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
+        """``data``'s signature as a device row keeps it (``Device.license_signature``):
+        ``"<kid> <digest of data> <signature>"``, so that ``license_signature`` knows whether
+        it still signs what an answer signs, with the key it is signed with now."""
+        key = self.for_algorithm(algorithm)
+        signature = self._repeatable.sign(key, data)
+        return f"{key.kid} {_digest(data)} {signature}"
+
+    def license_signature(
+        self, algorithm: SignatureAlgorithm, data: bytes, stored: str | None = None
+    ) -> str:
+        """``data``'s signature: the ``stored`` one (``stored_signature``) when it signs these
+        bytes with the active key of ``algorithm``, else made (or reused: ``sign_repeatable``)."""
+        if stored:
+            kid, digest, signature = stored.split(" ", 2)
+            if kid == self.for_algorithm(algorithm).kid and digest == _digest(data):
+                return signature
+        return self.sign_repeatable(algorithm, data)
 
     def sign_body(self, algorithm: SignatureAlgorithm, data: bytes) -> str:
         """Sign a body (or the signed part of one), reusing the signature of identical bytes."""

@@ -41,6 +41,7 @@ from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import licensing
 from licensor.services.context import Caller, ServerKeys
+from licensor.services.payload import license_signing_bytes
 from licensor.services.licensing import (
     DEVICE_INFO_FIELDS,
     ActivationExtras,
@@ -153,10 +154,13 @@ def activate(
     algorithm: SignatureAlgorithm = "rsa-sha256",
     idempotency_key: str | None = None,
     request_hash: str = "",
+    keeps_signature: bool = True,
 ) -> Activated:
     """Bind the license of ``ref`` to its hardware id, or raise the refusal (nothing written
     then: the caller rolls back). With ``idempotency_key`` the answer is recorded, signed with
-    ``algorithm``, and a retry of the same request gets it again."""
+    ``algorithm``, and a retry of the same request gets it again. With ``keeps_signature``
+    the answer's ``license_signature`` (``algorithm``) is made here and kept on the device,
+    for its checks (``Device.license_signature``)."""
     rows, caller = find(
         tx,
         keys,
@@ -212,6 +216,14 @@ def activate(
     }
     event = {"license_id": license_.id, "hardware_id": ref.hardware_id, "created_at": now}
     changed: dict[str, Any] = {}
+
+    def keep_signature() -> None:  # (once the license's new values are known)
+        if keeps_signature:
+            signed = license_signing_bytes(
+                SimpleNamespace(**{**vars(license_), **changed}), user, ref.hardware_id
+            )
+            device["license_signature"] = keys.keyring.stored_signature(algorithm, signed)
+
     if decision.takes_seat:
         device["active"] = True
         device["deactivated_at"] = None
@@ -227,6 +239,7 @@ def activate(
             "first_activated_at": license_.first_activated_at or now,
             "updated_at": utcnow(),
         }
+        keep_signature()
         events = [{**event, "event": "activation"}]
         if decision.counts_transfer:
             events.append({**event, "event": "transfer"})
@@ -256,6 +269,7 @@ def activate(
     else:  # the device holds its seat: activated again, no seat taken (QLM)
         assert known is not None
         device_id = known.id
+        keep_signature()
         statements.record_reactivation(
             tx.connection,
             tx.dialect,
@@ -334,6 +348,7 @@ def _device_values(
             "user_data": "",
             "activation_count": 0,
             "computer_key": None,
+            "license_signature": None,
         }
     else:
         base = dict(vars(known))
@@ -461,7 +476,16 @@ def activate_in_session(
 ) -> licensing.Activated:
     """``activate`` inside the session's transaction, for fronts that render something else
     than the License API answer (a Computer Key)."""
-    done = activate(transaction_of(session), keys, caller, ref, info, now=now, extras=extras)
+    done = activate(
+        transaction_of(session),
+        keys,
+        caller,
+        ref,
+        info,
+        now=now,
+        extras=extras,
+        keeps_signature=False,  # (no License API answer: checks sign it when asked)
+    )
     session.expire_all()  # (the statements wrote past the session's identity map)
     product = session.get(Product, done.product.id)
     license_ = session.get(License, done.license.id)

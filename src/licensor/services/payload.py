@@ -169,6 +169,14 @@ def next_step(date: datetime, step_seconds: int) -> datetime:
     return date + timedelta(seconds=max(step_seconds, 1))
 
 
+def license_signing_bytes(license_: Any, user: Any, hardware_id: str) -> bytes:
+    """What an answer's ``license_signature`` signs for this license, user and device."""
+    key_or_user = user.email if user is not None else (license_.license_key or "")
+    return license_signing_string(
+        hardware_id, key_or_user, iso_or_none(license_.validity_period)
+    ).encode()
+
+
 def license_body(
     *,
     request: str,
@@ -261,8 +269,10 @@ def license_body(
             if caller.shared_key and caller.api_key
             else ""
         )
-    body["license_signature"] = keyring.sign_repeatable(
-        algorithm, license_signing_string(device.hardware_id, key_or_user, validity).encode()
+    body["license_signature"] = keyring.license_signature(
+        algorithm,
+        license_signing_bytes(license_, user, device.hardware_id),
+        getattr(device, "license_signature", None),
     )
     if request == "check":
         body["license_signature_v2"] = keyring.sign_body(algorithm, v2_signing_bytes(body))

@@ -451,6 +451,7 @@ _REACTIVATED = (
     "last_activated_at",
     "deactivated_at",
     "activation_count",
+    "license_signature",
 )
 
 

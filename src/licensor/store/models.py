@@ -318,6 +318,10 @@ class Device(Base):
     activation_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The last Computer Key issued to this computer (checks Deactivation Verification Codes).
     computer_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The answers' ``license_signature`` for this device, made when it was activated
+    # (``Keyring.stored_signature``: key id, digest of the signed string, signature), so that a
+    # check need not sign it again; ignored when the string or the key changed since.
+    license_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DeviceVariable(Base):
