@@ -41,7 +41,6 @@ from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import licensing
 from licensor.services.context import Caller, ServerKeys
-from licensor.services.payload import license_signing_bytes
 from licensor.services.licensing import (
     DEVICE_INFO_FIELDS,
     ActivationExtras,
@@ -51,6 +50,7 @@ from licensor.services.licensing import (
     license_answer,
     terms_of,
 )
+from licensor.services.payload import license_signing_bytes
 from licensor.services.seats import (
     NO_LIMITS,
     Credentials,
