@@ -21,6 +21,7 @@ from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
+from licensor.api.v4 import offline as _offline_routes  # noqa: F401 (registers its routes)
 from licensor.api.v4.activation import ActivationFront
 from licensor.api.v4.check import CheckFront
 from licensor.api.v4.computer_keys import router as computer_keys_router

@@ -60,6 +60,7 @@ class LicenseTerms:
     per_system_limit_vm_only: bool = False
     max_release_count: int = -1
     max_release_period_days: int = 0
+    allow_offline_activation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,19 @@ def valid_version_spec(spec: str) -> bool:
     except InvalidSpecifier:
         return False
     return True
+
+
+def decide_offline_activation(terms: LicenseTerms) -> None:
+    """Whether the license may be activated with a request file (v4 §3.5: trial, perpetual,
+    time-limited and consumption licenses; not subscriptions, which renew online), or the
+    refusal."""
+    if not terms.allow_offline_activation:
+        raise LicensorError("offline_activation_not_allowed")
+    if terms.license_type == LicenseType.SUBSCRIPTION:
+        raise LicensorError(
+            "offline_activation_not_allowed",
+            "Subscription licenses cannot be activated offline: activate online",
+        )
 
 
 def decide_activation(

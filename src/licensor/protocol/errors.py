@@ -59,6 +59,18 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "invalid_product_auth_method": ErrorSpec(400, "Product authorization method is invalid"),
     # licenses (the seed's codes are exact)
     "license_not_found": ErrorSpec(400, "License with the provided license user not found"),
+    # offline request files (v4 §3.5-3.6; the codes after missing_content are Licensor's)
+    "missing_content": ErrorSpec(400, "The offline request is empty"),
+    "offline_activation_not_allowed": ErrorSpec(
+        400, "Offline activation is not allowed for this license"
+    ),
+    "offline_request_replayed": ErrorSpec(
+        409, "This offline request file has already been used: make a new one"
+    ),
+    "invalid_license_file": ErrorSpec(400, "This is not a license file"),
+    "offline_secret_unavailable": ErrorSpec(
+        400, "This OAuth client cannot sign offline requests until its secret is rotated"
+    ),
     "license_not_enabled": ErrorSpec(400, "The license is not enabled"),
     "license_not_active": ErrorSpec(400, "The license is not active"),
     "vm_not_allowed": ErrorSpec(400, "Virtual machine not allowed"),

@@ -34,6 +34,7 @@ from licensor.core.licensing import (
     UserTerms,
     decide_activation,
     decide_device_access,
+    decide_offline_activation,
     decide_release,
     release_window_start,
 )
@@ -90,10 +91,14 @@ class Activated:
             return self.content
         return compact_json(self.body(keys, algorithm))
 
-    def body(self, keys: ServerKeys, algorithm: SignatureAlgorithm) -> dict[str, Any]:
+    def body(
+        self, keys: ServerKeys, algorithm: SignatureAlgorithm, request: str = "activation"
+    ) -> dict[str, Any]:
+        """The answer's license object (``request``: "activation", or "offline_activation"
+        for a license file: with ``offline_signature`` and ``license_signature_v2``)."""
         return license_answer(
             keys,
-            request="activation",
+            request=request,
             caller=self.caller,
             algorithm=algorithm,
             license_=self.license,
@@ -155,12 +160,15 @@ def activate(
     idempotency_key: str | None = None,
     request_hash: str = "",
     keeps_signature: bool = True,
+    offline: bool = False,
 ) -> Activated:
     """Bind the license of ``ref`` to its hardware id, or raise the refusal (nothing written
     then: the caller rolls back). With ``idempotency_key`` the answer is recorded, signed with
     ``algorithm``, and a retry of the same request gets it again. With ``keeps_signature``
     the answer's ``license_signature`` (``algorithm``) is made here and kept on the device,
-    for its checks (``Device.license_signature``)."""
+    for its checks (``Device.license_signature``). ``offline``: a request
+    file's activation (``services/offline.py``), refused where offline activation is not
+    allowed."""
     rows, caller = find(
         tx,
         keys,
@@ -179,8 +187,11 @@ def activate(
     product, license_, known = rows.product, rows.license, rows.device
     user: Any = rows.user
     is_vm = info.is_vm or extras.computer_type == "VM"
+    terms = terms_of(license_, product)
+    if offline:
+        decide_offline_activation(terms)
     decision = decide_activation(
-        terms_of(license_, product),
+        terms,
         device=DeviceFacts(
             hardware_id=ref.hardware_id,
             is_vm=is_vm,
@@ -257,7 +268,10 @@ def activate(
             device,
             known=known is not None,
             events=events,
-            audit={**audit_row, "action": "device.activate"},
+            audit={
+                **audit_row,
+                "action": "device.activate_offline" if offline else "device.activate",
+            },
         )
         if device_id is None:  # the guarded UPDATE found no seat left after all
             raise LicensorError("license_activated_max_times")
@@ -378,6 +392,7 @@ def deactivate(
     *,
     now: datetime,
     deactivation_code: str | None = None,
+    offline: bool = False,
 ) -> Caller:
     """Free the seat of ``ref``'s device, online or with a Deactivation Verification Code
     (QLM style; required when the product says so), within MaxReleaseCount in
@@ -389,7 +404,7 @@ def deactivate(
         terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
     )
     assert device is not None
-    method = "online"
+    method = "offline" if offline else "online"
     if deactivation_code is not None or product.release_requires_deactivation_code:
         if not (
             deactivation_code
@@ -425,7 +440,7 @@ def deactivate(
         audit={
             "company_id": caller.company_id,
             "actor": actor_of(caller),
-            "action": "device.deactivate",
+            "action": "device.deactivate_offline" if offline else "device.deactivate",
             "object_type": "device",
             "object_id": str(device.id),
             "before": None,

@@ -30,6 +30,8 @@ from licensor.store.models import ApiKey
 
 TOKEN_ISSUER = "licensor"
 SHARED_KEY_CONTEXT = b"api_keys.shared_key"
+# an OAuth client secret encrypted at rest (it signs offline request files, v4 §2.4)
+OAUTH_SECRET_CONTEXT = b"oauth_clients.secret"
 # Longest stored API key / OAuth client id (store/models.py); longer values cannot match.
 MAX_CREDENTIAL_ID = 100
 

@@ -18,7 +18,7 @@ from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import AuthorizationMethod, LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
-from licensor.services.auth import SHARED_KEY_CONTEXT
+from licensor.services.auth import OAUTH_SECRET_CONTEXT, SHARED_KEY_CONTEXT
 from licensor.services.licensing import password_hasher
 from licensor.store import repository
 from licensor.store.models import (
@@ -132,6 +132,7 @@ def create_oauth_client(
             company_id=company_id,
             client_id=client_id,
             secret_hash=master_key.hash_secret(secret),
+            secret_encrypted=master_key.encrypt(secret, context=OAUTH_SECRET_CONTEXT),
             scope=scope,
             customer_id=customer_id if scope == "customer" else None,
             license_id=license_id if scope == "license" else None,
@@ -147,6 +148,7 @@ class ProductSpec:
     name: str
     authorization_method: str = "license-key"
     prevent_vm: bool = False
+    allow_offline_activation: bool = True
     version_spec: str | None = None
     allow_trial: bool = False
     trial_days: int = 0
@@ -178,6 +180,7 @@ def create_product(session: Session, company_id: int, spec: ProductSpec) -> Prod
         name=spec.name or code,
         authorization_method=spec.authorization_method,
         prevent_vm=spec.prevent_vm,
+        allow_offline_activation=spec.allow_offline_activation,
         version_spec=spec.version_spec or None,
         allow_trial=spec.allow_trial,
         trial_days=spec.trial_days,
@@ -224,6 +227,7 @@ class LicenseSpec:
     start_date: datetime | None = None
     max_transfers: int = 0
     prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None  # None: the product's
     is_trial: bool = False
     trial_days: int | None = None
     allow_grace_period: bool = False
@@ -313,6 +317,7 @@ def _license_row(
         "transfer_count": 0,
         "last_deactivated_hardware_id": None,
         "prevent_vm": spec.prevent_vm,
+        "allow_offline_activation": spec.allow_offline_activation,
         "version_spec": spec.version_spec,
         "enabled": spec.enabled,
         "order_store_id": spec.order_store_id,

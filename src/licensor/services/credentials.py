@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from licensor.core.errors import LicensorError
 from licensor.secrets_at_rest import MasterKey
 from licensor.services import catalogue, views
-from licensor.services.auth import SHARED_KEY_CONTEXT
+from licensor.services.auth import OAUTH_SECRET_CONTEXT, SHARED_KEY_CONTEXT
 from licensor.services.management import (
     ROLES,
     TOKEN_PREFIX,
@@ -272,8 +272,10 @@ def rotate_oauth_client(
 ) -> dict[str, Any]:
     def replace(client: OAuthClient, until: datetime | None) -> str:
         client.previous_secret_hash = client.secret_hash if until else None
+        client.previous_secret_encrypted = client.secret_encrypted if until else None
         secret = secrets.token_urlsafe(32)
         client.secret_hash = master_key.hash_secret(secret)
+        client.secret_encrypted = master_key.encrypt(secret, context=OAUTH_SECRET_CONTEXT)
         return secret
 
     return _rotate(

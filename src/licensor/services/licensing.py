@@ -164,6 +164,9 @@ def terms_of(license_: License, product: Product) -> LicenseTerms:
         max_release_period_days=_either(
             license_.max_release_period_days, product.max_release_period_days
         ),
+        allow_offline_activation=license_.allow_offline_activation
+        if license_.allow_offline_activation is not None
+        else product.allow_offline_activation,
     )
 
 

@@ -255,18 +255,20 @@ def license_body(
     )
     body.update(release_fields(release))
     body["hardware_id"] = device.hardware_id
-    if request == "activation":
+    if request in ("activation", "offline_activation"):
         body["active"] = device.active
         body["request"] = "activation"
         body["variables"] = variable_objects(variables or [])
     date = http_date(answer_date(now, device.hardware_id, date_step_seconds))
     body["date"] = date
-    if request == "check":
+    signed_fields = request in ("check", "offline_activation")
+    if signed_fields:
+        credential_id = caller.api_key or caller.client_id
         body["offline_signature"] = (
             offline_signature(
-                caller.shared_key, date, key_or_user, device.hardware_id, caller.api_key
+                caller.shared_key, date, key_or_user, device.hardware_id, credential_id
             )
-            if caller.shared_key and caller.api_key
+            if caller.shared_key and credential_id
             else ""
         )
     body["license_signature"] = keyring.license_signature(
@@ -274,6 +276,6 @@ def license_body(
         license_signing_bytes(license_, user, device.hardware_id),
         getattr(device, "license_signature", None),
     )
-    if request == "check":
+    if signed_fields:
         body["license_signature_v2"] = keyring.sign_body(algorithm, v2_signing_bytes(body))
     return body

@@ -33,6 +33,7 @@ SETTINGS: dict[str, Any] = {
     "trial_days": None,
     "max_transfers": 0,
     "prevent_vm": None,
+    "allow_offline_activation": None,
     "grace_period": 0,
     "maintenance_days": None,
     "custom_fields": {},
@@ -73,7 +74,8 @@ def _checked_settings(product: Product, values: Mapping[str, Any]) -> dict[str, 
         clean[name] = _whole(clean[name], name, 1, MAX_DAYS, optional=True)
     for name in ("allow_unlimited_activations", "is_trial"):
         clean[name] = _flag(clean[name], name)
-    clean["prevent_vm"] = _flag(clean["prevent_vm"], "prevent_vm", optional=True)
+    for name in ("prevent_vm", "allow_offline_activation"):
+        clean[name] = _flag(clean[name], name, optional=True)
     if clean["validity_period"] is not None and not isinstance(clean["validity_period"], datetime):
         raise _fail("validity_period", "must be a date")
     if clean["validity_days"] is not None and clean["validity_period"] is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -115,6 +116,11 @@ class OAuthClient(Base):
     # After a rotation with an overlap window: the previous secret's hash, valid until then.
     previous_secret_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
     previous_valid_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Offline request files are signed with the client secret (v4 §2.4), so the secret is also
+    # kept encrypted with the master key (null for a client made before migration 0011: it
+    # signs offline files once rotated).
+    secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Product(Base):
@@ -126,6 +132,11 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(200))
     authorization_method: Mapped[str] = mapped_column(String(20), default="license-key")
     prevent_vm: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Offline activation (request and license files): on unless the vendor turns it off here,
+    # on a policy or on a license.
+    allow_offline_activation: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
     version_spec: Mapped[str | None] = mapped_column(String(200), nullable=True)
     allow_trial: Mapped[bool] = mapped_column(Boolean, default=False)
     trial_days: Mapped[int] = mapped_column(Integer, default=0)
@@ -239,6 +250,7 @@ class License(Base):
     transfer_count: Mapped[int] = mapped_column(Integer, default=0)
     last_deactivated_hardware_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     prevent_vm: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # null = product's
+    allow_offline_activation: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # idem
     version_spec: Mapped[str | None] = mapped_column(String(200), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     order_store_id: Mapped[str] = mapped_column(String(200), default="")
@@ -502,6 +514,7 @@ class LicensePolicy(Base):
     trial_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_transfers: Mapped[int] = mapped_column(Integer, default=0)
     prevent_vm: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    allow_offline_activation: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     grace_period: Mapped[int] = mapped_column(Integer, default=0)  # hours
     maintenance_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -520,3 +533,17 @@ class RateLimitCounter(Base):
     bucket: Mapped[str] = mapped_column(String(100), primary_key=True)
     window_start: Mapped[datetime] = mapped_column()
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OfflineRequest(Base):
+    """An offline request file taken (v4 §3.5-3.6): its ``request_id`` is one-shot per license,
+    so the same file sent twice changes nothing the second time."""
+
+    __tablename__ = "offline_requests"
+    __table_args__ = (UniqueConstraint("license_id", "request_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(100))
+    request: Mapped[str] = mapped_column(String(20))  # activation | deactivation
+    hardware_id: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -108,6 +108,11 @@ def parse_json(raw: bytes, model: type[Model]) -> Model:
     return _validate(model, data, strict=True)
 
 
+def parse_object(data: dict[str, Any], model: type[Model]) -> Model:
+    """``data`` (a JSON object already parsed: an offline request file's) as ``model``."""
+    return _validate(model, data, strict=True)
+
+
 def parse_query(request: Request, model: type[Model]) -> Model:
     return parse_params(request.query_params, model)
 

@@ -91,6 +91,12 @@ class DeactivateRequest(LicenseIdentity, SsoFields):
     sdk_ver: Str64 = ""
 
 
+class OfflineDeactivateFile(DeactivateRequest):
+    """The fields of an offline deactivation file (v4 §3.6): the device's last variables."""
+
+    variables: Variables | None = None
+
+
 class SsoUrlQuery(_Request):
     product: ProductCode
     customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul]

@@ -1,0 +1,164 @@
+"""``POST /api/v4/activate_offline`` and ``/deactivate_offline`` (v4 §3.5-3.6), and
+``take_file``: the one path every way of handing in a request file takes (these endpoints, the
+``/offline`` upload page, the management API; the CLI calls the management API's service).
+
+The body is the request file itself (its base64 text) or a ``multipart/form-data`` form whose
+part ``file`` is the file. The endpoints authenticate their caller as every License API endpoint
+does (``Date`` and ``Authorization``); the file names its own caller (``api_key`` or
+``client_id``, checked by ``services/offline.py``), which must be of the same company.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from licensor.api.state import AppState, app_state
+from licensor.api.v4 import schemas
+from licensor.api.v4.endpoints import (
+    caller_of,
+    device_info,
+    failure_buckets,
+    license_ref,
+    parse_object,
+    route,
+    utcnow,
+    variables_as_text,
+)
+from licensor.core.errors import LicensorError
+from licensor.protocol.offline import MAX_FILE_BYTES
+from licensor.services import offline, rate_limit, seats
+
+DEACTIVATED = b'"license_deactivated"'
+
+FILE_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/plain": {
+                "schema": {
+                    "type": "string",
+                    "description": "The request file: base64 of its JSON (v4 §3.5)",
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
+
+
+def take_file(
+    state: AppState,
+    content: bytes,
+    request: str,
+    *,
+    host: str | None,
+    now: datetime,
+    company_id: int | None = None,
+) -> bytes:
+    """Take the request file ``content`` -- ``request`` "activation" or "deactivation" -- and
+    return the answer's body: the license file's JSON, or ``"license_deactivated"``. A refusal
+    (``LicensorError``) leaves nothing written but its rate-limit counter. ``company_id``: the
+    company of whoever hands the file in, if known (the file must be its)."""
+    found = offline.read(content, request)
+    model: type[schemas.ActivateRequest] | type[schemas.OfflineDeactivateFile] = (
+        schemas.ActivateRequest if request == "activation" else schemas.OfflineDeactivateFile
+    )
+    data = parse_object(found.fields, model)
+    with state.db.transaction() as session:
+        caller = offline.file_caller(session, state.keys, found, now=now, company_id=company_id)
+    policy = rate_limit.Policy.of(state.settings)
+    buckets = failure_buckets(policy, host, caller.company_id, data)
+    limits = seats.RateLimits(policy, buckets)
+    ref = license_ref(data, data.password)
+    try:
+        with state.db.transaction(write=True) as session:
+            if isinstance(data, schemas.ActivateRequest):
+                return offline.activate(
+                    session,
+                    state.keys,
+                    found,
+                    caller,
+                    ref,
+                    device_info(data),
+                    variables_as_text(data.variables),
+                    limits,
+                    now=now,
+                )
+            offline.deactivate(
+                session,
+                state.keys,
+                found,
+                caller,
+                ref,
+                variables_as_text(data.variables),
+                limits,
+                now=now,
+            )
+            return DEACTIVATED
+    except LicensorError as exc:
+        if buckets and exc.code in rate_limit.COUNTED:
+            with state.db.transaction(write=True) as session:
+                rate_limit.record_failure(session, policy, buckets, now, exc.code)
+        raise
+
+
+async def file_of(request: Request) -> bytes:
+    """The request file in the body: the body itself, or the form part ``file``."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        return await request.body()
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_FILE_BYTES)
+    except Exception as exc:  # (python-multipart's errors: a form that does not parse)
+        raise LicensorError(
+            "validation_error", f"The multipart body does not parse: {type(exc).__name__}"
+        ) from None
+    part = form.get("file")
+    if part is None:
+        raise LicensorError(
+            "missing_parameters", "Some parameters are missing in the request: file."
+        )
+    if isinstance(part, UploadFile):
+        return await part.read(MAX_FILE_BYTES + 1)
+    return part.encode()
+
+
+async def _answer(request: Request, kind: str) -> Response:
+    state = app_state(request)
+    now = utcnow()
+
+    def authenticated() -> int:
+        with state.db.transaction() as session:
+            return caller_of(session, state, request, now).company_id
+
+    company_id = await run_in_threadpool(authenticated)
+    content = await file_of(request)
+    host = request.client.host if request.client else None
+    body = await run_in_threadpool(
+        take_file, state, content, kind, host=host, now=now, company_id=company_id
+    )
+    return Response(body, media_type="application/json")
+
+
+@route("POST", "/activate_offline", openapi_extra=FILE_DOC)
+async def activate_offline(request: Request) -> Response:
+    """Activate a device from its request file; the answer is the license file's JSON."""
+    return await _answer(request, "activation")
+
+
+@route("POST", "/deactivate_offline", openapi_extra=FILE_DOC)
+async def deactivate_offline(request: Request) -> Response:
+    """Free a device's seat from its deactivation request file."""
+    return await _answer(request, "deactivation")

@@ -1,0 +1,285 @@
+"""Offline activation and deactivation: a request file in, a license file (or a freed seat)
+out -- License API v4 §3.5-3.6, the one implementation behind every way a file arrives (the
+v4 endpoints, the ``/offline`` upload page, the management API and the CLI).
+
+A request file (``protocol/offline.py``) names its caller itself: an ``api_key`` (signed with
+its shared key) or an OAuth ``client_id`` (signed with the client secret). Its ``date`` is
+checked like a ``Date`` header, so an old file cannot be replayed; its ``request_id`` is taken
+once per license (``offline_requests``), so the same file sent twice changes nothing the second
+time (``offline_request_replayed``). The activation itself is ``activation.activate`` with
+``offline=True`` -- every rule of an online activation, and the offline switch and license
+types on top -- and the answer is the license object with ``date``, ``offline_signature``,
+``license_signature`` and ``license_signature_v2`` (``payload.license_body``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from licensor.core.errors import LicensorError
+from licensor.protocol.offline import OfflineFileError, RequestFile, read_request
+from licensor.protocol.signing import SignatureAlgorithm, compact_json
+from licensor.services import activation
+from licensor.services.auth import (
+    OAUTH_SECRET_CONTEXT,
+    SHARED_KEY_CONTEXT,
+    check_date,
+    in_overlap,
+    storable,
+)
+from licensor.services.check import device_in_session
+from licensor.services.context import Caller, ServerKeys
+from licensor.services.licensing import DeviceInfo, LicenseRef
+from licensor.services.seats import NO_LIMITS, RateLimits, transaction_of
+from licensor.store import activation as statements
+from licensor.store import repository
+from licensor.store.models import ApiKey, License, OfflineRequest, utcnow
+
+ACCEPTED_ALGORITHMS: dict[str, SignatureAlgorithm] = {
+    "rsa-sha256": "rsa-sha256",
+    "ed25519": "ed25519",
+}
+
+
+def read(content: bytes, request: str) -> RequestFile:
+    """The request file of ``content`` for ``request`` ("activation" or "deactivation"), or
+    the refusal naming what is wrong with it."""
+    try:
+        found = read_request(content)
+    except OfflineFileError as exc:
+        raise LicensorError(exc.code, exc.message) from None
+    kind = found.fields.get("request", request)
+    if kind != request:
+        raise LicensorError(
+            "validation_error",
+            f"request: this is an offline {kind} file, not an {request} file"
+            if isinstance(kind, str)
+            else "request: must be a string",
+        )
+    return found
+
+
+def algorithm_of(found: RequestFile) -> SignatureAlgorithm:
+    """The algorithm the license file is signed with: the file's ``accept_signature`` (a
+    Licensor extension: "ed25519"), else RSA as documented."""
+    asked = found.fields.get("accept_signature")
+    if asked is None:
+        return "rsa-sha256"
+    if not isinstance(asked, str) or asked.lower() not in ACCEPTED_ALGORITHMS:
+        raise LicensorError("validation_error", "accept_signature: rsa-sha256 or ed25519")
+    return ACCEPTED_ALGORITHMS[asked.lower()]
+
+
+def file_caller(
+    session: Session,
+    keys: ServerKeys,
+    found: RequestFile,
+    *,
+    now: datetime,
+    company_id: int | None = None,
+) -> Caller:
+    """The caller the file names, once its signature and date check out; ``company_id``: the
+    company of whoever hands the file in (an HMAC caller, a vendor), which must be the file's.
+    Refusals: ``invalid_api_key`` (unknown, or another company's), ``revoked_api_key``,
+    ``signature_mismatch``, ``date_header_diff``, ``offline_secret_unavailable``."""
+    credential_id = found.credential_id
+    if not storable(credential_id):
+        raise LicensorError("invalid_api_key")
+    if found.oauth:
+        return _client_caller(session, keys, found, credential_id, now, company_id)
+    key = session.scalars(select(ApiKey).where(ApiKey.api_key == credential_id)).one_or_none()
+    if key is None or (company_id is not None and key.company_id != company_id):
+        raise LicensorError("invalid_api_key")
+    if key.revoked:
+        raise LicensorError("revoked_api_key")
+    secrets = [keys.master_key.decrypt(key.shared_key_encrypted, context=SHARED_KEY_CONTEXT)]
+    if key.previous_shared_key_encrypted is not None and in_overlap(key.previous_valid_until, now):
+        secrets.append(
+            keys.master_key.decrypt(key.previous_shared_key_encrypted, context=SHARED_KEY_CONTEXT)
+        )
+    shared_key = _signer(found, secrets)
+    _check_file_date(found, keys, now)
+    allowed = (
+        frozenset(int(i) for i in key.allowed_product_ids)
+        if key.allowed_product_ids is not None
+        else None
+    )
+    return Caller(
+        company_id=key.company_id,
+        read_only=key.read_only,
+        allowed_product_ids=allowed,
+        api_key=key.api_key,
+        shared_key=shared_key,
+    )
+
+
+def _client_caller(
+    session: Session,
+    keys: ServerKeys,
+    found: RequestFile,
+    client_id: str,
+    now: datetime,
+    company_id: int | None,
+) -> Caller:
+    client = repository.oauth_client_by_client_id(session, client_id)
+    if (
+        client is None
+        or client.revoked
+        or (company_id is not None and client.company_id != company_id)
+    ):
+        raise LicensorError("invalid_api_key", "Invalid API key or OAuth client")
+    if client.secret_encrypted is None:
+        raise LicensorError("offline_secret_unavailable")
+    secrets = [keys.master_key.decrypt(client.secret_encrypted, context=OAUTH_SECRET_CONTEXT)]
+    if client.previous_secret_encrypted is not None and in_overlap(
+        client.previous_valid_until, now
+    ):
+        secrets.append(
+            keys.master_key.decrypt(client.previous_secret_encrypted, context=OAUTH_SECRET_CONTEXT)
+        )
+    secret = _signer(found, secrets)
+    _check_file_date(found, keys, now)
+    scope = client.scope
+    return Caller(
+        company_id=client.company_id,
+        scope=scope,  # type: ignore[arg-type]
+        scope_customer_id=client.customer_id if scope == "customer" else None,
+        scope_license_id=client.license_id if scope == "license" else None,
+        client_id=client.client_id,
+        shared_key=secret,
+    )
+
+
+def _signer(found: RequestFile, secrets: list[str]) -> str:
+    for secret in secrets:
+        if found.signed_by(secret):
+            return secret
+    raise LicensorError("signature_mismatch", "The offline request's signature does not match")
+
+
+def _check_file_date(found: RequestFile, keys: ServerKeys, now: datetime) -> None:
+    date = found.fields.get("date")
+    try:
+        check_date(date if isinstance(date, str) else None, now, keys.settings.date_window_seconds)
+    except LicensorError as exc:
+        raise LicensorError(
+            "date_header_diff",
+            exc.message.replace("The Date header", "The offline request's date")
+            + ": make a new request file",
+        ) from None
+
+
+def request_id_of(found: RequestFile) -> str | None:
+    value = found.fields.get("request_id")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 100 or not value.isprintable():
+        raise LicensorError("validation_error", "request_id: 1-100 printable characters")
+    return value
+
+
+def activate(
+    session: Session,
+    keys: ServerKeys,
+    found: RequestFile,
+    caller: Caller,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    variables: dict[str, str] | None,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+) -> bytes:
+    """Activate the file's device (inside the session's write transaction; a refusal leaves
+    nothing written once the caller rolls back); the license file's JSON."""
+    request_id = request_id_of(found)
+    algorithm = algorithm_of(found)
+    _refuse_replay(session, caller, request_id, ref.hardware_id)
+    done = activation.activate(
+        transaction_of(session),
+        keys,
+        caller,
+        ref,
+        info,
+        limits,
+        now=now,
+        variables=variables,
+        algorithm=algorithm,
+        offline=True,
+    )
+    _take_request_id(session, done.license.id, request_id, "activation", ref.hardware_id)
+    return compact_json(done.body(keys, algorithm, request="offline_activation"))
+
+
+def deactivate(
+    session: Session,
+    keys: ServerKeys,
+    found: RequestFile,
+    caller: Caller,
+    ref: LicenseRef,
+    variables: dict[str, str] | None,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+) -> None:
+    """Free the file's device's seat, first recording the device variables the file carries
+    (the device's last state), inside the session's write transaction."""
+    request_id = request_id_of(found)
+    _refuse_replay(session, caller, request_id, ref.hardware_id)
+    tx = transaction_of(session)
+    checked = device_in_session(session, keys, caller, ref, now=now)
+    if variables:
+        statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
+    activation.deactivate(tx, keys, caller, ref, limits, now=now, offline=True)
+    _take_request_id(session, checked.rows.license.id, request_id, "deactivation", ref.hardware_id)
+
+
+def _refuse_replay(
+    session: Session, caller: Caller, request_id: str | None, hardware_id: str
+) -> None:
+    """``offline_request_replayed`` when a file with this ``request_id`` for this device was
+    taken already (on any of the company's licenses)."""
+    if request_id is None:
+        return
+    taken = session.scalar(
+        select(func.count())
+        .select_from(OfflineRequest)
+        .join(License, License.id == OfflineRequest.license_id)
+        .where(
+            License.company_id == caller.company_id,
+            OfflineRequest.request_id == request_id,
+            OfflineRequest.hardware_id == hardware_id,
+        )
+    )
+    if taken:
+        raise LicensorError("offline_request_replayed")
+
+
+def _take_request_id(
+    session: Session, license_id: int, request_id: str | None, request: str, hardware_id: str
+) -> None:
+    """Record the file's ``request_id`` (guarded by its unique index: a concurrent copy of the
+    same file gets ``offline_request_replayed`` and its transaction rolls back)."""
+    if request_id is None:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    table = cast(Table, OfflineRequest.__table__)
+    taken = session.execute(
+        insert(table)
+        .values(
+            license_id=license_id,
+            request_id=request_id,
+            request=request,
+            hardware_id=hardware_id,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["license_id", "request_id"])
+        .returning(table.c.id)
+    ).first()
+    if taken is None:
+        raise LicensorError("offline_request_replayed")

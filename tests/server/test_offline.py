@@ -1,0 +1,308 @@
+"""Offline activation and deactivation (v4 §3.5-3.6): request files in, license files out,
+on SQLite and PostgreSQL -- the signatures of the answer, every bad file refused with its code
+and nothing written, replays, the offline switch, OAuth mode, limits under concurrency."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from licensor.protocol.auth import http_date, offline_signature
+from licensor.protocol.offline import write_request
+from licensor.protocol.signing import license_signing_string, v2_signing_bytes
+from licensor.services import catalogue
+from tests.server.processes import issue, prepare, serve
+from tests.server.support import Api, Server, error_of
+
+HW = "d" * 64
+
+
+def request_file(
+    api: Api,
+    key: str,
+    *,
+    request: str = "activation",
+    hardware_id: str = HW,
+    date: datetime | None = None,
+    schema_version: int = 1,
+    secret: str | None = None,
+    request_id: str | None = None,
+    **fields: Any,
+) -> bytes:
+    body: dict[str, Any] = {
+        "api_key": api.api_key,
+        "date": http_date(date or datetime.now(UTC)),
+        "hardware_id": hardware_id,
+        "license_key": key,
+        "product": "app",
+        "request": request,
+        "request_id": request_id or str(uuid.uuid4()),
+        "os_ver": "Linux",
+        **fields,
+    }
+    return write_request(
+        body, secret or api.shared_key, credential_field="api_key", schema_version=schema_version
+    )
+
+
+def post(api: Api, endpoint: str, content: bytes, **kwargs: Any) -> httpx.Response:
+    return api.call("POST", f"/api/v4/{endpoint}_offline", content=content, **kwargs)
+
+
+def table_counts(server: Server) -> dict[str, int]:
+    return {
+        table: int(server.sql(f"SELECT count(*) FROM {table}")[0][0])
+        for table in ("devices", "license_events", "offline_requests", "device_variables")
+    } | {"times_activated": int(server.sql("SELECT sum(times_activated) FROM licenses")[0][0] or 0)}
+
+
+@pytest.fixture
+def key(server: Server) -> str:
+    server.product("app")
+    return server.license(max_activations=2).license_key or ""
+
+
+def test_a_request_file_becomes_a_signed_license_file(server: Server, key: str) -> None:
+    response = post(server.api, "activate", request_file(server.api, key, variables={"seat": "A"}))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert list(body)[-4:] == [
+        "date",
+        "offline_signature",
+        "license_signature",
+        "license_signature_v2",
+    ]
+    assert body["hardware_id"] == HW and body["license_key"] == key
+    assert body["times_activated"] == 1 and body["active"] is True
+    assert [v["variable"] for v in body["variables"]] == ["seat"]
+    # offline_signature: the HMAC of the answer's date with the file's shared key
+    assert body["offline_signature"] == offline_signature(
+        server.api.shared_key, body["date"], key, HW, server.api.api_key
+    )
+    keys = server.public_keys
+    keys.verify(
+        license_signing_string(HW, key, None).encode(),
+        body["license_signature"],
+        algorithm="rsa-sha256",
+    )
+    # v2: over the body without both signatures (v4 §2.3), as a file carries no header
+    keys.verify(v2_signing_bytes(body), body["license_signature_v2"], algorithm="rsa-sha256")
+    assert server.sql("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1") == [
+        ("device.activate_offline",)
+    ]
+    # and the device checks online like any other
+    assert server.api.check(product="app", license_key=key, hardware_id=HW).status_code == 200
+
+
+def test_ed25519_when_the_file_asks_for_it(server: Server, key: str) -> None:
+    content = request_file(server.api, key, accept_signature="ed25519")
+    body = post(server.api, "activate", content).json()
+    server.public_keys.verify(
+        v2_signing_bytes(body), body["license_signature_v2"], algorithm="ed25519"
+    )
+
+
+def test_schema_v2_and_multipart(server: Server, key: str) -> None:
+    content = request_file(server.api, key, schema_version=2)
+    response = server.api.call(
+        "POST", "/api/v4/activate_offline", files={"file": ("ls_activation.req", content)}
+    )
+    assert response.status_code == 200, response.text
+    # a v2 file edited inside its request object: the outer HMAC no longer matches
+    other = json.loads(base64.b64decode(request_file(server.api, key, schema_version=2)))
+    other["request"]["hardware_id"] = "e" * 64
+    edited = base64.b64encode(json.dumps(other).encode())
+    assert error_of(post(server.api, "activate", edited)) == (401, "signature_mismatch")
+    no_part = server.api.call(
+        "POST", "/api/v4/activate_offline", files={"other": ("x.req", content)}
+    )
+    assert error_of(no_part) == (400, "missing_parameters")
+
+
+def test_bad_files_are_refused_with_their_codes_and_write_nothing(server: Server, key: str) -> None:
+    api = server.api
+    _, stranger = server.new_company("Other")
+    good = json.loads(base64.b64decode(request_file(api, key)))
+
+    def encoded(data: dict[str, Any]) -> bytes:
+        return base64.b64encode(json.dumps(data).encode())
+
+    before = table_counts(server)
+    cases: list[tuple[bytes, tuple[int, str]]] = [
+        (b"", (400, "missing_content")),
+        (b"not base64 at all!", (400, "authorization_missing_params")),
+        (base64.b64encode(b"{not json"), (400, "invalid_json")),
+        (base64.b64encode(b"[1, 2]"), (400, "validation_error")),
+        (
+            encoded({k: v for k, v in good.items() if k != "hardware_id"}),
+            (400, "authorization_missing_params"),
+        ),
+        (encoded({**good, "signature": "x" + good["signature"][1:]}), (401, "signature_mismatch")),
+        (encoded({**good, "hardware_id": "f" * 64}), (401, "signature_mismatch")),
+        (request_file(api, key, secret="not the shared key"), (401, "signature_mismatch")),
+        (request_file(stranger, key), (400, "invalid_api_key")),  # another company's key
+        (
+            request_file(api, key, date=datetime.now(UTC) - timedelta(hours=1)),
+            (400, "date_header_diff"),
+        ),
+        (request_file(api, key, request="deactivation"), (400, "validation_error")),
+        (request_file(api, "NO-SUCH-KEY"), (400, "license_not_found")),
+        (b"A" * (64 * 1024 + 4), (413, "payload_too_large")),
+    ]
+    for content, expected in cases:
+        assert error_of(post(api, "activate", content)) == expected, expected
+    assert table_counts(server) == before
+    # no Date / Authorization on the HTTP request
+    assert error_of(post(api, "activate", request_file(api, key), auth=False)) == (
+        400,
+        "missing_headers",
+    )
+
+
+def test_a_file_sent_twice_changes_nothing_the_second_time(server: Server, key: str) -> None:
+    content = request_file(server.api, key)
+    assert post(server.api, "activate", content).status_code == 200
+    after_first = table_counts(server)
+    assert error_of(post(server.api, "activate", content)) == (409, "offline_request_replayed")
+    # even once the seat is free again, the old file does not take it back
+    deactivation = request_file(server.api, key, request="deactivation")
+    assert post(server.api, "deactivate", deactivation).json() == "license_deactivated"
+    assert error_of(post(server.api, "activate", content)) == (409, "offline_request_replayed")
+    assert error_of(post(server.api, "deactivate", deactivation)) == (
+        409,
+        "offline_request_replayed",
+    )
+    assert table_counts(server)["devices"] == after_first["devices"]
+
+
+def test_every_activation_rule_applies(server: Server) -> None:
+    server.product("app")
+    one = server.license(max_activations=1).license_key or ""
+    assert post(server.api, "activate", request_file(server.api, one)).status_code == 200
+    second = request_file(server.api, one, hardware_id="e" * 64)
+    assert error_of(post(server.api, "activate", second)) == (400, "license_activated_max_times")
+    disabled = server.license(enabled=False).license_key or ""
+    assert error_of(post(server.api, "activate", request_file(server.api, disabled))) == (
+        400,
+        "license_not_enabled",
+    )
+    vm_refused = server.license(prevent_vm=True).license_key or ""
+    assert error_of(
+        post(server.api, "activate", request_file(server.api, vm_refused, is_vm=True))
+    ) == (400, "vm_not_allowed")
+
+
+def test_the_offline_switch_and_subscriptions(server: Server) -> None:
+    server.product("app")
+    off = server.license(allow_offline_activation=False).license_key or ""
+    assert error_of(post(server.api, "activate", request_file(server.api, off))) == (
+        400,
+        "offline_activation_not_allowed",
+    )
+    subscription = (
+        server.license(
+            license_type="subscription", validity_period=datetime.now(UTC) + timedelta(days=30)
+        ).license_key
+        or ""
+    )
+    refused = post(server.api, "activate", request_file(server.api, subscription))
+    assert error_of(refused) == (400, "offline_activation_not_allowed")
+    assert "Subscription" in refused.json()["message"]
+    server.product("closed", allow_offline_activation=False)
+    closed = server.license("closed").license_key or ""
+    content = request_file(server.api, closed, product="closed")
+    assert error_of(post(server.api, "activate", content)) == (
+        400,
+        "offline_activation_not_allowed",
+    )
+    # the license may open what its product closes
+    opened = server.license("closed", allow_offline_activation=True).license_key or ""
+    content = request_file(server.api, opened, product="closed")
+    assert post(server.api, "activate", content).status_code == 200
+
+
+def test_offline_deactivation_frees_the_seat_and_syncs_variables(server: Server, key: str) -> None:
+    assert post(server.api, "activate", request_file(server.api, key)).status_code == 200
+    content = request_file(server.api, key, request="deactivation", variables={"last_user": "ana"})
+    assert post(server.api, "deactivate", content).json() == "license_deactivated"
+    assert [bool(row[0]) for row in server.sql("SELECT active FROM devices")] == [False]
+    assert server.sql("SELECT variable, value FROM device_variables") == [("last_user", "ana")]
+    assert server.sql("SELECT method FROM license_releases") == [("offline",)]
+    assert server.sql("SELECT times_activated FROM licenses") == [(0,)]
+    # a license that holds no seat any more: what an online deactivation answers
+    again = request_file(server.api, key, request="deactivation")
+    online = server.api.deactivate(product="app", license_key=key, hardware_id=HW)
+    assert error_of(post(server.api, "deactivate", again)) == error_of(online)
+
+
+def test_oauth_mode_signs_with_the_client_secret(server: Server, key: str) -> None:
+    with server.db.transaction(write=True) as session:
+        made = catalogue.create_oauth_client(
+            session, server.master_key, server.company_id, scope="company"
+        )
+    fields = {
+        "client_id": made.client_id,
+        "date": http_date(datetime.now(UTC)),
+        "hardware_id": HW,
+        "license_key": key,
+        "product": "app",
+        "request_id": str(uuid.uuid4()),
+    }
+    content = write_request(fields, made.client_secret, credential_field="client_id")
+    body = post(server.api, "activate", content).json()
+    assert body["offline_signature"] == offline_signature(
+        made.client_secret, body["date"], key, HW, made.client_id
+    )
+    # a client made before secrets were kept encrypted cannot sign files until rotated
+    server.sql("UPDATE oauth_clients SET secret_encrypted = NULL")
+    other = write_request(
+        {**fields, "hardware_id": "e" * 64, "request_id": "2"},
+        made.client_secret,
+        credential_field="client_id",
+    )
+    assert error_of(post(server.api, "activate", other)) == (400, "offline_secret_unavailable")
+
+
+@pytest.mark.slow
+def test_parallel_files_never_take_more_seats_than_the_license_has(
+    database_url: str, tmp_path: Path
+) -> None:
+    deployment = prepare(database_url, tmp_path / "data")
+    key = issue(deployment, max_activations=10)
+    barrier = threading.Barrier(20)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    with serve(deployment, workers=2) as base:
+
+        def upload(index: int) -> None:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                api = Api(client, deployment.public_keys, deployment.api_key, deployment.shared_key)
+                content = request_file(api, key, hardware_id=f"device-{index}")
+                barrier.wait()
+                response = post(api, "activate", content)
+                outcome = "ok" if response.status_code == 200 else response.json()["code"]
+                with lock:
+                    outcomes[outcome] += 1
+
+        threads = [threading.Thread(target=upload, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert outcomes == {"ok": 10, "license_activated_max_times": 10}, outcomes
+    with deployment.db.transaction() as session:
+        from sqlalchemy import text
+
+        active = session.execute(text("SELECT count(*) FROM devices WHERE active")).scalar()
+    assert active == 10
+    deployment.db.dispose()
