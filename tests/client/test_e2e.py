@@ -456,3 +456,86 @@ def test_tk_wizard_against_the_real_server(
     drive_tk_wizard(client, display, "real-server", key)
     with pytest.raises(NotActivated):
         client.validate()
+
+
+def _hand_in(real_server: RealServer, endpoint: str, content: bytes) -> httpx.Response:
+    """What the computer with internet does with a request file: post it to the server."""
+    from licensor.protocol.auth import format_authorization, hmac_signature, http_date
+
+    date = http_date(datetime.now(UTC))
+    headers = {
+        "Date": date,
+        "Authorization": format_authorization(
+            real_server.api_key, hmac_signature(real_server.shared_key, date)
+        ),
+    }
+    return httpx.post(
+        f"{real_server.url}/api/v4/{endpoint}_offline", content=content, headers=headers
+    )
+
+
+def test_offline_activation_and_deactivation_through_files(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    from licensor.client import InvalidLicenseFile, LicenseExpired
+    from licensor.protocol.offline import license_file
+
+    key = real_server.new_key("until-2030")
+    air_gapped = make_real_client(server=closed_port_url(), retries=0, hardware_id="air-gapped")
+    request = air_gapped.offline_activation_request(tmp_path / "ls_activation.req", key)
+    answer = _hand_in(real_server, "activate", Path(request).read_bytes())
+    assert answer.status_code == 200, answer.text
+    (tmp_path / "license.lic").write_bytes(license_file(answer.content))
+
+    # a file edited by one byte, for another computer, signed by another server: refused
+    content = answer.content
+    edited = content.replace(b'"times_activated":1', b'"times_activated":0')
+    assert edited != content
+    with pytest.raises(InvalidLicenseFile, match="edited"):
+        air_gapped.activate_offline(license_file(edited))
+    elsewhere = make_real_client(server=closed_port_url(), hardware_id="another-computer")
+    with pytest.raises(WrongComputer):
+        elsewhere.activate_offline(tmp_path / "license.lic")
+    from licensor.keyring import Keyring
+
+    stranger = Keyring.load_or_create(tmp_path / "other-server")
+    other_keys = [k["public_key"] for k in stranger.public_keys()]
+    impostor = LicenseClient(
+        closed_port_url(),
+        "app",
+        other_keys,
+        HmacCredentials(real_server.api_key, real_server.shared_key),
+        storage_dir=tmp_path / "impostor",
+        hardware_id="air-gapped",
+    )
+    with pytest.raises(InvalidLicenseFile, match="another server"):
+        impostor.activate_offline(tmp_path / "license.lic")
+    # after its validity the file activates nothing
+    late = make_real_client(
+        server=closed_port_url(),
+        hardware_id="air-gapped",
+        storage_dir=tmp_path / "late",
+        clock=lambda: datetime(2031, 1, 1, tzinfo=UTC),
+    )
+    with pytest.raises(LicenseExpired):
+        late.activate_offline(tmp_path / "license.lic")
+
+    activated = air_gapped.activate_offline(tmp_path / "license.lic")
+    assert activated.license_key == key and activated.status == "active"
+    # the application starts with no network: validate() runs on the stored license
+    started = make_real_client(server=closed_port_url(), retries=0, hardware_id="air-gapped")
+    assert started.validate().license_key == key
+
+    # the seat is taken on the server; the deactivation file frees it
+    [device] = [d for d in real_server.cli("device", "list", key)["items"] if d["active"]]
+    assert device["hardware_id"] == "air-gapped"
+    release = started.offline_deactivation_request(tmp_path / "ls_deactivation.req")
+    with pytest.raises(NotActivated):
+        started.validate()
+    assert _hand_in(real_server, "deactivate", Path(release).read_bytes()).json() == (
+        "license_deactivated"
+    )
+    assert not [d for d in real_server.cli("device", "list", key)["items"] if d["active"]]
+    # the same file again: refused, nothing changes
+    again = _hand_in(real_server, "deactivate", Path(release).read_bytes())
+    assert again.json()["code"] == "offline_request_replayed"

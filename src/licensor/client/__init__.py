@@ -10,6 +10,7 @@ from licensor.client._client import AsyncLicenseClient, LicenseClient, load_publ
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
+    InvalidLicenseFile,
     LicenseDisabled,
     LicenseExpired,
     LicenseNotValid,
@@ -69,6 +70,7 @@ __all__ = [
     "DeviceVariable",
     "Feature",
     "HmacCredentials",
+    "InvalidLicenseFile",
     "License",
     "LicenseClient",
     "LicenseDisabled",

@@ -27,6 +27,7 @@ from licensor.client._auth import (
 )
 from licensor.client._errors import (
     ClockTamperingDetected,
+    InvalidLicenseFile,
     LicenseExpired,
     LicenseRefused,
     NotActivated,
@@ -394,6 +395,100 @@ class _ClientCore:
             allow_expired=True,
         )
 
+    # ------------------------------------------------------------------ offline files
+
+    def _write_activation_request(
+        self,
+        path: str | os.PathLike[str],
+        license_key: str | None,
+        username: str | None,
+        password: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> str:
+        from licensor.client._offline import request_file, write_new_file
+
+        fields = self._activate_request(license_key, username, password, variables).json
+        assert fields is not None
+        write_new_file(
+            path, request_file(self.credentials, fields, request="activation", now=self._now())
+        )
+        return os.fspath(path)
+
+    def _activate_from_file(self, license_file: str | os.PathLike[str] | bytes) -> License:
+        from licensor.client._offline import read_license
+
+        content = (
+            license_file
+            if isinstance(license_file, bytes)
+            else _read_file(license_file, "license file")
+        )
+        answer, identity = read_license(
+            self.public_keys, self.credentials, content, hardware_id=self.hardware_id
+        )
+        try:
+            body = self._license_answer(answer, identity)
+            signed_now = server_date(body)
+        except (UntrustedResponse, ValueError) as exc:
+            raise InvalidLicenseFile(f"the license file does not verify: {exc}") from None
+        details = body.get("product_details")
+        if isinstance(details, dict) and details.get("short_code") not in (None, self.product):
+            raise InvalidLicenseFile(
+                f"the license file is for product {details.get('short_code')!r}, "
+                f"not {self.product!r}"
+            )
+        # an expired or disabled license is refused before anything is stored
+        evaluate(
+            body,
+            product=self.product,
+            now=max(self._now(), signed_now),
+            last_online_check=signed_now,
+            checked_online=True,
+        )
+        with self.store.lock:
+            return self._save_activation(answer, identity)
+
+    def _write_deactivation_request(
+        self, path: str | os.PathLike[str], variables: Mapping[str, Any] | None
+    ) -> str:
+        from licensor.client._offline import request_file, write_new_file
+
+        stored = self._stored_for_online()
+        fields = self._identity(stored)
+        fields["sdk_ver"] = SDK_VERSION
+        if variables:
+            fields["variables"] = dict(variables)
+        content = request_file(self.credentials, fields, request="deactivation", now=self._now())
+        write_new_file(path, content)  # (durable before the license is removed)
+        self._forget()
+        return os.fspath(path)
+
+    def offline_activation_request(
+        self,
+        path: str | os.PathLike[str],
+        license_key: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Write the request file that activates this computer without internet; take it
+        to a computer that has internet (the server's ``/offline`` page, or the vendor), and
+        give the license file it turns into to ``activate_offline``. Returns the path."""
+        return self._write_activation_request(path, license_key, username, password, variables)
+
+    def activate_offline(self, license_file: str | os.PathLike[str] | bytes) -> License:
+        """Store the license of a license file (its path, or its bytes) once it verifies:
+        signed by this application's server, for this computer and these credentials, not
+        expired. Raises ``InvalidLicenseFile``, ``WrongComputer``, ``LicenseExpired``."""
+        return self._activate_from_file(license_file)
+
+    def offline_deactivation_request(
+        self, path: str | os.PathLike[str], *, variables: Mapping[str, Any] | None = None
+    ) -> str:
+        """Write the request file that frees this computer's seat without internet, then
+        remove the stored license (only once the file is safely written). Returns the path."""
+        return self._write_deactivation_request(path, variables)
+
     def _forget(self) -> None:
         with self.store.lock:
             self.store.delete()
@@ -533,6 +628,14 @@ def _is_expired(state: _OfflineState) -> bool:
     except Exception:  # any other problem is reported by the real evaluation
         return False
     return False
+
+
+def _read_file(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1024 * 1024)
+    except OSError as exc:
+        raise InvalidLicenseFile(f"the {what} cannot be read: {exc.strerror or exc}") from None
 
 
 def _json(content: bytes) -> Any:

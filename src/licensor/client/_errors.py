@@ -8,6 +8,8 @@
 ├── ``LicenseNotValid`` — the stored license cannot be used on this computer now.
 │   ├── ``NotActivated``, ``LicenseExpired``, ``LicenseDisabled``, ``WrongComputer``,
 │   ├── ``TamperedLicense``, ``ClockTamperingDetected``, ``OfflineTooLong``
+├── ``InvalidLicenseFile`` — an offline license file that is not one, was edited, or is
+│   another server's or another application's.
 └── ``BindingUnavailable`` — a hardware binding cannot be read on this computer.
 """
 
@@ -93,6 +95,11 @@ class OfflineTooLong(LicenseNotValid):
     def __init__(self, message: str, *, last_online: datetime) -> None:
         super().__init__(message)
         self.last_online = last_online
+
+
+class InvalidLicenseFile(LicensorError):
+    """A license file that cannot be used here: not a license file, edited since the server
+    signed it, or signed by another server or for another application's credentials."""
 
 
 class BindingUnavailable(LicensorError):

@@ -27,25 +27,40 @@ RSA_KID_HEADER = "Licensor-Key-Id"
 
 
 class BodySignature(NamedTuple):
-    """How an answer's body was signed: enough to re-verify the stored bytes offline."""
+    """How an answer's body was signed: enough to re-verify the stored bytes offline.
+    ``covers``: "body", the exact bytes (an HTTP answer's header); or "v2", the body without
+    its two license signatures (``license_signature_v2``: a license file, which has no
+    header)."""
 
     algorithm: SignatureAlgorithm
     kid: str | None
     signature: str
+    covers: str = "body"
 
     def to_json(self) -> dict[str, Any]:
-        return {"algorithm": self.algorithm, "kid": self.kid, "signature": self.signature}
+        data: dict[str, Any] = {
+            "algorithm": self.algorithm,
+            "kid": self.kid,
+            "signature": self.signature,
+        }
+        if self.covers != "body":
+            data["covers"] = self.covers
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> BodySignature:
-        if not isinstance(data, dict) or set(data) != {"algorithm", "kid", "signature"}:
+        names = {"algorithm", "kid", "signature"}
+        if not isinstance(data, dict) or set(data) not in (names, names | {"covers"}):
             raise ValueError("not a body signature")
         algorithm, kid, signature = data["algorithm"], data["kid"], data["signature"]
         if algorithm not in SIGNATURE_ALGORITHMS or not isinstance(signature, str):
             raise ValueError("not a body signature")
         if kid is not None and not isinstance(kid, str):
             raise ValueError("not a body signature")
-        return cls(algorithm, kid, signature)
+        covers = data.get("covers", "body")
+        if covers not in ("body", "v2"):
+            raise ValueError("not a body signature")
+        return cls(algorithm, kid, signature, covers)
 
 
 class VerifiedAnswer(NamedTuple):
@@ -88,9 +103,18 @@ def verify_body(keys: PublicKeySet, content: bytes, signature: BodySignature) ->
     """Verify the exact body bytes; return the kid of the key that signed them."""
     if not _canonical_base64(signature.signature):
         raise UntrustedResponse("the body signature is not valid base64")
+    signed = content
+    if signature.covers == "v2":
+        try:
+            body = json.loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UntrustedResponse("the signed body is not JSON") from exc
+        if not isinstance(body, dict) or body.get("license_signature_v2") != signature.signature:
+            raise UntrustedResponse("the license file's signature is not its own")
+        signed = v2_signing_bytes(body)
     try:
         return keys.verify(
-            content, signature.signature, kid=signature.kid, algorithm=signature.algorithm
+            signed, signature.signature, kid=signature.kid, algorithm=signature.algorithm
         )
     except SignatureError as exc:
         raise UntrustedResponse(f"body signature rejected: {exc}") from exc
