@@ -24,7 +24,8 @@ from licensor.api.app import create_app
 from licensor.cli import backend
 from licensor.cli.main import app
 from licensor.keyring import Keyring
-from licensor.protocol.signing import PublicKeySet, parse_iso_datetime
+from licensor.protocol.auth import offline_signature
+from licensor.protocol.signing import PublicKeySet, parse_iso_datetime, v2_signing_bytes
 from licensor.services import catalogue, credentials
 from licensor.settings import Settings
 from licensor.store import repository
@@ -804,3 +805,133 @@ def test_remote_catalogue_and_credential_commands(remote: Remote) -> None:
         remote_cli(remote, "oauth-client", "revoke", str(client["id"]), token=shop)["revoked"]
         is True
     )
+
+
+# -- request files sent by e-mail (offline activation) ------------------------------------------
+
+
+def _request_file(api: Api, key: str, request: str = "activation", hw: str = "air-gapped") -> bytes:
+    from tests.server.test_offline import request_file
+
+    return request_file(api, key, request=request, hardware_id=hw)
+
+
+def test_remote_offline_files_by_email(remote: Remote, tmp_path: Path) -> None:
+    key = remote.license()
+    support = remote.token("support", "desk")
+    req = tmp_path / "ls_activation.req"
+    req.write_bytes(_request_file(remote.api, key))
+
+    done = remote_cli(
+        remote, "offline", "activate", str(req), "-o", str(tmp_path / "out.lic"), token=support
+    )
+    assert (done["license_key"], done["hardware_id"]) == (key, "air-gapped")
+    license_file = json.loads((tmp_path / "out.lic").read_text())
+    assert license_file["offline_signature"] == offline_signature(
+        remote.api.shared_key, license_file["date"], key, "air-gapped", remote.api.api_key
+    )
+    remote.deployment.public_keys.verify(
+        v2_signing_bytes(license_file), license_file["license_signature_v2"], algorithm="rsa-sha256"
+    )
+    # the same file again: refused by name, nothing changed
+    again = remote_cli(
+        remote, "offline", "activate", str(req), token=support, code=1, as_json=False
+    )
+    assert "(offline_request_replayed)" in error_text(again)
+    assert remote_cli(remote, "license", "show", key, token=support)["times_activated"] == 1
+    assert (
+        remote.api.check(product="app", license_key=key, hardware_id="air-gapped").status_code
+        == 200
+    )
+
+    bye = tmp_path / "ls_deactivation.req"
+    bye.write_bytes(_request_file(remote.api, key, "deactivation"))
+    freed = run_cli(
+        remote.env, "offline", "deactivate", str(bye), "--server", remote.url, token=support
+    )
+    assert freed.returncode == 0, freed.stderr
+    assert "Deactivated" in freed.stdout
+    assert remote_cli(remote, "license", "show", key, token=support)["times_activated"] == 0
+    log = remote_cli(remote, "audit", "--action", "device.*", token=support)["items"]
+    assert [(e["action"], e["actor"]) for e in log] == [
+        ("device.deactivate_offline", "token:desk"),
+        ("device.activate_offline", "token:desk"),
+    ]
+    # a read-only token may not; a file that is not one gets its code, through the API too
+    reader = remote.token("read-only", "viewer")
+    refused = remote_cli(
+        remote, "offline", "activate", str(req), token=reader, code=1, as_json=False
+    )
+    assert "(forbidden)" in error_text(refused)
+    bad = remote.http.post(
+        "/api/management/v1/offline/activate",
+        json={"request_file": "not a file"},
+        headers={"Authorization": f"Bearer {support}"},
+    )
+    assert error_of(bad) == (400, "authorization_missing_params"), bad.text
+    empty = remote.http.post(
+        "/api/management/v1/offline/activate",
+        json={},
+        headers={"Authorization": f"Bearer {support}"},
+    )
+    assert error_of(empty) == (400, "validation_error"), empty.text
+
+
+def test_remote_offline_file_of_another_company_is_refused(remote: Remote, tmp_path: Path) -> None:
+    key = remote.license()
+    with remote.deployment.db.transaction(write=True) as session:
+        other = catalogue.create_company(session, "Other Co")
+        made = catalogue.create_api_key(session, remote.deployment.master_key, other.id)
+        other_api = Api(remote.http, remote.deployment.public_keys, made.api_key, made.shared_key)
+    req = tmp_path / "theirs.req"
+    req.write_bytes(_request_file(other_api, key))
+    shop = remote.token("admin", "shop")
+    refused = remote_cli(remote, "offline", "activate", str(req), token=shop, code=1, as_json=False)
+    assert "(invalid_api_key)" in error_text(refused)
+    assert not (tmp_path / "theirs.lic").exists()
+    assert remote_cli(remote, "license", "show", key, token=shop)["times_activated"] == 0
+
+
+def test_local_offline_files_and_the_switch(license_api: Api, tmp_path: Path) -> None:
+    key = cli_json("license", "create", "--product", "app", "--max-activations", "3")["license_key"]
+    req = tmp_path / "first.req"
+    req.write_bytes(_request_file(license_api, key, hw="pc-1"))
+    cli("offline", "activate", str(req))
+    assert json.loads((tmp_path / "first.lic").read_text())["hardware_id"] == "pc-1"
+    assert cli_json("audit", "--action", "device.*")["items"][0]["actor"] == "cli:local"
+
+    # the product's switch off: refused by name; a license may switch it back on for itself
+    assert (
+        cli_json("product", "update", "app", "--no-offline-activation")["allow_offline_activation"]
+        is False
+    )
+    second = tmp_path / "second.req"
+    second.write_bytes(_request_file(license_api, key, hw="pc-2"))
+    refused = cli("offline", "activate", str(second), code=1)
+    assert "(offline_activation_not_allowed)" in error_text(refused)
+    assert not (tmp_path / "second.lic").exists()
+    online = activate(license_api, key, "pc-online")
+    assert online.status_code == 200, online.text  # online activation is not concerned
+    shown = cli_json("license", "show", key)
+    assert shown["allow_offline_activation"] is None and shown["times_activated"] == 2
+
+    cli_json("product", "update", "app", "--offline-activation")
+    own = cli_json("license", "create", "--product", "app", "--no-offline-activation")[
+        "license_key"
+    ]
+    assert cli_json("license", "show", own)["allow_offline_activation"] is False
+    third = tmp_path / "third.req"
+    third.write_bytes(_request_file(license_api, own, hw="pc-3"))
+    assert "(offline_activation_not_allowed)" in error_text(
+        cli("offline", "activate", str(third), code=1)
+    )
+
+    policy = cli_json("policy", "create", "app", "kiosk", "--no-offline-activation")
+    assert policy["allow_offline_activation"] is False
+    from_policy = cli_json("license", "create", "--product", "app", "--policy", "kiosk")
+    fourth = tmp_path / "fourth.req"
+    fourth.write_bytes(_request_file(license_api, from_policy["license_key"], hw="pc-4"))
+    assert "(offline_activation_not_allowed)" in error_text(
+        cli("offline", "activate", str(fourth), code=1)
+    )
+    assert "nothing to change" in error_text(cli("product", "update", "app", code=1))

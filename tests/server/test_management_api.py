@@ -18,6 +18,7 @@ from licensor.protocol.signing import parse_iso_datetime
 from licensor.services import catalogue, credentials
 from licensor.store.models import ApiKey, OAuthClient
 from tests.server.support import Api, Server, error_of
+from tests.server.test_offline import request_file
 
 BASE = "/api/management/v1"
 KEY_FORMAT = re.compile(r"([0-9A-HJKMNP-TV-Z]{4}-){4}[0-9A-HJKMNP-TV-Z]{4}")
@@ -1025,6 +1026,9 @@ ENDPOINTS = [
     Endpoint("GET", "/orders/{order}", "read"),
     Endpoint("GET", "/products/{product_code}/releases", "read"),
     Endpoint("POST", "/devices/{device}/deactivate", "device"),
+    # (a body value "{name}" is the object company_objects made under that name)
+    Endpoint("POST", "/offline/activate", "device", 200, {"request_file": "{activation_file}"}),
+    Endpoint("POST", "/offline/deactivate", "device", 200, {"request_file": "{deactivation_file}"}),
     Endpoint("POST", "/licenses", "write", 201, {"product": "app", "count": 2}),
     Endpoint("PATCH", "/licenses/{license}", "write", 200, {"max_activations": 4}),
     Endpoint("POST", "/licenses/{license}/disable", "write"),
@@ -1036,6 +1040,9 @@ ENDPOINTS = [
     Endpoint("DELETE", "/blacklist/{blacklist}", "write", 204),
     Endpoint("POST", "/customers", "write", 201, {"email": "new@example.com"}),
     Endpoint("POST", "/products", "write", 201, {"short_code": "new", "name": "New"}),
+    Endpoint(
+        "PATCH", "/products/{product_code}", "write", 200, {"allow_offline_activation": False}
+    ),
     Endpoint(
         "POST",
         "/products/{product_code}/releases",
@@ -1127,6 +1134,12 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
     made = owner.ok(owner.post("/api-keys", {"label": "spare"}), 201)
     api = Api(server.client, server.public_keys, made["api_key"], made["shared_key"])
     device = activated_with(api, issued["license_key"], hw)
+    files = {
+        f"{request}_file": request_file(
+            api, issued["license_key"], request=request, hardware_id="offline-" + hw
+        ).decode()
+        for request in ("activation", "deactivation")
+    }
     entry = owner.ok(owner.post("/blacklist", {"hardware_id": "banned-" + hw}), 201)
     customer = owner.ok(owner.post("/customers", {"email": f"{hw}@example.com"}), 201)
     spare_key = owner.ok(owner.post("/api-keys", {"label": "to revoke"}), 201)
@@ -1155,6 +1168,17 @@ def company_objects(server: Server, owner: Mgmt, company_id: int, hw: str) -> di
         "spare_field": "spare-field",
         "policy": "std",
         "spare_policy": "spare-policy",
+        **files,
+    }
+
+
+def filled(body: dict[str, Any] | None, ids: dict[str, Any]) -> dict[str, Any] | None:
+    """``body`` with its ``"{name}"`` values replaced by ``ids[name]``."""
+    if body is None:
+        return None
+    return {
+        k: ids[v[1:-1]] if isinstance(v, str) and v.startswith("{") and v.endswith("}") else v
+        for k, v in body.items()
     }
 
 
@@ -1165,7 +1189,7 @@ def test_each_role_may_do_exactly_its_share(server: Server, admin: Mgmt, role: s
     outcomes = []
     for endpoint in ENDPOINTS:
         path = endpoint.path.format(**ids)
-        response = caller.call(endpoint.method, path, json=endpoint.body)
+        response = caller.call(endpoint.method, path, json=filled(endpoint.body, ids))
         allowed = endpoint.permission in ALLOWED[role]
         got = response.status_code, response.json()["code"] if response.status_code >= 400 else ""
         want = (endpoint.success, "") if allowed else (403, "forbidden")

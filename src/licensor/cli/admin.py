@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from licensor.cli.backend import Backend, BackendError, choose
-from licensor.cli.common import JsonFlag, err, out
+from licensor.cli.common import JsonFlag, err, fail, out
+from licensor.protocol.offline import MAX_FILE_BYTES
 
 device_app = typer.Typer(help="Devices of licenses.", no_args_is_help=True)
 customer_app = typer.Typer(help="Customers.", no_args_is_help=True)
@@ -52,6 +53,7 @@ EXPORT_FIELDS = [
     "max_transfers",
     "transfer_count",
     "prevent_vm",
+    "allow_offline_activation",
     "version_spec",
     "order_id",
     "customer",
@@ -519,6 +521,7 @@ IMPORT_FIELDS = {
     "start_date": str,
     "max_transfers": int,
     "prevent_vm": bool,
+    "allow_offline_activation": bool,
     "is_trial": bool,
     "trial_days": int,
     "grace_period": int,
@@ -1002,6 +1005,10 @@ def policy_create(
     trial_days: Annotated[int | None, typer.Option(min=1, help="A trial of N days")] = None,
     max_transfers: Annotated[int, typer.Option(help="0 unlimited, N at most, -1 none")] = 0,
     prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    no_offline: Annotated[
+        bool,
+        typer.Option("--no-offline-activation", help="Refuse activation by request file"),
+    ] = False,
     grace_period: Annotated[int, typer.Option(min=0, help="Grace hours after expiry")] = 0,
     maintenance_days: Annotated[int | None, typer.Option(min=1)] = None,
     feature: Annotated[list[str] | None, typer.Option(help="Attach this feature")] = None,
@@ -1029,6 +1036,7 @@ def policy_create(
         "validity_period": validity_period,
         "maintenance_days": maintenance_days,
         "prevent_vm": True if prevent_vm else None,
+        "allow_offline_activation": False if no_offline else None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if trial_days is not None:
@@ -1136,3 +1144,100 @@ def custom_field_remove(
     call(api, "DELETE", f"/products/{product}/custom-fields/{name}")
     data = {"product": product, "name": name, "removed": True}
     emit(as_json, data, lambda: out.print(f"Custom field {name} removed from {product}."))
+
+
+# -- request files (offline activation) ---------------------------------------------------------
+
+offline_app = typer.Typer(
+    help="Request files of computers without internet (customers send them by e-mail).",
+    no_args_is_help=True,
+)
+RequestFileArgument = Annotated[
+    Path,
+    typer.Argument(exists=True, dir_okay=False, help="The request file the customer sent."),
+]
+
+
+def _request_file(path: Path) -> str:
+    content = path.read_bytes()
+    if len(content) > MAX_FILE_BYTES:
+        raise fail(f"{path}: {len(content)} bytes; a request file is at most {MAX_FILE_BYTES}")
+    return content.decode("utf-8", "replace")
+
+
+@offline_app.command("activate")
+def offline_activate(
+    file: RequestFileArgument,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Where to write the license file [default: FILE.lic]"),
+    ] = None,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Activate the computer of a request file; writes the license file to send back."""
+    api = backend(server, company)
+    data = call(api, "POST", "/offline/activate", body={"request_file": _request_file(file)})
+    target = output or file.with_suffix(".lic")
+    target.write_text(data["license_file"])
+    details = json.loads(data["license_file"])
+    summary = {
+        "license_file": str(target),
+        "license_key": details.get("license_key"),
+        "hardware_id": details.get("hardware_id"),
+        "product": (details.get("product_details") or {}).get("short_code"),
+    }
+    emit(
+        as_json,
+        summary,
+        lambda: out.print(
+            f"Activated {summary['license_key']} on {summary['hardware_id']}; "
+            f"send {target} back to the customer."
+        ),
+    )
+
+
+@offline_app.command("deactivate")
+def offline_deactivate(
+    file: RequestFileArgument,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Free the seat of a deactivation request file."""
+    api = backend(server, company)
+    data = call(api, "POST", "/offline/deactivate", body={"request_file": _request_file(file)})
+    emit(as_json, data, lambda: out.print(f"Deactivated: the seat of {file.name} is free."))
+
+
+def product_update(
+    code: Annotated[str, typer.Argument(help="The product's short code.")],
+    name: Annotated[str | None, typer.Option(help="New display name.")] = None,
+    prevent_vm: Annotated[
+        bool | None, typer.Option("--prevent-vm/--allow-vm", help="Refuse virtual machines")
+    ] = None,
+    offline_activation: Annotated[
+        bool | None,
+        typer.Option(
+            "--offline-activation/--no-offline-activation", help="Allow activation by file"
+        ),
+    ] = None,
+    server: ServerOption = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a product's name or switches (its licenses follow unless they set their own)."""
+    changes = {
+        "name": name,
+        "prevent_vm": prevent_vm,
+        "allow_offline_activation": offline_activation,
+    }
+    body = {k: v for k, v in changes.items() if v is not None}
+    if not body:
+        raise fail(
+            "nothing to change: give --name, --prevent-vm/--allow-vm or --[no-]offline-activation"
+        )
+    api = backend(server, company)
+    data = call(api, "PATCH", f"/products/{code}", body=body)
+    emit(as_json, data, lambda: out.print(f"Product {code} updated."))

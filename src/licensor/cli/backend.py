@@ -122,6 +122,12 @@ class LocalBackend:
         """Route a management-API-shaped call to the service directly."""
         from licensor.cli import local_routes
 
+        if method == "POST" and path.startswith("/offline/"):
+            self.database()  # (migrated)
+            try:
+                return local_routes.take_file(self.settings, self.company, path, body or {})
+            except LicensorError as exc:
+                raise BackendError(exc.code, exc.message) from None
         return self.run(
             lambda s, a: local_routes.dispatch(
                 s, a, self.settings, method, path, params or {}, body or {}, datetime.now(UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -116,6 +116,8 @@ def dispatch(
         return management.get_customer(session, admin, int(m.group(1)))
     if method == "GET" and (m := match(r"/orders/(.+)")):
         return management.get_order(session, admin, m.group(1))
+    if method == "PATCH" and (m := match(r"/products/([^/]+)")):
+        return management.update_product(session, admin, m.group(1), body, now=now)
     if m := match(r"/products/([^/]+)/releases"):
         if method == "GET":
             return {"items": management.list_releases(session, admin, m.group(1))}
@@ -305,3 +307,30 @@ def _catalogue_route(
 
 
 LICENSE_FIELDS = {f.name for f in dataclasses.fields(catalogue.LicenseSpec)} - {"policy_id"}
+
+
+def take_file(settings: Settings, company: str | None, path: str, body: dict[str, Any]) -> Any:
+    """``POST /offline/activate`` and ``/offline/deactivate`` on this host: the server's own
+    path for request files (``api/v4/offline.take_file``), with this host's keys."""
+    from licensor.api.state import AppState
+    from licensor.api.v4.offline import take_file as take
+
+    kind = {"/offline/activate": "activation", "/offline/deactivate": "deactivation"}[path]
+    state = AppState.open(settings)
+    try:
+        with state.db.transaction() as session:
+            company_id = catalogue.resolve_company(session, company).id
+        answer = take(
+            state,
+            str(body.get("request_file", "")).encode(),
+            kind,
+            host=None,
+            now=datetime.now(UTC),
+            company_id=company_id,
+            actor=management.local_admin(company_id).actor,
+        )
+    finally:
+        state.close()
+    if kind == "activation":
+        return {"license_file": answer.decode()}
+    return {"deactivated": True}

@@ -216,6 +216,10 @@ def product_create(
     company: CompanyOption = None,
     authorization_method: Annotated[str, typer.Option(help="license-key | user")] = "license-key",
     prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    no_offline: Annotated[
+        bool,
+        typer.Option("--no-offline-activation", help="Refuse activation by request file"),
+    ] = False,
     versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1.0,<3'")] = None,
     allow_trial: Annotated[bool, typer.Option("--allow-trial")] = False,
     trial_days: Annotated[int, typer.Option(min=0)] = 0,
@@ -233,6 +237,7 @@ def product_create(
                 name=name,
                 authorization_method=authorization_method,
                 prevent_vm=prevent_vm,
+                allow_offline_activation=not no_offline,
                 version_spec=versions,
                 allow_trial=allow_trial,
                 trial_days=trial_days,
@@ -298,6 +303,10 @@ def license_create(
         int | None, typer.Option(help="0 unlimited, N at most, -1 none [default: 0]")
     ] = None,
     prevent_vm: Annotated[bool, typer.Option("--prevent-vm")] = False,
+    no_offline: Annotated[
+        bool,
+        typer.Option("--no-offline-activation", help="Refuse activation by request file"),
+    ] = False,
     trial: Annotated[bool, typer.Option("--trial")] = False,
     trial_days: Annotated[int | None, typer.Option()] = None,
     grace_period: Annotated[
@@ -329,6 +338,7 @@ def license_create(
         "validity_days": validity_days,
         "max_transfers": max_transfers,
         "prevent_vm": True if prevent_vm else None,
+        "allow_offline_activation": False if no_offline else None,
         "is_trial": True if trial else None,
         "trial_days": trial_days,
         "grace_period": grace_period,
@@ -460,6 +470,8 @@ app.add_typer(_admin.release_app, name="release")
 app.add_typer(_admin.license_user_app, name="license-user")
 app.add_typer(_admin.feature_app, name="feature")
 app.add_typer(_admin.policy_app, name="policy")
+app.add_typer(_admin.offline_app, name="offline")
+product_app.command("update")(_admin.product_update)
 app.add_typer(_admin.custom_field_app, name="custom-field")
 _admin.credential_commands(api_key_app, "api_keys", "/api-keys", "shared_key")
 _admin.credential_commands(oauth_app, "oauth_clients", "/oauth-clients", "client_secret")

@@ -25,6 +25,8 @@ class Caller:
     api_key: str | None = None
     shared_key: str | None = None  # in clear only for the life of the request (offline_signature)
     client_id: str | None = None
+    # who the audit log names instead of the key or client (a vendor handing in a request file)
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

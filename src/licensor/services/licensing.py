@@ -224,6 +224,8 @@ def request_fingerprint(endpoint: str, body: Any) -> str:
 
 
 def _actor(caller: Caller) -> str:
+    if caller.actor:
+        return caller.actor
     if caller.client_id:
         return f"oauth:{caller.client_id}"
     return f"api-key:{(caller.api_key or '')[:8]}"
@@ -402,6 +404,7 @@ def _apply_trial_policy(license_: License, policy: LicensePolicy, product: Produ
     license_.allow_unlimited_activations = policy.allow_unlimited_activations
     license_.max_transfers = policy.max_transfers
     license_.prevent_vm = policy.prevent_vm
+    license_.allow_offline_activation = policy.allow_offline_activation
     license_.grace_period = policy.grace_period
     license_.allow_grace_period = policy.grace_period > 0
     license_.custom_fields = dict(policy.custom_fields or {})

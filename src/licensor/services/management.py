@@ -250,6 +250,7 @@ class LicenseChanges:
     start_date: datetime | None = None
     max_transfers: int | None = None
     prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None
     grace_period: int | None = None
     maintenance_period: datetime | None = None
     version_spec: str | None = None
@@ -306,6 +307,7 @@ def update_license(
         "validity_period",
         "start_date",
         "prevent_vm",
+        "allow_offline_activation",
     ):
         value = getattr(changes, name)
         if value is not None:
@@ -644,6 +646,32 @@ def create_product(
     view = views.product_view(product)
     record(session, admin, "product.create", "product", product.id, after=view, now=now)
     return view
+
+
+def update_product(
+    session: Session, admin: Admin, code: str, changes: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    """Change a product's ``name``, ``prevent_vm`` or ``allow_offline_activation`` (the keys of
+    ``changes``; the licenses that do not set their own follow)."""
+    admin.require("write")
+    product = _owned_product(session, admin, code)
+    before = views.product_view(product)
+    for name, value in changes.items():
+        if name == "name":
+            if not isinstance(value, str) or not 1 <= len(value) <= 200 or "\x00" in value:
+                raise LicensorError("validation_error", "name: 1-200 characters")
+        elif name in ("prevent_vm", "allow_offline_activation"):
+            if not isinstance(value, bool):
+                raise LicensorError("validation_error", f"{name}: must be true or false")
+        else:
+            raise LicensorError("validation_error", f"{name}: not a product field one can change")
+        setattr(product, name, value)
+    session.flush()
+    after = views.product_view(product)
+    record(
+        session, admin, "product.update", "product", product.id, before=before, after=after, now=now
+    )
+    return after
 
 
 def _owned_product(session: Session, admin: Admin, code: str) -> Product:

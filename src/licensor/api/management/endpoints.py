@@ -16,6 +16,7 @@ from starlette.responses import Response
 from licensor.api.management import schemas
 from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
+from licensor.api.v4.offline import take_file
 from licensor.api.v4.schemas import MAX_ID
 from licensor.services import catalogue, credentials, features, management, policies
 from licensor.services.management import Admin
@@ -330,6 +331,7 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
         name=body.name,
         authorization_method=body.authorization_method,
         prevent_vm=body.prevent_vm,
+        allow_offline_activation=body.allow_offline_activation,
         version_spec=body.version_spec,
         allow_trial=body.allow_trial,
         trial_days=body.trial_days,
@@ -338,6 +340,13 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
     return _run(
         request, lambda s, a, _: management.create_product(s, a, spec, now=now()), status=201
     )
+
+
+@router.patch("/products/{code}", dependencies=WRITE)
+def update_product(request: Request, code: str, body: schemas.UpdateProduct) -> Response:
+    """Change a product's name or its switches (``prevent_vm``, ``allow_offline_activation``)."""
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    return _run(request, lambda s, a, _: management.update_product(s, a, code, changes, now=now()))
 
 
 @router.get("/products/{code}/releases", dependencies=READ)
@@ -618,6 +627,38 @@ def revoke_oauth_client(request: Request, client_id: RowId) -> Response:
     return _run(
         request, lambda s, a, _: credentials.revoke_oauth_client(s, a, client_id, now=now())
     )
+
+
+# -- request files (offline activation) ---------------------------------------------------------
+
+
+def _take_file(request: Request, body: schemas.RequestFile, kind: str) -> bytes:
+    admin: Admin = request.state.admin
+    return take_file(
+        app_state(request),
+        body.request_file.encode(),
+        kind,
+        host=request.client.host if request.client else None,
+        now=now(),
+        company_id=admin.company_id,
+        actor=admin.actor,
+    )
+
+
+@router.post("/offline/activate", dependencies=DEVICE)
+def offline_activate(request: Request, body: schemas.RequestFile) -> Response:
+    """Activate the device of a request file a customer sent (every rule of
+    ``/api/v4/activate_offline``; the file must name one of this company's keys or clients).
+    Answers ``license_file``: the text to send back."""
+    answer = _take_file(request, body, "activation")
+    return json_answer({"license_file": answer.decode()}, 200)
+
+
+@router.post("/offline/deactivate", dependencies=DEVICE)
+def offline_deactivate(request: Request, body: schemas.RequestFile) -> Response:
+    """Free the seat of a deactivation request file a customer sent."""
+    _take_file(request, body, "deactivation")
+    return json_answer({"deactivated": True}, 200)
 
 
 # -- audit -------------------------------------------------------------------------------------

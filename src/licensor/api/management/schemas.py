@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from licensor.protocol.offline import MAX_FILE_BYTES
+
 
 def _no_nul(value: str) -> str:
     if "\x00" in value:
@@ -60,6 +62,7 @@ class IssueLicenses(_Body):
     start_date: Instant | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] = 0
     prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None
     is_trial: bool = False
     trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] = 0
@@ -85,6 +88,7 @@ class UpdateLicense(_Body):
     start_date: Instant | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
     prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
     maintenance_period: Instant | None = None
     version_spec: Short | None = None
@@ -130,10 +134,23 @@ class CreateProduct(_Body):
     name: Short
     authorization_method: Literal["license-key", "user"] = "license-key"
     prevent_vm: bool = False
+    allow_offline_activation: bool = True
     version_spec: Short | None = None
     allow_trial: bool = False
     trial_days: Annotated[int, Field(ge=0, le=100_000)] = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UpdateProduct(_Body):
+    name: Short | None = None
+    prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None
+
+
+class RequestFile(_Body):
+    """A request file a customer sent the vendor (its text: base64 of its JSON, v4 §3.5)."""
+
+    request_file: Annotated[str, Field(min_length=1, max_length=MAX_FILE_BYTES)]
 
 
 Password = Annotated[str, Field(min_length=8, max_length=1024), NoNul]
@@ -221,6 +238,7 @@ class PolicySettings(_Body):
     trial_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
     max_transfers: Annotated[int, Field(ge=-1, le=1_000_000)] | None = None
     prevent_vm: bool | None = None
+    allow_offline_activation: bool | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
     maintenance_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
     custom_fields: dict[str, FieldValue] | None = None

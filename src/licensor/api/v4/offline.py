@@ -10,6 +10,7 @@ does (``Date`` and ``Authorization``); the file names its own caller (``api_key`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -66,11 +67,13 @@ def take_file(
     host: str | None,
     now: datetime,
     company_id: int | None = None,
+    actor: str | None = None,
 ) -> bytes:
     """Take the request file ``content`` -- ``request`` "activation" or "deactivation" -- and
     return the answer's body: the license file's JSON, or ``"license_deactivated"``. A refusal
     (``LicensorError``) leaves nothing written but its rate-limit counter. ``company_id``: the
-    company of whoever hands the file in, if known (the file must be its)."""
+    company of whoever hands the file in, if known (the file must be its); ``actor``: who the
+    audit log names, if not the file's key or client (a vendor's token)."""
     found = offline.read(content, request)
     model: type[schemas.ActivateRequest] | type[schemas.OfflineDeactivateFile] = (
         schemas.ActivateRequest if request == "activation" else schemas.OfflineDeactivateFile
@@ -78,6 +81,8 @@ def take_file(
     data = parse_object(found.fields, model)
     with state.db.transaction() as session:
         caller = offline.file_caller(session, state.keys, found, now=now, company_id=company_id)
+    if actor is not None:
+        caller = replace(caller, actor=actor)
     policy = rate_limit.Policy.of(state.settings)
     buckets = failure_buckets(policy, host, caller.company_id, data)
     limits = seats.RateLimits(policy, buckets)
