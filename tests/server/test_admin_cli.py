@@ -25,6 +25,7 @@ from licensor.cli import backend
 from licensor.cli.main import app
 from licensor.keyring import Keyring
 from licensor.protocol.auth import offline_signature
+from licensor.protocol.offline import read_license_file
 from licensor.protocol.signing import PublicKeySet, parse_iso_datetime, v2_signing_bytes
 from licensor.services import catalogue, credentials
 from licensor.settings import Settings
@@ -826,7 +827,7 @@ def test_remote_offline_files_by_email(remote: Remote, tmp_path: Path) -> None:
         remote, "offline", "activate", str(req), "-o", str(tmp_path / "out.lic"), token=support
     )
     assert (done["license_key"], done["hardware_id"]) == (key, "air-gapped")
-    license_file = json.loads((tmp_path / "out.lic").read_text())
+    license_file = json.loads(read_license_file((tmp_path / "out.lic").read_bytes()))
     assert license_file["offline_signature"] == offline_signature(
         remote.api.shared_key, license_file["date"], key, "air-gapped", remote.api.api_key
     )
@@ -897,7 +898,10 @@ def test_local_offline_files_and_the_switch(license_api: Api, tmp_path: Path) ->
     req = tmp_path / "first.req"
     req.write_bytes(_request_file(license_api, key, hw="pc-1"))
     cli("offline", "activate", str(req))
-    assert json.loads((tmp_path / "first.lic").read_text())["hardware_id"] == "pc-1"
+    assert (
+        json.loads(read_license_file((tmp_path / "first.lic").read_bytes()))["hardware_id"]
+        == "pc-1"
+    )
     assert cli_json("audit", "--action", "device.*")["items"][0]["actor"] == "cli:local"
 
     # the product's switch off: refused by name; a license may switch it back on for itself

@@ -19,6 +19,8 @@ from licensor import __version__
 from licensor.api.errors import error_response, install_error_handlers
 from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
+from licensor.api.pages.offline import PAGE_BODY_LIMITS
+from licensor.api.pages.offline import router as offline_page_router
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4 import offline as _offline_routes  # noqa: F401 (registers its routes)
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(qlm_router)
     app.include_router(well_known_router)
     app.include_router(management_router)
+    app.include_router(offline_page_router)
 
     @app.get("/health", tags=["Operations"])
     def health(request: Request) -> Response:
@@ -109,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state: AppState = app.state.licensor
         return state.keys.keyring
 
-    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes, pages=PAGE_BODY_LIMITS)
     app.add_middleware(SignResponses, keyring=keyring)
     if settings.fast_activation:
         threads = settings.fast_activation_threads

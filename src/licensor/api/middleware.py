@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -107,18 +107,27 @@ class PayloadTooLarge(LicensorError):
 
 
 class LimitBody:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """Refuse a request body over ``max_bytes`` (413 ``payload_too_large``). ``pages``: paths
+    of HTML forms with their own limit, refused with a page; a browser shows the answer only
+    if it could send its body, so a page's limit is generous and its handler judges the file."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, pages: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.pages = dict(pages or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        page = scope["path"] in self.pages
+        limit = self.pages.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await self._refuse(send)
+                if not value.isdigit() or int(value) > limit:
+                    await self._refuse(send, limit, page)
                     return
         received = 0
 
@@ -127,26 +136,30 @@ class LimitBody:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(self.max_bytes)
+                if received > limit:
+                    raise PayloadTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = compact_json(
-            {
-                "status": 413,
-                "code": "payload_too_large",
-                "message": f"The request body is larger than {self.max_bytes} bytes",
-            }
-        )
+    async def _refuse(self, send: Send, limit: int, page: bool) -> None:
+        message = f"The request body is larger than {limit} bytes"
+        if page:
+            body = (
+                "<!doctype html><html lang=en><meta charset=utf-8><title>Too large</title>"
+                f"<h1>The file is too large</h1><p>{message}. "
+                '<a href="">Back to the page</a></p></html>'
+            ).encode()
+            kind = b"text/html; charset=utf-8"
+        else:
+            body = compact_json({"status": 413, "code": "payload_too_large", "message": message})
+            kind = b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", kind),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

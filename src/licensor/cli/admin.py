@@ -1181,7 +1181,7 @@ def offline_activate(
     data = call(api, "POST", "/offline/activate", body={"request_file": _request_file(file)})
     target = output or file.with_suffix(".lic")
     target.write_text(data["license_file"])
-    details = json.loads(data["license_file"])
+    details = data["license"]
     summary = {
         "license_file": str(target),
         "license_key": details.get("license_key"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -314,6 +315,7 @@ def take_file(settings: Settings, company: str | None, path: str, body: dict[str
     path for request files (``api/v4/offline.take_file``), with this host's keys."""
     from licensor.api.state import AppState
     from licensor.api.v4.offline import take_file as take
+    from licensor.protocol.offline import license_file
 
     kind = {"/offline/activate": "activation", "/offline/deactivate": "deactivation"}[path]
     state = AppState.open(settings)
@@ -332,5 +334,5 @@ def take_file(settings: Settings, company: str | None, path: str, body: dict[str
     finally:
         state.close()
     if kind == "activation":
-        return {"license_file": answer.decode()}
+        return {"license_file": license_file(answer).decode(), "license": json.loads(answer)}
     return {"deactivated": True}

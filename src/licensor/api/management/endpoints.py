@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
 from licensor.api.v4.offline import take_file
 from licensor.api.v4.schemas import MAX_ID
+from licensor.protocol.offline import license_file
 from licensor.services import catalogue, credentials, features, management, policies
 from licensor.services.management import Admin
 
@@ -649,9 +651,12 @@ def _take_file(request: Request, body: schemas.RequestFile, kind: str) -> bytes:
 def offline_activate(request: Request, body: schemas.RequestFile) -> Response:
     """Activate the device of a request file a customer sent (every rule of
     ``/api/v4/activate_offline``; the file must name one of this company's keys or clients).
-    Answers ``license_file``: the text to send back."""
+    Answers ``license_file``, the file to send back (base64 of the license object, as
+    ``licensor.protocol.offline.license_file`` writes it), and ``license``, the object."""
     answer = _take_file(request, body, "activation")
-    return json_answer({"license_file": answer.decode()}, 200)
+    return json_answer(
+        {"license_file": license_file(answer).decode(), "license": json.loads(answer)}, 200
+    )
 
 
 @router.post("/offline/deactivate", dependencies=DEVICE)

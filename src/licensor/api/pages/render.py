@@ -1,0 +1,64 @@
+"""The templates of the pages, and the answers every page shares (security headers, CSRF)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from licensor import __version__
+
+templates = Environment(
+    loader=PackageLoader("licensor.api.pages", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# Nothing but this server's own page: no script runs, no frame holds it, forms post here.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+CSRF_COOKIE = "licensor_csrf"
+CSRF_FIELD = "csrf_token"
+
+
+def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(name).render(version=__version__, **context)
+    return HTMLResponse(html, status, headers=SECURITY_HEADERS)
+
+
+def with_csrf(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """``page`` with a form token: the page's hidden field and a cookie hold the same random
+    value (double submit); a form posted from another site has no such cookie (SameSite)."""
+    token = request.cookies.get(CSRF_COOKIE) or ""
+    if len(token) != 43:  # (secrets.token_urlsafe(32))
+        token = secrets.token_urlsafe(32)
+    response = page(name, status, csrf_token=token, **context)
+    response.set_cookie(
+        CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+def csrf_ok(request: Request, submitted: object) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return (
+        isinstance(submitted, str)
+        and bool(cookie)
+        and hmac.compare_digest(cookie.encode(), submitted.encode())
+    )
