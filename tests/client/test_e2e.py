@@ -539,3 +539,174 @@ def test_offline_activation_and_deactivation_through_files(
     # the same file again: refused, nothing changes
     again = _hand_in(real_server, "deactivate", Path(release).read_bytes())
     assert again.json()["code"] == "offline_request_replayed"
+
+
+# --------------------------------------------------------------------------- wizards, no internet
+
+
+def _license_file_for(real_server: RealServer, request: Path, target: Path) -> Path:
+    """The other computer: the request file handed in, the license file written back."""
+    from licensor.protocol.offline import license_file
+
+    answer = _hand_in(real_server, "activate", request.read_bytes())
+    assert answer.status_code == 200, answer.text
+    target.write_bytes(license_file(answer.content))
+    return target
+
+
+def _active_devices(real_server: RealServer, key: str) -> list[str]:
+    devices = real_server.cli("device", "list", key)["items"]
+    return [d["hardware_id"] for d in devices if d["active"]]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_terminal_wizard_without_internet(real_server: RealServer, tmp_path: Path) -> None:
+    key = real_server.new_key()
+    env = {k: v for k, v in real_server.env.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    argv = wizard_argv(real_server, tmp_path)
+    argv[argv.index(real_server.url)] = closed_port_url()  # this computer has no internet
+    request, release = tmp_path / "req" / "mine.req", tmp_path / "bye.req"
+    request.parent.mkdir()
+    session = TerminalSession(argv, env)
+    try:
+        session.expect(r"4\) Activate without internet")
+        session.expect(r"Choose: ")
+        session.send("4")
+        session.expect(r"if you have it already \(Enter if not\): ")
+        session.send("")
+        session.expect(r"License key \(Enter to sign in with a username instead\): ")
+        session.send(key)
+        session.expect(r"Save the request file as \[ls_activation.req\]: ")
+        session.send(str(request))
+        session.expect(r"The request file is saved")
+        session.expect(r"/offline")
+        session.expect(r"Path of the license file \(Enter to finish later\): ")
+        # a file that is no license file first, then the real one
+        (tmp_path / "junk.lic").write_text("not a license file")
+        lic = _license_file_for(real_server, request, tmp_path / "ls_license.lic")
+        session.send(str(tmp_path / "junk.lic"))
+        session.expect(r"This license file cannot be used")
+        session.expect(r"Choose: ")
+        session.send("4")
+        session.expect(r"if you have it already \(Enter if not\): ")
+        session.send(str(lic))
+        session.expect(r"This computer is activated")
+        session.expect(rf"License\s+{key}")
+        session.expect(r"Choose: ")
+        session.send("2")
+        session.expect(r"Status\s+Active")
+        session.expect(r"Choose: ")
+        session.send("5")
+        session.expect(rf"Remove {key} from this computer .*\[y/N\] ")
+        session.send("y")
+        session.expect(r"Save the file as \[ls_deactivation.req\]: ")
+        session.send(str(release))
+        session.expect(r"The license is removed from this computer")
+        session.expect(r"Choose: ")
+        session.send("q")
+        assert session.wait() == 0
+    finally:
+        session.kill()
+    assert _active_devices(real_server, key) != []
+    freed = _hand_in(real_server, "deactivate", release.read_bytes())
+    assert freed.json() == "license_deactivated", freed.text
+    assert _active_devices(real_server, key) == []
+
+
+def test_scripted_wizard_without_internet(real_server: RealServer, tmp_path: Path) -> None:
+    key = real_server.new_key()
+    argv = wizard_argv(real_server, tmp_path)
+    argv[argv.index(real_server.url)] = closed_port_url()
+    env = {**real_server.env, "NO_COLOR": "1"}
+
+    def wizard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    request = tmp_path / "ls_activation.req"
+    written = wizard("offline-request", "--key", key, "--output", str(request))
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert str(request) in written.stdout
+    lic = _license_file_for(real_server, request, tmp_path / "ls_license.lic")
+    edited = tmp_path / "edited.lic"
+    edited.write_bytes(lic.read_bytes()[:-8] + b"AAAAAAA=")
+    refused = wizard("offline-activate", str(edited))
+    assert refused.returncode == 4, refused.stdout
+    assert "This license file cannot be used" in refused.stdout
+    missing = wizard("offline-activate", str(tmp_path / "nowhere.lic"))
+    assert missing.returncode == 2 and "cannot be read" in missing.stdout
+    assert wizard("offline-activate", str(lic)).returncode == 0
+    assert wizard("status").returncode == 0
+    release = tmp_path / "ls_deactivation.req"
+    done = wizard("offline-deactivate", "--yes", "--output", str(release))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wizard("status").returncode == 5
+    assert _hand_in(real_server, "deactivate", release.read_bytes()).status_code == 200
+    assert _active_devices(real_server, key) == []
+
+
+def test_tk_wizard_without_internet(
+    display: str,
+    real_server: RealServer,
+    make_real_client: Callable[..., LicenseClient],
+    tmp_path: Path,
+) -> None:
+    tk = pytest.importorskip("tkinter")
+    from _display import screenshot, settle
+
+    from licensor.client._wizard_tk import WizardWindow
+
+    key = real_server.new_key()
+    client = make_real_client(server=closed_port_url(), retries=0, storage_dir=tmp_path / "gui")
+    saved: list[str] = []
+    opened: list[str] = []
+
+    def save_as(name: str) -> str:
+        saved.append(name)
+        return str(tmp_path / name)
+
+    root = tk.Tk()
+    window = WizardWindow(
+        root, client, confirm=lambda _text: True, save_as=save_as, open_file=lambda: opened.pop()
+    )
+    window.use_user_login(False)
+    try:
+        window.pages.select(3)
+        settle(root, window)
+        window.request_button.invoke()
+        assert "Please enter your license key" in str(window.offline_message.cget("text"))
+        window.offline_key_entry.insert(0, key)
+        window.request_button.invoke()
+        assert saved == ["ls_activation.req"]
+        assert "Saved ls_activation.req" in str(window.offline_message.cget("text"))
+        screenshot(display, "offline-0-request-saved")
+        lic = _license_file_for(
+            real_server, tmp_path / "ls_activation.req", tmp_path / "ls_license.lic"
+        )
+        (tmp_path / "junk.lic").write_text("junk")
+        opened.append(str(tmp_path / "junk.lic"))
+        window.license_file_button.invoke()
+        assert "This license file cannot be used" in str(window.offline_message.cget("text"))
+        assert window.last_exit == 4
+        opened.append(str(lic))
+        window.license_file_button.invoke()
+        assert "This computer is activated" in str(window.offline_message.cget("text"))
+        assert window.last_exit == 0
+        root.update()
+        screenshot(display, "offline-1-activated")
+        assert client.validate().license_key == key
+
+        window.offline_deactivate_button.invoke()
+        assert saved[-1] == "ls_deactivation.req"
+        assert "removed from this computer" in str(window.offline_message.cget("text"))
+        root.update()
+        screenshot(display, "offline-2-deactivated")
+    finally:
+        root.destroy()
+    with pytest.raises(NotActivated):
+        client.validate()
+    release = (tmp_path / "ls_deactivation.req").read_bytes()
+    assert _hand_in(real_server, "deactivate", release).json() == "license_deactivated"
+    assert _active_devices(real_server, key) == []

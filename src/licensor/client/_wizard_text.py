@@ -6,6 +6,7 @@ from __future__ import annotations
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
+    InvalidLicenseFile,
     LicenseDisabled,
     LicenseExpired,
     LicenseNotValid,
@@ -26,6 +27,10 @@ EXIT_UNREACHABLE = 4
 EXIT_NOT_LICENSED = 5
 EXIT_BINDING = 6
 EXIT_CANCELLED = 130
+
+# the default names of the files of activation without internet
+REQUEST_FILE = "ls_activation.req"
+RELEASE_FILE = "ls_deactivation.req"
 
 _SIGN_IN_PROBLEM = (
     "The application could not sign in to the license server. Please contact the vendor."
@@ -58,6 +63,9 @@ PLAIN_MESSAGES: dict[str, str] = {
         "This version of the application is not covered by your license."
     ),
     "offline_floating_cloud_not_supported": "This license cannot be activated offline.",
+    "offline_activation_not_allowed": (
+        "This license cannot be activated without internet: activate it online, or ask the vendor."
+    ),
     "unknown_product": (
         "The license server does not know this product: the application is misconfigured. "
         "Please contact the vendor."
@@ -105,6 +113,8 @@ def explain(error: BaseException) -> str:
         return "The license needs to be confirmed online. Connect to the internet and try again."
     if isinstance(error, LicenseDisabled):
         return "This license has been disabled by the vendor. Please contact them."
+    if isinstance(error, InvalidLicenseFile):
+        return f"This license file cannot be used: {error}"
     if isinstance(error, BindingUnavailable):
         return f"This computer's identity cannot be read ({error.binding}): {error.reason}."
     return str(error)
@@ -113,7 +123,7 @@ def explain(error: BaseException) -> str:
 def exit_code(error: BaseException) -> int:
     if isinstance(error, LicenseRefused):
         return EXIT_REFUSED
-    if isinstance(error, NoTrustedAnswer):
+    if isinstance(error, NoTrustedAnswer | InvalidLicenseFile):
         return EXIT_UNREACHABLE
     if isinstance(error, BindingUnavailable):
         return EXIT_BINDING

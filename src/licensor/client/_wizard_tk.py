@@ -1,4 +1,5 @@
-"""The License Wizard's Tk window: Activate, Status and Deactivate pages (tkinter ships with Python).
+"""The License Wizard's Tk window: Activate, Status, Deactivate and Without internet pages
+(tkinter ships with Python).
 
 Every call to the server runs in a thread of its own, so the window keeps redrawing and answering
 while it waits (a slow network would otherwise freeze it: "Not responding"); the action buttons
@@ -10,7 +11,8 @@ from __future__ import annotations
 import threading
 import tkinter as tk
 from collections.abc import Callable
-from tkinter import messagebox, ttk
+from pathlib import Path
+from tkinter import filedialog, messagebox, ttk
 from typing import Any, TypeVar
 
 from licensor.client._client import LicenseClient
@@ -18,6 +20,9 @@ from licensor.client._errors import LicenseRefused, LicensorError
 from licensor.client._license import License
 from licensor.client._wizard_text import (
     EXIT_OK,
+    EXIT_USAGE,
+    RELEASE_FILE,
+    REQUEST_FILE,
     describe,
     exit_code,
     explain,
@@ -37,10 +42,21 @@ class WizardWindow:
         client: LicenseClient,
         *,
         confirm: Callable[[str], bool] | None = None,
+        save_as: Callable[[str], str] | None = None,
+        open_file: Callable[[], str] | None = None,
     ) -> None:
         self.root = root
         self.client = client
         self.confirm = confirm or (lambda text: messagebox.askyesno("Deactivate", text))
+        # the file dialogs ("" when the person cancels); tests give their own
+        self.save_as = save_as or (
+            lambda name: filedialog.asksaveasfilename(initialfile=name, parent=root)
+        )
+        self.open_file = open_file or (
+            lambda: filedialog.askopenfilename(
+                parent=root, filetypes=[("License files", "*.lic"), ("All files", "*")]
+            )
+        )
         self.last_exit = EXIT_OK
         self.busy = False
         root.title(f"License Wizard — {client.product}")
@@ -89,6 +105,38 @@ class WizardWindow:
         self.deactivate_message = ttk.Label(self.deactivate_page, text="", wraplength=460)
         self.deactivate_message.pack(anchor="w", padx=12, pady=6)
 
+        self.offline_page = ttk.Frame(self.pages)
+        self.pages.add(self.offline_page, text="Without internet")
+        upload = client.server.rstrip("/") + "/offline"
+        ttk.Label(
+            self.offline_page,
+            text="For a computer without internet: save a request file, upload it at "
+            f"{upload} from a computer that has internet (or send it to the vendor), then "
+            "open the license file you get back.",
+            wraplength=480,
+        ).grid(row=0, column=0, columnspan=2, sticky="w", padx=12, pady=6)
+        ttk.Label(self.offline_page, text="License key").grid(
+            row=1, column=0, sticky="w", padx=12, pady=6
+        )
+        self.offline_key_entry = ttk.Entry(self.offline_page, width=40)
+        self.offline_key_entry.grid(row=1, column=1, sticky="we", padx=12, pady=6)
+        self.request_button = ttk.Button(
+            self.offline_page, text="Save request file…", command=self.save_request
+        )
+        self.request_button.grid(row=2, column=1, sticky="e", padx=12, pady=4)
+        self.license_file_button = ttk.Button(
+            self.offline_page, text="Open license file…", command=self.open_license_file
+        )
+        self.license_file_button.grid(row=3, column=1, sticky="e", padx=12, pady=4)
+        self.offline_deactivate_button = ttk.Button(
+            self.offline_page,
+            text="Deactivate without internet…",
+            command=self.deactivate_offline,
+        )
+        self.offline_deactivate_button.grid(row=4, column=1, sticky="e", padx=12, pady=4)
+        self.offline_message = ttk.Label(self.offline_page, text="", wraplength=480)
+        self.offline_message.grid(row=5, column=0, columnspan=2, sticky="w", padx=12, pady=6)
+
         self.pages.bind("<<NotebookTabChanged>>", self._tab_changed)
 
     def use_user_login(self, user_based: bool) -> None:
@@ -106,7 +154,14 @@ class WizardWindow:
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
         state = "disabled" if busy else "normal"
-        for button in (self.activate_button, self.refresh_button, self.deactivate_button):
+        for button in (
+            self.activate_button,
+            self.refresh_button,
+            self.deactivate_button,
+            self.request_button,
+            self.license_file_button,
+            self.offline_deactivate_button,
+        ):
             button.configure(state=state)
         self.root.configure(cursor="watch" if busy else "")
 
@@ -223,6 +278,84 @@ class WizardWindow:
             )
 
         self._in_background(self.client.deactivate, done)
+
+    # -- without internet (files on this computer: nothing waits for a server) ---------------
+
+    def _offline_says(self, text: str, *, ok: bool) -> None:
+        self.offline_message.configure(text=text, foreground="#1b5e20" if ok else "#b00020")
+
+    def _offline_failed(self, error: Exception) -> None:
+        if isinstance(error, OSError):
+            self.last_exit = EXIT_USAGE
+            self._offline_says(f"The file cannot be used: {error.strerror or error}.", ok=False)
+        else:
+            self.last_exit = exit_code(error)
+            self._offline_says(explain(error), ok=False)
+
+    def save_request(self) -> None:
+        key = self.offline_key_entry.get().strip()
+        if not key:
+            self._offline_says("Please enter your license key.", ok=False)
+            return
+        path = self.save_as(REQUEST_FILE)
+        if not path:
+            return
+        try:
+            written = self.client.offline_activation_request(path, key)
+        except (OSError, LicensorError) as exc:
+            self._offline_failed(exc)
+            return
+        self.last_exit = EXIT_OK
+        self._offline_says(
+            f"Saved {Path(written).name}. Upload it from a computer with internet, then open "
+            "the license file you get back.",
+            ok=True,
+        )
+
+    def open_license_file(self) -> None:
+        path = self.open_file()
+        if not path:
+            return
+        try:
+            license_ = self.client.activate_offline(path)
+        except (OSError, LicensorError) as exc:
+            self._offline_failed(exc)
+            return
+        self.last_exit = EXIT_OK
+        lines = ["This computer is activated."]
+        lines += [f"{name}: {text}" for name, text in describe(license_)[:4]]
+        self._offline_says("\n".join(lines), ok=True)
+
+    def deactivate_offline(self) -> None:
+        try:
+            stored = self.client.stored_license()
+        except LicensorError as exc:
+            self._offline_failed(exc)
+            return
+        if stored is None:
+            self._offline_says("This computer has no activated license.", ok=False)
+            return
+        name = stored.license_key or stored.username
+        if not self.confirm(
+            f"Remove {name} from this computer and save the file that frees its seat?"
+        ):
+            self._offline_says("Nothing was changed.", ok=True)
+            return
+        path = self.save_as(RELEASE_FILE)
+        if not path:
+            self._offline_says("Nothing was changed.", ok=True)
+            return
+        try:
+            written = self.client.offline_deactivation_request(path)
+        except (OSError, LicensorError) as exc:
+            self._offline_failed(exc)
+            return
+        self.last_exit = EXIT_OK
+        self._offline_says(
+            f"The license is removed from this computer. Upload {Path(written).name} from a "
+            "computer with internet to free its seat.",
+            ok=True,
+        )
 
 
 def run_window(client: LicenseClient) -> int:

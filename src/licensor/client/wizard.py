@@ -3,7 +3,9 @@
 ``licensor-wizard`` runs in the terminal; ``licensor-wizard --gui`` opens a Tk window with the same
 pages. The vendor starts it with the server URL, product, credentials, public key file(s), binding
 and storage location (on the command line or in a TOML ``--config`` file). Installers can script it:
-``licensor-wizard [options] activate --key KEY`` / ``status`` / ``deactivate --yes``.
+``licensor-wizard [options] activate --key KEY`` / ``status`` / ``deactivate --yes``; on a computer
+without internet ``offline-request --key KEY`` (writes the request file), ``offline-activate
+FILE.lic`` and ``offline-deactivate --yes`` (writes the deactivation request file).
 
 Exit codes (stable, for installers):
 
@@ -45,6 +47,8 @@ from licensor.client._wizard_text import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     PLAIN_MESSAGES,
+    RELEASE_FILE,
+    REQUEST_FILE,
     describe,
     exit_code,
     explain,
@@ -208,6 +212,20 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="show the license on this computer and exit")
     deactivate = commands.add_parser("deactivate", help="deactivate this computer and exit")
     deactivate.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    request = commands.add_parser(
+        "offline-request", help="write the request file that activates without internet"
+    )
+    request.add_argument("--key", help="license key")
+    request.add_argument("--username", help="username (user-based products)")
+    request.add_argument("--password", help="password (prompted when omitted)")
+    request.add_argument("--output", help=f"where to write it [default: ./{REQUEST_FILE}]")
+    take = commands.add_parser("offline-activate", help="activate from a license file")
+    take.add_argument("license_file", help="the license file the request file turned into")
+    release = commands.add_parser(
+        "offline-deactivate", help="write the deactivation request file and remove the license"
+    )
+    release.add_argument("--output", help=f"where to write it [default: ./{RELEASE_FILE}]")
+    release.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parse
 
 
@@ -327,11 +345,129 @@ def deactivate_page(client: LicenseClient, term: Terminal, *, confirmed: bool = 
     return EXIT_OK
 
 
+def _upload_page(client: LicenseClient) -> str:
+    return client.server.rstrip("/") + "/offline"
+
+
+def take_license_file_page(client: LicenseClient, term: Terminal, path: str) -> int:
+    if not Path(path).expanduser().is_file():
+        term.say(f"There is no file {path}: the license file cannot be read.", style="red")
+        return EXIT_USAGE
+    try:
+        license_ = client.activate_offline(Path(path).expanduser())
+    except OSError as exc:
+        term.say(f"The license file cannot be read: {exc.strerror or exc}.", style="red")
+        return EXIT_USAGE
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        return exit_code(exc)
+    term.say("This computer is activated.", style="green")
+    for name, value in describe(license_):
+        term.say(f"  {name:<18} {value}")
+    return EXIT_OK
+
+
+def offline_request_page(
+    client: LicenseClient,
+    term: Terminal,
+    *,
+    key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    output: str | None = None,
+    interactive: bool = True,
+) -> int:
+    """Write the request file; interactively, then take the license file back."""
+    term.say("Activate without internet", style="bold")
+    if interactive and key is None and username is None:
+        have = term.ask("Path of the license file, if you have it already (Enter if not): ")
+        if have.strip():
+            return take_license_file_page(client, term, have.strip())
+        key = term.ask("License key (Enter to sign in with a username instead): ").strip()
+        if not key:
+            username = term.ask("Username (e-mail): ").strip()
+    if username is not None and password is None:
+        password = term.ask("Password: ", secret=True)
+    if not (key or username):
+        term.say("Nothing entered.", style="yellow")
+        return EXIT_USAGE
+    if output is None and interactive:
+        output = term.ask(f"Save the request file as [{REQUEST_FILE}]: ").strip() or None
+    target = Path(output or REQUEST_FILE).expanduser()
+    try:
+        written = client.offline_activation_request(
+            target, key or None, username=username or None, password=password
+        )
+    except OSError as exc:
+        term.say(f"The request file cannot be written: {exc.strerror or exc}.", style="red")
+        return EXIT_USAGE
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        return exit_code(exc)
+    term.say(f"The request file is saved: {Path(written).resolve()}", style="green")
+    term.say("Take it to a computer with internet, open this page and upload it there:")
+    term.say(f"  {_upload_page(client)}")
+    term.say("(or send it to your vendor). You get a license file back.")
+    if not interactive:
+        return EXIT_OK
+    path = term.ask("Path of the license file (Enter to finish later): ").strip()
+    if not path:
+        term.say("Come back to this page with the license file when you have it.")
+        return EXIT_OK
+    return take_license_file_page(client, term, path)
+
+
+def offline_deactivate_page(
+    client: LicenseClient,
+    term: Terminal,
+    *,
+    output: str | None = None,
+    confirmed: bool = False,
+) -> int:
+    term.say("Deactivate without internet", style="bold")
+    try:
+        stored = client.stored_license()
+    except LicensorError as exc:
+        stored = None
+        term.say(explain(exc), style="yellow")
+    if stored is None:
+        term.say("This computer has no activated license.")
+        return EXIT_NOT_LICENSED
+    if not confirmed:
+        answer = term.ask(
+            f"Remove {stored.license_key or stored.username} from this computer and write "
+            "the file that frees its seat? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            term.say("Nothing was changed.")
+            return EXIT_CANCELLED
+        output = output or term.ask(f"Save the file as [{RELEASE_FILE}]: ").strip() or None
+    target = Path(output or RELEASE_FILE).expanduser()
+    try:
+        written = client.offline_deactivation_request(target)
+    except OSError as exc:
+        term.say(
+            f"The file cannot be written ({exc.strerror or exc}); the license stays here.",
+            style="red",
+        )
+        return EXIT_USAGE
+    except LicensorError as exc:
+        term.say(explain(exc), style="red")
+        return exit_code(exc)
+    term.say("The license is removed from this computer.", style="green")
+    term.say(f"To free its seat, upload {Path(written).resolve()} at")
+    term.say(f"  {_upload_page(client)}")
+    term.say("from a computer with internet (or send it to your vendor).")
+    return EXIT_OK
+
+
 def menu(client: LicenseClient, term: Terminal) -> int:
     pages: dict[str, Callable[[], int]] = {
         "1": lambda: activate_page(client, term),
         "2": lambda: status_page(client, term),
         "3": lambda: deactivate_page(client, term),
+        "4": lambda: offline_request_page(client, term),
+        "5": lambda: offline_deactivate_page(client, term),
     }
     last = EXIT_OK
     term.say(f"License Wizard — {client.product} ({client.server})", style="bold")
@@ -340,13 +476,15 @@ def menu(client: LicenseClient, term: Terminal) -> int:
         term.say("  1) Activate online")
         term.say("  2) License status")
         term.say("  3) Deactivate this computer")
+        term.say("  4) Activate without internet")
+        term.say("  5) Deactivate without internet")
         term.say("  q) Quit")
         choice = term.ask("Choose: ").strip().lower()
         if choice in ("q", "quit", "exit"):
             return last
         page = pages.get(choice)
         if page is None:
-            term.say("Please type 1, 2, 3 or q.")
+            term.say("Please type 1, 2, 3, 4, 5 or q.")
             continue
         term.say("")
         last = page()
@@ -378,6 +516,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status_page(client, term)
         if args.command == "deactivate":
             return deactivate_page(client, term, confirmed=args.yes)
+        if args.command == "offline-request":
+            return offline_request_page(
+                client,
+                term,
+                key=args.key,
+                username=args.username,
+                password=args.password,
+                output=args.output,
+                interactive=False,
+            )
+        if args.command == "offline-activate":
+            return take_license_file_page(client, term, args.license_file)
+        if args.command == "offline-deactivate":
+            return offline_deactivate_page(client, term, output=args.output, confirmed=args.yes)
         return menu(client, term)
     except (KeyboardInterrupt, EOFError):
         sys.stdout.write("\n")
