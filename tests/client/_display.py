@@ -17,7 +17,10 @@ from licensor.client import LicenseClient
 
 def start_display() -> Iterator[str]:
     if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb x11-apps netpbm)")
+        pytest.fail(
+            "Xvfb is needed for the Tk wizard tests: scripts/ensure-system-deps.sh installs it "
+            "(make test runs it)"
+        )
     read_end, write_end = os.pipe()
     xvfb = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
