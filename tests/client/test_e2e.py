@@ -135,7 +135,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
     pool: dict[str, list[str]] = {}
     for kind, options in kinds.items():
         issued = json.loads(
-            cli("license", "create", "--product", "app", "--count", "8", *options, "--json")
+            cli("license", "create", "--product", "app", "--count", "16", *options, "--json")
         )
         pool[kind] = [item["license_key"] for item in issued]
     try:
