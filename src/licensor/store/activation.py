@@ -23,7 +23,7 @@ import hashlib
 import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
@@ -214,6 +214,8 @@ class SeatRead:
     customer_scoped: bool  # an OAuth client limited to one customer
     license_scoped: bool  # an OAuth client limited to one license
     pinned: bool  # the request's own ``license_id``
+    # the license's id only, locked: PostgreSQL's first statement of a seat read (``seat_rows``)
+    lock_only: bool = False
 
     @property
     def answers(self) -> bool:
@@ -288,6 +290,12 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
     if read.pinned:
         conditions.append(lic.id == bindparam("pinned_id"))
     product = and_(p.company_id == company_id, p.short_code == bindparam("product"))
+    if read.lock_only:
+        lock = select(lic.id).select_from(p).join(lic, and_(*conditions)).where(product)
+        if read.by_user:
+            lock = lock.join(u, and_(u.license_id == lic.id, u.email == bindparam("email")))
+            lock = lock.order_by(lic.id).limit(1)
+        return lock.with_for_update(of=lic), [], []
     statement = select(*columns, *extras).select_from(p).join(lic, and_(*conditions))
     statement = statement.where(product)
     if read.with_credential:
@@ -324,11 +332,13 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
 
 
 def _seat_parameters(read: SeatRead) -> list[str]:
-    names = ["company_id", "product", "hardware_id", "client_bucket", "identity_bucket"]
+    names = ["company_id", "product"]
+    if not read.lock_only:
+        names += ["hardware_id", "client_bucket", "identity_bucket"]
     names += ["email"] if read.by_user else ["key_lookup"]
-    if read.use == "activate":
+    if read.use == "activate" and not read.lock_only:
         names += ["app_ver", "idempotency_key"]
-    if read.with_credential:
+    if read.with_credential and not read.lock_only:
         names.append("api_key")
     if read.customer_scoped:
         names.append("scope_customer_id")
@@ -863,8 +873,21 @@ def seat_rows(
         "pinned_id": pinned_id,
     }
     values.update({name: value for name, value in optional.items() if value is not None})
-    with _cursor(connection, dialect) as cursor:
-        raw = prepared.execute(cursor, values).fetchone()
+    if use != "check" and dialect.name == "postgresql":
+        # Read committed: a statement that waits for a row lock sees the locked row as it is
+        # now but every other row (the device, an Idempotency-Key's record) as it was when
+        # the statement began, before the holder committed. So the lock is taken first and
+        # the rows read by the next statement, which begins once the lock is held; both go
+        # in one round trip (a pipeline).
+        lock, _, _ = _statements(dialect).read(replace(read, lock_only=True))
+        with _cursor(connection, dialect) as locking, _cursor(connection, dialect) as cursor:
+            with connection.pipeline():  # type: ignore[attr-defined]
+                lock.execute(locking, values)
+                prepared.execute(cursor, values)
+            raw = cursor.fetchone()
+    else:
+        with _cursor(connection, dialect) as cursor:
+            raw = prepared.execute(cursor, values).fetchone()
     if raw is None:
         return None
     row = prepared.convert(raw)
