@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -315,14 +314,13 @@ def take_file(settings: Settings, company: str | None, path: str, body: dict[str
     path for request files (``api/v4/offline.take_file``), with this host's keys."""
     from licensor.api.state import AppState
     from licensor.api.v4.offline import take_file as take
-    from licensor.protocol.offline import license_file
 
     kind = {"/offline/activate": "activation", "/offline/deactivate": "deactivation"}[path]
     state = AppState.open(settings)
     try:
         with state.db.transaction() as session:
             company_id = catalogue.resolve_company(session, company).id
-        answer = take(
+        taken = take(
             state,
             str(body.get("request_file", "")).encode(),
             kind,
@@ -333,6 +331,4 @@ def take_file(settings: Settings, company: str | None, path: str, body: dict[str
         )
     finally:
         state.close()
-    if kind == "activation":
-        return {"license_file": license_file(answer).decode(), "license": json.loads(answer)}
-    return {"deactivated": True}
+    return taken.vendor_answer()

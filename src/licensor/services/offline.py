@@ -46,22 +46,29 @@ ACCEPTED_ALGORITHMS: dict[str, SignatureAlgorithm] = {
 }
 
 
-def read(content: bytes, request: str) -> RequestFile:
-    """The request file of ``content`` for ``request`` ("activation" or "deactivation"), or
-    the refusal naming what is wrong with it."""
+def read(content: bytes, request: str | None = None) -> RequestFile:
+    """The request file of ``content`` for ``request`` ("activation" or "deactivation"; any of
+    the two when ``None``), or the refusal naming what is wrong with it."""
     try:
         found = read_request(content)
     except OfflineFileError as exc:
         raise LicensorError(exc.code, exc.message) from None
-    kind = found.fields.get("request", request)
+    kind = found.fields.get("request", request or "activation")
+    if request is None and kind in ("activation", "deactivation"):
+        return found
     if kind != request:
         raise LicensorError(
             "validation_error",
             f"request: this is an offline {kind} file, not an {request} file"
-            if isinstance(kind, str)
-            else "request: must be a string",
+            if isinstance(kind, str) and request is not None
+            else 'request: "activation" or "deactivation"',
         )
     return found
+
+
+def kind_of(found: RequestFile) -> str:
+    """What a file ``read`` took asks: "activation" or "deactivation"."""
+    return "deactivation" if found.fields.get("request") == "deactivation" else "activation"
 
 
 def algorithm_of(found: RequestFile) -> SignatureAlgorithm:

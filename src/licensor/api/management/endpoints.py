@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from licensor.api.state import AppState, app_state
 from licensor.api.v4.endpoints import json_answer
 from licensor.api.v4.offline import take_file
 from licensor.api.v4.schemas import MAX_ID
-from licensor.protocol.offline import license_file
 from licensor.services import catalogue, credentials, features, management, policies
 from licensor.services.management import Admin
 
@@ -634,9 +632,9 @@ def revoke_oauth_client(request: Request, client_id: RowId) -> Response:
 # -- request files (offline activation) ---------------------------------------------------------
 
 
-def _take_file(request: Request, body: schemas.RequestFile, kind: str) -> bytes:
+def _take_file(request: Request, body: schemas.RequestFile, kind: str) -> Response:
     admin: Admin = request.state.admin
-    return take_file(
+    taken = take_file(
         app_state(request),
         body.request_file.encode(),
         kind,
@@ -645,6 +643,7 @@ def _take_file(request: Request, body: schemas.RequestFile, kind: str) -> bytes:
         company_id=admin.company_id,
         actor=admin.actor,
     )
+    return json_answer(taken.vendor_answer(), 200)
 
 
 @router.post("/offline/activate", dependencies=DEVICE)
@@ -653,17 +652,13 @@ def offline_activate(request: Request, body: schemas.RequestFile) -> Response:
     ``/api/v4/activate_offline``; the file must name one of this company's keys or clients).
     Answers ``license_file``, the file to send back (base64 of the license object, as
     ``licensor.protocol.offline.license_file`` writes it), and ``license``, the object."""
-    answer = _take_file(request, body, "activation")
-    return json_answer(
-        {"license_file": license_file(answer).decode(), "license": json.loads(answer)}, 200
-    )
+    return _take_file(request, body, "activation")
 
 
 @router.post("/offline/deactivate", dependencies=DEVICE)
 def offline_deactivate(request: Request, body: schemas.RequestFile) -> Response:
     """Free the seat of a deactivation request file a customer sent."""
-    _take_file(request, body, "deactivation")
-    return json_answer({"deactivated": True}, 200)
+    return _take_file(request, body, "deactivation")
 
 
 # -- audit -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from licensor.api.pages.render import CSRF_FIELD, csrf_ok, with_csrf
 from licensor.api.state import app_state
 from licensor.api.v4.offline import take_file
 from licensor.core.errors import LicensorError
-from licensor.protocol.offline import MAX_FILE_BYTES, OfflineFileError, license_file, read_request
+from licensor.protocol.offline import MAX_FILE_BYTES, license_file
 
 router = APIRouter(tags=["Pages"], include_in_schema=False)
 # The largest form body taken in (files over MAX_FILE_BYTES are refused by the handler, with
@@ -65,14 +65,6 @@ def _error_page(request: Request, exc: LicensorError) -> Response:
             "detail": exc.message,
         },
     )
-
-
-def _fields(content: bytes) -> dict[str, Any]:
-    """The request's fields, to know what it asks (``take_file`` reads and checks it all)."""
-    try:
-        return read_request(content).fields
-    except OfflineFileError as exc:
-        raise LicensorError(exc.code, exc.message) from None
 
 
 async def _uploaded(request: Request) -> bytes:
@@ -127,14 +119,13 @@ async def offline_upload(request: Request) -> Response:
     host = request.client.host if request.client else None
     try:
         content = await _uploaded(request)
-        fields = _fields(content)
-        kind = "deactivation" if fields.get("request") == "deactivation" else "activation"
-        answer = await run_in_threadpool(
-            take_file, state, content, kind, host=host, now=datetime.now(UTC)
+        taken = await run_in_threadpool(
+            take_file, state, content, None, host=host, now=datetime.now(UTC)
         )
     except LicensorError as exc:
         return _error_page(request, exc)
-    if kind == "deactivation":
+    fields = taken.fields
+    if taken.kind == "deactivation":
         return with_csrf(
             request,
             "offline.html",
@@ -143,4 +134,4 @@ async def offline_upload(request: Request) -> Response:
                 "hardware_id": str(fields.get("hardware_id") or ""),
             },
         )
-    return with_csrf(request, "offline.html", activated=_activated(answer))
+    return with_csrf(request, "offline.html", activated=_activated(taken.body))

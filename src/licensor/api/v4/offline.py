@@ -10,7 +10,8 @@ does (``Date`` and ``Authorization``); the file names its own caller (``api_key`
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from licensor.api.v4.endpoints import (
     variables_as_text,
 )
 from licensor.core.errors import LicensorError
-from licensor.protocol.offline import MAX_FILE_BYTES
+from licensor.protocol.offline import MAX_FILE_BYTES, license_file
 from licensor.services import offline, rate_limit, seats
 
 DEACTIVATED = b'"license_deactivated"'
@@ -59,24 +60,43 @@ FILE_DOC: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class TakenFile:
+    """A request file taken: what it asked (``kind``: "activation" or "deactivation"), its
+    fields, and the answer's body (the license file's JSON, or ``"license_deactivated"``)."""
+
+    kind: str
+    fields: dict[str, Any]
+    body: bytes
+
+    def vendor_answer(self) -> dict[str, Any]:
+        """The management API's answer (``/offline/activate`` and ``/deactivate``): the license
+        file to send back (base64 of the license object, as ``protocol.offline.license_file``
+        writes it) and the object; or that the seat was freed."""
+        if self.kind == "deactivation":
+            return {"deactivated": True}
+        return {"license_file": license_file(self.body).decode(), "license": json.loads(self.body)}
+
+
 def take_file(
     state: AppState,
     content: bytes,
-    request: str,
+    request: str | None,
     *,
     host: str | None,
     now: datetime,
     company_id: int | None = None,
     actor: str | None = None,
-) -> bytes:
-    """Take the request file ``content`` -- ``request`` "activation" or "deactivation" -- and
-    return the answer's body: the license file's JSON, or ``"license_deactivated"``. A refusal
-    (``LicensorError``) leaves nothing written but its rate-limit counter. ``company_id``: the
-    company of whoever hands the file in, if known (the file must be its); ``actor``: who the
-    audit log names, if not the file's key or client (a vendor's token)."""
+) -> TakenFile:
+    """Take the request file ``content`` -- ``request`` "activation" or "deactivation", or
+    ``None`` for whichever the file asks. A refusal (``LicensorError``) leaves nothing
+    written but its rate-limit counter. ``company_id``: the company of whoever hands the file
+    in, if known (the file must be its); ``actor``: who the audit log names, if not the
+    file's key or client (a vendor's token)."""
     found = offline.read(content, request)
+    kind = offline.kind_of(found)
     model: type[schemas.ActivateRequest] | type[schemas.OfflineDeactivateFile] = (
-        schemas.ActivateRequest if request == "activation" else schemas.OfflineDeactivateFile
+        schemas.ActivateRequest if kind == "activation" else schemas.OfflineDeactivateFile
     )
     data = parse_object(found.fields, model)
     with state.db.transaction() as session:
@@ -90,7 +110,7 @@ def take_file(
     try:
         with state.db.transaction(write=True) as session:
             if isinstance(data, schemas.ActivateRequest):
-                return offline.activate(
+                body = offline.activate(
                     session,
                     state.keys,
                     found,
@@ -101,22 +121,24 @@ def take_file(
                     limits,
                     now=now,
                 )
-            offline.deactivate(
-                session,
-                state.keys,
-                found,
-                caller,
-                ref,
-                variables_as_text(data.variables),
-                limits,
-                now=now,
-            )
-            return DEACTIVATED
+            else:
+                offline.deactivate(
+                    session,
+                    state.keys,
+                    found,
+                    caller,
+                    ref,
+                    variables_as_text(data.variables),
+                    limits,
+                    now=now,
+                )
+                body = DEACTIVATED
     except LicensorError as exc:
         if buckets and exc.code in rate_limit.COUNTED:
             with state.db.transaction(write=True) as session:
                 rate_limit.record_failure(session, policy, buckets, now, exc.code)
         raise
+    return TakenFile(kind, found.fields, body)
 
 
 async def file_of(request: Request) -> bytes:
@@ -151,10 +173,10 @@ async def _answer(request: Request, kind: str) -> Response:
     company_id = await run_in_threadpool(authenticated)
     content = await file_of(request)
     host = request.client.host if request.client else None
-    body = await run_in_threadpool(
+    taken = await run_in_threadpool(
         take_file, state, content, kind, host=host, now=now, company_id=company_id
     )
-    return Response(body, media_type="application/json")
+    return Response(taken.body, media_type="application/json")
 
 
 @route("POST", "/activate_offline", openapi_extra=FILE_DOC)
