@@ -939,3 +939,7 @@ def test_local_offline_files_and_the_switch(license_api: Api, tmp_path: Path) ->
         cli("offline", "activate", str(fourth), code=1)
     )
     assert "nothing to change" in error_text(cli("product", "update", "app", code=1))
+    # checked as the management API checks it, in local mode too; nothing changed
+    too_long = error_text(cli("product", "update", "app", "--name", "x" * 201, code=1))
+    assert "(validation_error)" in too_long and "name" in too_long
+    assert cli_json("product", "update", "app", "--name", "App 2")["name"] == "App 2"

@@ -306,3 +306,20 @@ def test_parallel_files_never_take_more_seats_than_the_license_has(
         active = session.execute(text("SELECT count(*) FROM devices WHERE active")).scalar()
     assert active == 10
     deployment.db.dispose()
+
+
+def test_the_page_refuses_a_huge_form_with_a_page(server: Server) -> None:
+    """A body over the page's limit is refused before any handler reads it -- with a page a
+    person can read (the page's look and headers), not the API's JSON."""
+    body = b"x" * (1024 * 1024 + 1)
+    answer = server.client.post(
+        "/offline", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert "The file is too large" in answer.text and "payload_too_large" in answer.text
+    assert 'href="/offline"' in answer.text
+    # the API keeps its JSON refusal
+    api = server.client.post("/api/v4/activate_offline", content=body)
+    assert api.status_code == 413 and api.json()["code"] == "payload_too_large"

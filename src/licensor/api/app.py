@@ -21,6 +21,7 @@ from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.pages.offline import PAGE_BODY_LIMITS
 from licensor.api.pages.offline import router as offline_page_router
+from licensor.api.pages.render import too_large
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4 import offline as _offline_routes  # noqa: F401 (registers its routes)
@@ -112,7 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state: AppState = app.state.licensor
         return state.keys.keyring
 
-    app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes, pages=PAGE_BODY_LIMITS)
+    app.add_middleware(
+        LimitBody,
+        max_bytes=settings.max_body_bytes,
+        pages=PAGE_BODY_LIMITS,
+        page_refusal=too_large,
+    )
     app.add_middleware(SignResponses, keyring=keyring)
     if settings.fast_activation:
         threads = settings.fast_activation_threads

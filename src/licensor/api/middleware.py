@@ -108,15 +108,22 @@ class PayloadTooLarge(LicensorError):
 
 class LimitBody:
     """Refuse a request body over ``max_bytes`` (413 ``payload_too_large``). ``pages``: paths
-    of HTML forms with their own limit, refused with a page; a browser shows the answer only
-    if it could send its body, so a page's limit is generous and its handler judges the file."""
+    of HTML forms with their own limit, refused with the page ``page_refusal(path, limit)``
+    makes (its body and headers); a browser shows the answer only if it could send its body,
+    so a page's limit is generous and its handler judges the file."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, pages: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        pages: Mapping[str, int] | None = None,
+        page_refusal: Callable[[str, int], tuple[bytes, Mapping[str, str]]] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.pages = dict(pages or {})
+        assert page_refusal is not None or not self.pages
+        self.page_refusal = page_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +134,7 @@ class LimitBody:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > limit:
-                    await self._refuse(send, limit, page)
+                    await self._refuse(send, scope["path"], limit, page)
                     return
         received = 0
 
@@ -142,24 +149,19 @@ class LimitBody:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send, limit: int, page: bool) -> None:
-        message = f"The request body is larger than {limit} bytes"
-        if page:
-            body = (
-                "<!doctype html><html lang=en><meta charset=utf-8><title>Too large</title>"
-                f"<h1>The file is too large</h1><p>{message}. "
-                '<a href="">Back to the page</a></p></html>'
-            ).encode()
-            kind = b"text/html; charset=utf-8"
+    async def _refuse(self, send: Send, path: str, limit: int, page: bool) -> None:
+        if page and self.page_refusal is not None:
+            body, headers = self.page_refusal(path, limit)
         else:
+            message = f"The request body is larger than {limit} bytes"
             body = compact_json({"status": 413, "code": "payload_too_large", "message": message})
-            kind = b"application/json"
+            headers = {"Content-Type": "application/json"}
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", kind),
+                    *((k.lower().encode(), v.encode()) for k, v in headers.items()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
+from licensor.api.errors import describe_validation
+from licensor.api.management.schemas import UpdateProduct
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.secrets_at_rest import MasterKey
@@ -24,6 +27,17 @@ def _date(value: Any) -> datetime | None:
         return parse_iso_datetime(str(value))
     except ValueError:
         raise LicensorError("validation_error", f"{value!r} is not a date") from None
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _validated(model: type[Body], body: dict[str, Any]) -> Body:
+    """``body`` checked as the management API's schema checks it (the same refusals)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise LicensorError("validation_error", describe_validation(exc.errors())) from None
 
 
 def dispatch(
@@ -117,7 +131,8 @@ def dispatch(
     if method == "GET" and (m := match(r"/orders/(.+)")):
         return management.get_order(session, admin, m.group(1))
     if method == "PATCH" and (m := match(r"/products/([^/]+)")):
-        return management.update_product(session, admin, m.group(1), body, now=now)
+        changes = _validated(UpdateProduct, body).changes()
+        return management.update_product(session, admin, m.group(1), changes, now=now)
     if m := match(r"/products/([^/]+)/releases"):
         if method == "GET":
             return {"items": management.list_releases(session, admin, m.group(1))}

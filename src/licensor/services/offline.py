@@ -15,10 +15,8 @@ types on top -- and the answer is the license object with ``date``, ``offline_si
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
@@ -38,7 +36,7 @@ from licensor.services.licensing import DeviceInfo, LicenseRef
 from licensor.services.seats import NO_LIMITS, RateLimits, transaction_of
 from licensor.store import activation as statements
 from licensor.store import repository
-from licensor.store.models import ApiKey, License, OfflineRequest, utcnow
+from licensor.store.models import ApiKey, utcnow
 
 ACCEPTED_ALGORITHMS: dict[str, SignatureAlgorithm] = {
     "rsa-sha256": "rsa-sha256",
@@ -253,17 +251,7 @@ def _refuse_replay(
     taken already (on any of the company's licenses)."""
     if request_id is None:
         return
-    taken = session.scalar(
-        select(func.count())
-        .select_from(OfflineRequest)
-        .join(License, License.id == OfflineRequest.license_id)
-        .where(
-            License.company_id == caller.company_id,
-            OfflineRequest.request_id == request_id,
-            OfflineRequest.hardware_id == hardware_id,
-        )
-    )
-    if taken:
+    if repository.offline_request_taken(session, caller.company_id, request_id, hardware_id):
         raise LicensorError("offline_request_replayed")
 
 
@@ -274,19 +262,13 @@ def _take_request_id(
     same file gets ``offline_request_replayed`` and its transaction rolls back)."""
     if request_id is None:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = cast(Table, OfflineRequest.__table__)
-    taken = session.execute(
-        insert(table)
-        .values(
-            license_id=license_id,
-            request_id=request_id,
-            request=request,
-            hardware_id=hardware_id,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["license_id", "request_id"])
-        .returning(table.c.id)
-    ).first()
-    if taken is None:
+    taken = repository.take_offline_request(
+        session,
+        license_id=license_id,
+        request_id=request_id,
+        request=request,
+        hardware_id=hardware_id,
+        now=utcnow(),
+    )
+    if not taken:
         raise LicensorError("offline_request_replayed")

@@ -345,7 +345,7 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
 @router.patch("/products/{code}", dependencies=WRITE)
 def update_product(request: Request, code: str, body: schemas.UpdateProduct) -> Response:
     """Change a product's name or its switches (``prevent_vm``, ``allow_offline_activation``)."""
-    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    changes = body.changes()
     return _run(request, lambda s, a, _: management.update_product(s, a, code, changes, now=now()))
 
 

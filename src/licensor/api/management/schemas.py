@@ -146,6 +146,10 @@ class UpdateProduct(_Body):
     prevent_vm: bool | None = None
     allow_offline_activation: bool | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The fields given (``management.update_product``'s ``changes``)."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
 
 class RequestFile(_Body):
     """A request file a customer sent the vendor (its text: base64 of its JSON, v4 §3.5)."""

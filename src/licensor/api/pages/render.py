@@ -28,6 +28,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+PAGE_SECTIONS = {"/offline": "Activate without internet"}
 CSRF_COOKIE = "licensor_csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -35,6 +36,16 @@ CSRF_FIELD = "csrf_token"
 def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     html = templates.get_template(name).render(version=__version__, **context)
     return HTMLResponse(html, status, headers=SECURITY_HEADERS)
+
+
+def too_large(path: str, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The page that refuses a form body over ``limit`` bytes (``api/middleware.LimitBody``,
+    before any handler runs), with its headers."""
+    message = f"The request body is larger than {limit} bytes"
+    html = templates.get_template("too_large.html").render(
+        version=__version__, message=message, path=path, section=PAGE_SECTIONS.get(path, "")
+    )
+    return html.encode(), {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS}
 
 
 def with_csrf(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
