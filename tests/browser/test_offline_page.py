@@ -188,3 +188,68 @@ def test_bad_files_get_a_page_that_says_why(browser: Browser, site: Site, tmp_pa
     # and the page it answers carries a fresh token: the same upload now goes through
     submit(browser, request)
     assert text_of(browser, "license-key") == key
+
+
+def fill(browser: Browser, values: dict[str, str], button: str) -> None:
+    """Type ``values`` (field id -> text) into the page's fields and press ``button``."""
+    driver = browser.driver
+    form = driver.find_element(By.ID, button)
+    for element_id, value in values.items():
+        driver.find_element(By.ID, element_id).send_keys(value)
+    driver.find_element(By.ID, button).click()
+    WebDriverWait(driver, 30).until(staleness_of(form))
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "upload"))
+
+
+def test_activation_key_and_computer_id_to_computer_key_and_release(
+    browser: Browser, site: Site, tmp_path: Path
+) -> None:
+    """QLM's way: the application shows its Computer ID; on another computer the person enters
+    it with the Activation Key, copies the Computer Key back; removing it later shows a
+    deactivation code that frees the seat on the same page."""
+    from licensor.client import ComputerKeyClient
+    from licensor.protocol.signing import PublicKeySet
+
+    key = processes.issue(site.deployment, max_activations=1)
+    without_javascript(browser, tmp_path)
+    app = ComputerKeyClient(
+        "app",
+        PublicKeySet.from_pem(site.public_keys),
+        storage_dir=tmp_path / "app",
+        hardware_id="offline-lab-pc",
+    )
+    browser.driver.get(site.url + "/offline")
+    fill(
+        browser,
+        {"activation-key": key, "computer-id": app.hardware_id, "computer-name": "Lab"},
+        "get-computer-key",
+    )
+    assert text_of(browser, "ck-license-key") == key
+    assert text_of(browser, "ck-computer-id") == "offline-lab-pc"
+    screenshot(browser, SCREENSHOTS / "offline-computer-key.png")
+    computer_key = browser.driver.find_element(By.ID, "computer-key").get_attribute("value")
+    assert computer_key
+    assert times_activated(site) == 1
+
+    # on the computer without internet: the key installs and validates with no network
+    installed = app.install(computer_key)
+    assert app.validate().license_id == installed.license_id
+
+    # the license leaves that computer; its code frees the seat on the page
+    code = app.deactivate_offline()
+    browser.driver.get(site.url + "/offline")
+    fill(
+        browser,
+        {"release-key": key, "release-computer-id": app.hardware_id, "deactivation-code": code},
+        "release",
+    )
+    assert "The computer is released" in text_of(browser, "released")
+    assert times_activated(site) == 0
+    # a wrong code says so
+    browser.driver.get(site.url + "/offline")
+    fill(
+        browser,
+        {"release-key": key, "release-computer-id": app.hardware_id, "deactivation-code": "NOPE"},
+        "release",
+    )
+    assert text_of(browser, "error-code") == "license_not_active"

@@ -323,3 +323,117 @@ def test_the_page_refuses_a_huge_form_with_a_page(server: Server) -> None:
     # the API keeps its JSON refusal
     api = server.client.post("/api/v4/activate_offline", content=body)
     assert api.status_code == 413 and api.json()["code"] == "payload_too_large"
+
+
+# -- QLM's way, on the same page: Activation Key + Computer ID -> Computer Key -----------------
+
+
+def page_form(server: Server, path: str, **fields: str) -> httpx.Response:
+    """Post a form of the /offline page as a browser would: the page's CSRF cookie and token."""
+    page = server.client.get("/offline")
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    return server.client.post(path, data={"csrf_token": token, **fields})
+
+
+def shown(answer: httpx.Response, element_id: str) -> str:
+    found = answer.text.split(f'id="{element_id}"', 1)[1].split(">", 1)[1]
+    return found.split("<", 1)[0].strip()
+
+
+def test_an_activation_key_and_a_computer_id_get_a_computer_key(server: Server) -> None:
+    from licensor.client import verify_computer_key
+    from licensor.protocol.computer_key import deactivation_code
+
+    server.product("app")
+    key = server.license(max_activations=1).license_key or ""
+    answer = page_form(
+        server, "/offline/computer-key", license_key=key, computer_id="pc-7", computer_name="Lab"
+    )
+    assert answer.status_code == 200, answer.text
+    computer_key = shown(answer, "computer-key")
+    verified = verify_computer_key(
+        computer_key, server.public_keys, hardware_id="pc-7", product="app"
+    )
+    assert verified.license_id == server.sql("SELECT id FROM licenses")[0][0]
+    assert server.sql("SELECT hardware_id, hostname, active FROM devices") == [("pc-7", "Lab", 1)]
+    actor, action = server.sql("SELECT actor, action FROM audit_log ORDER BY id DESC LIMIT 1")[0]
+    assert (actor, action) == ("page:offline", "device.activate_offline")
+
+    # the same computer again: its key again, no second seat; another computer: no seat left
+    again = page_form(server, "/offline/computer-key", license_key=key, computer_id="pc-7")
+    assert again.status_code == 200 and "The Computer Key is ready" in again.text
+    full = page_form(server, "/offline/computer-key", license_key=key, computer_id="pc-8")
+    assert full.status_code == 400 and 'id="error-code">license_activated_max_times<' in full.text
+    assert table_counts(server)["times_activated"] == 1
+
+    # the release: only with the code the application showed when it removed the key
+    wrong = page_form(
+        server, "/offline/release", license_key=key, computer_id="pc-7", deactivation_code="X"
+    )
+    assert 'id="error-code">wrong_deactivation_verification_code<' in wrong.text
+    assert table_counts(server)["times_activated"] == 1
+    stored = server.sql("SELECT computer_key FROM devices")[0][0]
+    code = deactivation_code(stored, "pc-7", datetime.now(UTC).date())
+    released = page_form(
+        server, "/offline/release", license_key=key, computer_id="pc-7", deactivation_code=code
+    )
+    assert released.status_code == 200 and "The computer is released" in released.text
+    assert table_counts(server)["times_activated"] == 0
+    again = page_form(
+        server, "/offline/release", license_key=key, computer_id="pc-7", deactivation_code=code
+    )
+    assert 'id="error-code">license_not_active<' in again.text
+
+
+def test_the_computer_key_form_refuses_with_codes_and_writes_nothing(server: Server) -> None:
+    server.product("app")
+    key = server.license().license_key or ""
+    cases: list[tuple[dict[str, str], int, str]] = [
+        ({"license_key": "NO-SUCH-KEY", "computer_id": "pc"}, 400, "license_not_found"),
+        ({"license_key": key, "computer_id": ""}, 400, "missing_parameters"),
+        ({"license_key": key, "computer_id": "p" * 257}, 400, "validation_error"),
+        ({"license_key": key, "computer_id": "a\x00b"}, 400, "validation_error"),
+    ]
+    for fields, status, code in cases:
+        answer = page_form(server, "/offline/computer-key", **fields)
+        assert answer.status_code == status, (fields, answer.text)
+        assert f'id="error-code">{code}<' in answer.text, fields
+    # without the page's token (another site's form): refused
+    bare = server.client.post(
+        "/offline/computer-key", data={"license_key": key, "computer_id": "pc"}
+    )
+    assert bare.status_code == 403 and 'id="error-code">forbidden<' in bare.text
+    # offline activation switched off for the license: refused by name
+    closed = server.license(allow_offline_activation=False).license_key or ""
+    answer = page_form(server, "/offline/computer-key", license_key=closed, computer_id="pc")
+    assert 'id="error-code">offline_activation_not_allowed<' in answer.text
+    assert table_counts(server)["devices"] == 0
+
+
+def test_a_key_two_vendors_issued_is_refused_on_the_page(server: Server) -> None:
+    """Keys are unique per company only: which vendor's license is meant cannot be told."""
+    server.product("app")
+    key = server.license().license_key or ""
+    other, _ = server.new_company("Other vendor")
+    with server.db.transaction(write=True) as session:
+        catalogue.create_product(session, other, catalogue.ProductSpec("app", "Theirs"))
+        catalogue.create_license(
+            session, other, "app", catalogue.LicenseSpec(license_key=key), now=datetime.now(UTC)
+        )
+    answer = page_form(server, "/offline/computer-key", license_key=key, computer_id="pc")
+    assert answer.status_code == 409 and 'id="error-code">license_key_ambiguous<' in answer.text
+    assert table_counts(server)["devices"] == 0
+
+
+def test_guessing_keys_on_the_page_is_rate_limited(server: Server) -> None:
+    limit = server.settings.rate_limit_client_failures
+    for n in range(limit):
+        answer = page_form(
+            server, "/offline/computer-key", license_key=f"GUESS-{n}", computer_id="pc"
+        )
+        assert 'id="error-code">license_not_found<' in answer.text
+    server.product("app")
+    key = server.license().license_key or ""
+    locked = page_form(server, "/offline/computer-key", license_key=key, computer_id="pc")
+    assert locked.status_code == 429 and 'id="error-code">too_many_requests<' in locked.text
+    assert table_counts(server)["devices"] == 0

@@ -68,6 +68,9 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         409, "This offline request file has already been used: make a new one"
     ),
     "invalid_license_file": ErrorSpec(400, "This is not a license file"),
+    "license_key_ambiguous": ErrorSpec(
+        409, "More than one vendor on this server issued this key: ask your vendor"
+    ),
     "offline_secret_unavailable": ErrorSpec(
         400, "This OAuth client cannot sign offline requests until its secret is rotated"
     ),

@@ -488,18 +488,23 @@ def activate_in_session(
     extras: ActivationExtras,
     *,
     now: datetime,
+    limits: RateLimits = NO_LIMITS,
+    offline: bool = False,
 ) -> licensing.Activated:
     """``activate`` inside the session's transaction, for fronts that render something else
-    than the License API answer (a Computer Key)."""
+    than the License API answer (a Computer Key); ``offline``: for a computer without
+    internet (refused where offline activation is not allowed)."""
     done = activate(
         transaction_of(session),
         keys,
         caller,
         ref,
         info,
+        limits,
         now=now,
         extras=extras,
         keeps_signature=False,  # (no License API answer: checks sign it when asked)
+        offline=offline,
     )
     session.expire_all()  # (the statements wrote past the session's identity map)
     product = session.get(Product, done.product.id)
@@ -516,8 +521,15 @@ def deactivate_in_session(
     *,
     now: datetime,
     deactivation_code: str | None = None,
+    limits: RateLimits = NO_LIMITS,
 ) -> None:
     deactivate(
-        transaction_of(session), None, caller, ref, now=now, deactivation_code=deactivation_code
+        transaction_of(session),
+        None,
+        caller,
+        ref,
+        limits,
+        now=now,
+        deactivation_code=deactivation_code,
     )
     session.expire_all()

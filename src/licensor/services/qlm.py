@@ -43,6 +43,7 @@ from licensor.services.licensing import (
     password_hasher,
 )
 from licensor.services.mail import AuthorizationCodeMail
+from licensor.services.seats import RateLimits
 from licensor.store import repository
 from licensor.store.models import AuthorizationCode, Customer, Device, License, Product
 
@@ -639,6 +640,74 @@ def release(
 ) -> None:
     activation.deactivate_in_session(
         session, caller, ref, now=now, deactivation_code=deactivation_code
+    )
+
+
+# -- another computer's browser: the public /offline page ----------------------------------------
+
+PAGE_ACTOR = "page:offline"
+
+
+def page_caller(session: Session, license_key: str) -> Caller:
+    """Who acts on the public page for the holder of ``license_key``: the company whose license
+    it is. A key is unique per company only, so a key two vendors on this server issued is
+    refused (``license_key_ambiguous``): which vendor's license is meant cannot be told."""
+    found = repository.companies_of_key(session, normalize_license_key(license_key))
+    if not found:
+        raise LicensorError("license_not_found", "License not found")
+    if len(found) > 1:
+        raise LicensorError("license_key_ambiguous")
+    return Caller(company_id=found[0], actor=PAGE_ACTOR)
+
+
+def activate_computer(
+    session: Session,
+    keys: ServerKeys,
+    *,
+    license_key: str,
+    computer_id: str,
+    computer_name: str,
+    limits: RateLimits,
+    now: datetime,
+) -> ComputerKeyGrant:
+    """QLM's offline activation (``QlmWebActivation.aspx``): the Activation Key and the
+    ComputerID a computer without internet shows, entered on another computer; the answer is
+    that computer's Computer Key. Every activation rule applies, the offline switch too; the
+    same computer asking again gets its key again without a new seat."""
+    caller = page_caller(session, license_key)
+    ref = key_ref(session, caller, license_key=license_key, hardware_id=computer_id, product=None)
+    activated = activation.activate_in_session(
+        session,
+        keys,
+        caller,
+        ref,
+        DeviceInfo(hostname=computer_name),
+        ActivationExtras(allow_reactivation=True, increment_activation_count=False),
+        now=now,
+        limits=limits,
+        offline=True,
+    )
+    return issue_computer_key(session, keys, activated, now=now)
+
+
+def release_computer(
+    session: Session,
+    *,
+    license_key: str,
+    computer_id: str,
+    deactivation_code: str,
+    limits: RateLimits,
+    now: datetime,
+) -> None:
+    """QLM's offline release (``QlmReleaseLicense.aspx``): the seat of a computer without
+    internet, freed with the Deactivation Verification Code its application showed when it
+    removed the license (so only the computer that gave the license up frees its seat)."""
+    if not deactivation_code:
+        raise LicensorError("missing_parameters", "The deactivation code is required")
+    caller = page_caller(session, license_key)
+    ref = key_ref(session, caller, license_key=license_key, hardware_id=computer_id, product=None)
+    activation.deactivate_in_session(
+        session, caller, ref, now=now, deactivation_code=deactivation_code, limits=limits
     )
 
 

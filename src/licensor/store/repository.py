@@ -200,6 +200,13 @@ def license_by_key_in_company(session: Session, company_id: int, key_lookup: str
     ).one_or_none()
 
 
+def companies_of_key(session: Session, key_lookup: str, limit: int = 2) -> Sequence[int]:
+    """The companies that have a license with this key (keys are unique per company only)."""
+    return session.scalars(
+        select(License.company_id).where(License.key_lookup == key_lookup).limit(limit)
+    ).all()
+
+
 def organization_customers(session: Session, company_id: int) -> Sequence[Customer]:
     return session.scalars(
         select(Customer)

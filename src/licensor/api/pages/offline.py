@@ -19,16 +19,28 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from licensor.api.pages.render import CSRF_FIELD, csrf_ok, with_csrf
-from licensor.api.state import app_state
+from licensor.api.state import AppState, app_state
 from licensor.api.v4.offline import take_file
 from licensor.core.errors import LicensorError
 from licensor.protocol.offline import MAX_FILE_BYTES, license_file
+from licensor.services import qlm, rate_limit, seats
 
 router = APIRouter(tags=["Pages"], include_in_schema=False)
 # The largest form body taken in (files over MAX_FILE_BYTES are refused by the handler, with
 # this page: a browser whose body is cut off shows a connection error, not the answer).
-PAGE_BODY_LIMITS = {"/offline": 1024 * 1024}
+PAGE_BODY_LIMITS = {
+    "/offline": 1024 * 1024,
+    "/offline/computer-key": 16384,
+    "/offline/release": 16384,
+}
 LICENSE_FILE_NAME = "ls_license.lic"
+# the longest value of each field of the QLM forms (the storage columns)
+FIELD_LIMITS = {
+    "license_key": 200,
+    "computer_id": 256,
+    "computer_name": 255,
+    "deactivation_code": 50,
+}
 
 # What the person at the page reads for each refusal (the code is shown beside it).
 PLAIN_WORDS = {
@@ -51,6 +63,16 @@ PLAIN_WORDS = {
     "forbidden": "The page was open too long (or the form came from another site).",
     "missing_parameters": "No file was chosen.",
     "too_many_requests": "Too many failed attempts from this address. Wait a little and try again.",
+    "license_not_found": "No license has this Activation Key. Check it letter by letter.",
+    "license_key_ambiguous": "More than one vendor on this server issued this key: ask your "
+    "vendor to activate the computer.",
+    "license_activated_max_times": "The license is already active on as many computers as it "
+    "allows. Release one first.",
+    "wrong_deactivation_verification_code": "This deactivation code is not the one the "
+    "application showed for this computer.",
+    "license_not_active": "This computer holds no seat of this license.",
+    "license_expired": "The license has expired.",
+    "license_not_enabled": "The license is disabled: ask the vendor.",
 }
 
 
@@ -67,6 +89,15 @@ def _error_page(request: Request, exc: LicensorError) -> Response:
     )
 
 
+def _check_csrf(request: Request, submitted: object) -> None:
+    if not csrf_ok(request, submitted):
+        raise LicensorError(
+            "forbidden",
+            "The page was open too long or the form came from another site: fill it in again "
+            "on this page.",
+        )
+
+
 async def _uploaded(request: Request) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=4, max_part_size=1024)
@@ -76,12 +107,7 @@ async def _uploaded(request: Request) -> bytes:
         raise LicensorError(
             "validation_error", f"The form does not parse: {type(exc).__name__}"
         ) from None
-    if not csrf_ok(request, form.get(CSRF_FIELD)):
-        raise LicensorError(
-            "forbidden",
-            "The page was open too long or the form came from another site: choose the file "
-            "again and upload it from this page.",
-        )
+    _check_csrf(request, form.get(CSRF_FIELD))
     part = form.get("file")
     if not isinstance(part, UploadFile) or not part.filename:
         raise LicensorError("missing_parameters", "Choose the request file first.")
@@ -106,6 +132,85 @@ def _activated(answer: bytes) -> dict[str, Any]:
         "file_text": file_text.decode(),
         "download": "data:application/octet-stream;base64," + base64.b64encode(file_text).decode(),
     }
+
+
+async def _form(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
+    """A plain form's fields (CSRF checked), stripped; too long or NUL: refused."""
+    try:
+        form = await request.form(max_files=0, max_fields=8, max_part_size=1024)
+    except Exception as exc:  # (python-multipart: a form that does not parse)
+        raise LicensorError(
+            "validation_error", f"The form does not parse: {type(exc).__name__}"
+        ) from None
+    _check_csrf(request, form.get(CSRF_FIELD))
+    found: dict[str, str] = {}
+    for name in fields:
+        value = form.get(name)
+        text = value.strip() if isinstance(value, str) else ""
+        if "\x00" in text or len(text) > FIELD_LIMITS[name]:
+            raise LicensorError(
+                "validation_error", f"{name}: at most {FIELD_LIMITS[name]} characters"
+            )
+        found[name] = text
+    missing = [name for name in fields if not found[name] and name != "computer_name"]
+    if missing:
+        raise LicensorError(
+            "missing_parameters", "Fill in: " + ", ".join(m.replace("_", " ") for m in missing)
+        )
+    return found
+
+
+def _qlm(state: AppState, host: str | None, use: str, fields: dict[str, str]) -> Any:
+    """The Computer Key, or the release, of the QLM forms: ``services/qlm.py``'s use cases,
+    rate-limited per client address as activations are (a wrong key is counted)."""
+    now = datetime.now(UTC)
+    policy = rate_limit.Policy.of(state.settings)
+    buckets = rate_limit.buckets(policy, host, 0, "", None)  # (the address only)
+    limits = seats.RateLimits(policy, buckets)
+    try:
+        with state.db.transaction() as session:
+            rate_limit.ensure_allowed(session, policy, buckets, now)
+        with state.db.transaction(write=True) as session:
+            if use == "release":
+                return qlm.release_computer(session, **fields, limits=limits, now=now)
+            grant = qlm.activate_computer(session, state.keys, **fields, limits=limits, now=now)
+            return {
+                "product": grant.product.name or grant.product.short_code,
+                "license_key": grant.license.license_key,
+                "computer_id": grant.device.hardware_id,
+                "expires": grant.expires_at.isoformat() if grant.expires_at else None,
+                "text": grant.computer_key,
+            }
+    except LicensorError as exc:
+        if buckets and exc.code in rate_limit.COUNTED:
+            with state.db.transaction(write=True) as session:
+                rate_limit.record_failure(session, policy, buckets, now, exc.code)
+        raise
+
+
+@router.post("/offline/computer-key")
+async def computer_key(request: Request) -> Response:
+    state = app_state(request)
+    host = request.client.host if request.client else None
+    try:
+        fields = await _form(request, ("license_key", "computer_id", "computer_name"))
+        grant = await run_in_threadpool(_qlm, state, host, "activate", fields)
+    except LicensorError as exc:
+        return _error_page(request, exc)
+    return with_csrf(request, "offline.html", computer_key=grant)
+
+
+@router.post("/offline/release")
+async def release(request: Request) -> Response:
+    state = app_state(request)
+    host = request.client.host if request.client else None
+    try:
+        fields = await _form(request, ("license_key", "computer_id", "deactivation_code"))
+        await run_in_threadpool(_qlm, state, host, "release", fields)
+    except LicensorError as exc:
+        return _error_page(request, exc)
+    released = {"license_key": fields["license_key"], "computer_id": fields["computer_id"]}
+    return with_csrf(request, "offline.html", released=released)
 
 
 @router.get("/offline")

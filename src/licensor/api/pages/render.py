@@ -28,7 +28,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-PAGE_SECTIONS = {"/offline": "Activate without internet"}
+# the forms' paths: the section they belong to, and the page that holds them
+PAGE_OF_FORM = dict.fromkeys(
+    ("/offline", "/offline/computer-key", "/offline/release"),
+    ("Activate without internet", "/offline"),
+)
 CSRF_COOKIE = "licensor_csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -42,8 +46,9 @@ def too_large(path: str, limit: int) -> tuple[bytes, dict[str, str]]:
     """The page that refuses a form body over ``limit`` bytes (``api/middleware.LimitBody``,
     before any handler runs), with its headers."""
     message = f"The request body is larger than {limit} bytes"
+    section, home = PAGE_OF_FORM.get(path, ("", "/"))
     html = templates.get_template("too_large.html").render(
-        version=__version__, message=message, path=path, section=PAGE_SECTIONS.get(path, "")
+        version=__version__, message=message, path=home, section=section
     )
     return html.encode(), {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS}
 
