@@ -5,6 +5,8 @@
 -- MODE  get:        each line of FILE is a path (with its query string), taken in turn
 --       activate:   each line is a license key; POST a fresh hardware_id "act-TAG-N" every request
 --       deactivate: each line is "license_key hardware_id"; each pair is used once (then errors)
+--       offline:    each line is an offline activation request file (base64), POSTed once each
+--                   to /api/v4/activate_offline (then the last again: offline_request_replayed)
 -- The signed Date/Authorization headers come from the command line (-H) and stay valid for the
 -- run (the server accepts 15 minutes of skew). Prints one BENCH-JSON line and one BENCH-QUANTILES
 -- line at the end.
@@ -37,7 +39,7 @@ end
 local function take()
   next_item = next_item + 1
   if next_item > count then
-    if mode == "deactivate" then
+    if mode == "deactivate" or mode == "offline" then
       -- pool exhausted: the last pair again, which fails with device_not_found (counted as an
       -- error; not a wrong key, which the rate limits would count against this client and then
       -- refuse every request of the following runs)
@@ -57,6 +59,8 @@ function request()
       '","hardware_id":"act-' .. tag .. '-' .. sent ..
       '","is_vm":false,"os_ver":"Linux","hostname":"bench","app_ver":"1.0","sdk_ver":"bench"}'
     return wrk.format("POST", "/api/v4/activate_license", nil, body)
+  elseif mode == "offline" then
+    return wrk.format("POST", "/api/v4/activate_offline", nil, take())
   else
     local key, hw = split(take())
     local body = '{"product":"bench","license_key":"' .. key .. '","hardware_id":"' .. hw .. '"}'

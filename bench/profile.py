@@ -1,6 +1,7 @@
 """Where a Licensor worker spends its time under load: py-spy on a 1-worker server while wrk runs.
 
-    python bench/profile.py [--db sqlite|postgresql] [--endpoint check|activate] [--ed25519]
+    python bench/profile.py [--db sqlite|postgresql] [--endpoint check|activate|offline]
+                            [--ed25519]
                             [--seconds 15]
 
 Seeds a small deployment, starts ``licensor serve --workers 1``, drives the endpoint with wrk
@@ -110,7 +111,7 @@ def serial_cost(
     before = procs.session_cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
     cpu = procs.session_cpu_seconds(pid) - before
-    summary = json.loads(out.stdout.split("BENCH-JSON", 1)[1].strip())
+    summary = json.loads(out.stdout.split("BENCH-JSON", 1)[1].splitlines()[0])
     requests = max(1, summary["requests"])
     return {
         "requests": requests,
@@ -122,7 +123,7 @@ def serial_cost(
 def main() -> None:
     parser = argparse.ArgumentParser(description="py-spy profile of one Licensor endpoint")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="postgresql")
-    parser.add_argument("--endpoint", choices=["check", "activate"], default="check")
+    parser.add_argument("--endpoint", choices=["check", "activate", "offline"], default="check")
     parser.add_argument("--ed25519", action="store_true")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument(
@@ -168,6 +169,11 @@ def main() -> None:
             data = run.write_lines(
                 work / "paths.txt", [run.check_path(k, h) for k, h in deployment.check_pool]
             )
+        elif args.endpoint == "offline":  # request files, each once (enough for the run)
+            mode = "offline"
+            headers["Content-Type"] = "text/plain"
+            count = int(3000 * (args.seconds + 10))
+            data = run.write_lines(work / "files.txt", run.request_files(deployment, count, sig))
         else:
             mode = "activate"
             data = run.write_lines(work / "keys.txt", deployment.activate_pool)
@@ -241,7 +247,9 @@ def main() -> None:
             f"profile: {args.db} {args.endpoint} {sig}, 1 worker, {args.connections} connections; "
             f"raw stacks in {raw}"
         )
-        summary = json.loads((work / "wrk.log").read_text().split("BENCH-JSON", 1)[-1].strip())
+        summary = json.loads(
+            (work / "wrk.log").read_text().split("BENCH-JSON", 1)[-1].splitlines()[0]
+        )
         print(json.dumps(summary))
         requests = summary["requests"]
         print(

@@ -29,6 +29,7 @@ FLOOR_ENDPOINTS = (
 COLD_RSA_CPU_MS = 1.4
 SCALE_LIMIT = 1.2  # 1M-license figures within 1.2x of the 1k-license ones
 TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
+OFFLINE_LIMIT = 1.2  # an offline activation costs at most 1.2 x an online one (issue 19)
 OPEN_LOOP_P99_MS = 50.0
 TARGET_WORKERS = 2
 LABELS = {
@@ -37,6 +38,8 @@ LABELS = {
     ("activate_license", "rsa"): "activate RSA",
     ("activate_license", "ed25519"): "activate Ed25519",
     ("deactivate_license", "-"): "deactivate",
+    ("activate_offline", "rsa"): "offline activate RSA",
+    ("activate_offline", "ed25519"): "offline activate Ed25519",
     ("check_license_cold", "rsa"): "check RSA, cold",
     ("check_license_cold", "ed25519"): "check Ed25519, cold",
     ("reference", "-"): "reference",
@@ -158,6 +161,25 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                     " req/s)",
                     r["floor_ratio"] >= FLOOR_LIMIT,
                     _validity(r),
+                )
+            for signature in ("rsa", "ed25519"):
+                offline = _find(
+                    results, db, licenses, TARGET_WORKERS, "activate_offline", signature
+                )
+                online = _find(results, db, licenses, TARGET_WORKERS, "activate_license", signature)
+                label = LABELS[("activate_offline", signature)]
+                name = f"{label} within {OFFLINE_LIMIT}x of online"
+                if offline is None or online is None or not offline["throughput"]:
+                    add(name, where, "not measured", None)
+                    continue
+                slower = online["throughput"] / offline["throughput"]
+                add(
+                    name,
+                    where,
+                    f"{slower:.2f}x ({offline['throughput']:.0f} / {online['throughput']:.0f}"
+                    " req/s)",
+                    slower <= OFFLINE_LIMIT,
+                    _validity(offline),
                 )
             cold = _find(results, db, licenses, TARGET_WORKERS, "check_license_cold", "rsa")
             name = f"cold RSA check server CPU <= {COLD_RSA_CPU_MS} ms"

@@ -50,7 +50,13 @@ import report  # noqa: E402
 import seed  # noqa: E402
 
 CONNECTIONS = 64
-ENDPOINTS = ("check_license", "check_license_cold", "activate_license", "deactivate_license")
+ENDPOINTS = (
+    "check_license",
+    "check_license_cold",
+    "activate_license",
+    "deactivate_license",
+    "activate_offline",
+)
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
 
@@ -128,6 +134,41 @@ def signed_headers(
     }
     headers.update(extra or {})
     return headers
+
+
+def request_files(deployment: seed.Deployment, count: int, signature: str) -> list[str]:
+    """``count`` offline activation request files (schema v2, as the client writes them), each
+    for a fresh device of a license of the activation pool, dated now."""
+    import uuid
+
+    from licensor.protocol.auth import http_date
+    from licensor.protocol.offline import write_request
+
+    date = http_date()
+    tag = uuid.uuid4().hex[:8]
+    pool = deployment.activate_pool
+    files = []
+    for n in range(count):
+        body = {
+            "api_key": deployment.api_key,
+            "date": date,
+            "hardware_id": f"off-{tag}-{n}",
+            "license_key": pool[n % len(pool)],
+            "product": seed.PRODUCT,
+            "request": "activation",
+            "request_id": f"{tag}-{n}",
+            "os_ver": "Linux",
+            "hostname": "bench",
+            "app_ver": "1.0",
+        }
+        if signature == "ed25519":
+            body["accept_signature"] = "ed25519"
+        files.append(
+            write_request(
+                body, deployment.shared_key, credential_field="api_key", schema_version=2
+            ).decode()
+        )
+    return files
 
 
 def check_path(key: str, hardware_id: str) -> str:
@@ -566,6 +607,20 @@ def block_steps(
             [f"{k} {h}" for k, h in pairs] or ["none none"],
         )
 
+    # Offline activations: request files made just before each run (their ``date`` must be
+    # within the server's window), each used once, a fresh device per file, as many as for
+    # deactivations.
+    def offline_files(sig: str) -> Any:
+        def files(phase: str, part: int) -> Path:
+            seconds = ctx.args.duration / slices if phase == "measure" else ctx.args.warmup
+            count = max(1000, int(ctx.args.max_deactivate_rate * (seconds + 1)))
+            return write_lines(
+                ctx.work / f"offline-{sig}-{db}-{deployment.licenses}-{phase}{part}.txt",
+                request_files(deployment, count, sig),
+            )
+
+        return files
+
     rounds = itertools.count()
 
     def run(
@@ -601,6 +656,11 @@ def block_steps(
         ("activate_license", "rsa", rsa, "activate", same(activate_file)),
         ("activate_license", "ed25519", ed, "activate", same(activate_file)),
         ("deactivate_license", "-", rsa, "deactivate", deactivations),
+    ]
+    files_headers = {**rsa, "Content-Type": "text/plain"}
+    plan += [
+        ("activate_offline", sig, files_headers, "offline", offline_files(sig))
+        for sig in ("rsa", "ed25519")
     ]
     started = False
     for repetition in range(ctx.args.repeat):

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -77,8 +79,17 @@ def submit(browser: Browser, path: Path) -> None:
     form = driver.find_element(By.TAG_NAME, "form")
     driver.find_element(By.ID, "file").send_keys(str(path))
     driver.find_element(By.ID, "upload").click()
-    WebDriverWait(driver, 30).until(staleness_of(form))
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "upload"))
+    page_left(browser, form)
+
+
+def page_left(browser: Browser, element: WebElement) -> None:
+    """Wait until the page that held ``element`` is gone and the answer's page is loaded.
+    (While the old document goes away, Chromium may answer a look-up of its nodes with an
+    inspector error instead of a stale element: that, too, means "not yet".)"""
+    WebDriverWait(browser.driver, 30, ignored_exceptions=[WebDriverException]).until(
+        staleness_of(element)
+    )
+    WebDriverWait(browser.driver, 30).until(lambda d: d.find_elements(By.ID, "upload"))
 
 
 def upload(browser: Browser, site: Site, path: Path) -> None:
@@ -197,8 +208,7 @@ def fill(browser: Browser, values: dict[str, str], button: str) -> None:
     for element_id, value in values.items():
         driver.find_element(By.ID, element_id).send_keys(value)
     driver.find_element(By.ID, button).click()
-    WebDriverWait(driver, 30).until(staleness_of(form))
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "upload"))
+    page_left(browser, form)
 
 
 def test_activation_key_and_computer_id_to_computer_key_and_release(

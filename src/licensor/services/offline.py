@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
@@ -33,10 +32,8 @@ from licensor.services.auth import (
 from licensor.services.check import device_in_session
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import DeviceInfo, LicenseRef
-from licensor.services.seats import NO_LIMITS, RateLimits, transaction_of
+from licensor.services.seats import NO_LIMITS, RateLimits, Transaction, transaction_of
 from licensor.store import activation as statements
-from licensor.store import repository
-from licensor.store.models import ApiKey, utcnow
 
 ACCEPTED_ALGORITHMS: dict[str, SignatureAlgorithm] = {
     "rsa-sha256": "rsa-sha256",
@@ -81,7 +78,7 @@ def algorithm_of(found: RequestFile) -> SignatureAlgorithm:
 
 
 def file_caller(
-    session: Session,
+    tx: Transaction,
     keys: ServerKeys,
     found: RequestFile,
     *,
@@ -96,8 +93,9 @@ def file_caller(
     if not storable(credential_id):
         raise LicensorError("invalid_api_key")
     if found.oauth:
-        return _client_caller(session, keys, found, credential_id, now, company_id)
-    key = session.scalars(select(ApiKey).where(ApiKey.api_key == credential_id)).one_or_none()
+        return _client_caller(tx, keys, found, credential_id, now, company_id)
+    credential = statements.credential(tx.connection, tx.dialect, credential_id)
+    key = credential.api_key if credential is not None else None
     if key is None or (company_id is not None and key.company_id != company_id):
         raise LicensorError("invalid_api_key")
     if key.revoked:
@@ -124,14 +122,14 @@ def file_caller(
 
 
 def _client_caller(
-    session: Session,
+    tx: Transaction,
     keys: ServerKeys,
     found: RequestFile,
     client_id: str,
     now: datetime,
     company_id: int | None,
 ) -> Caller:
-    client = repository.oauth_client_by_client_id(session, client_id)
+    client = statements.oauth_client(tx.connection, tx.dialect, client_id)
     if (
         client is None
         or client.revoked
@@ -189,7 +187,7 @@ def request_id_of(found: RequestFile) -> str | None:
 
 
 def activate(
-    session: Session,
+    tx: Transaction,
     keys: ServerKeys,
     found: RequestFile,
     caller: Caller,
@@ -199,14 +197,15 @@ def activate(
     limits: RateLimits = NO_LIMITS,
     *,
     now: datetime,
-) -> bytes:
-    """Activate the file's device (inside the session's write transaction; a refusal leaves
-    nothing written once the caller rolls back); the license file's JSON."""
+) -> activation.Activated:
+    """Activate the file's device (inside the write transaction ``tx``: a refusal leaves
+    nothing written once the caller rolls back); ``license_file`` renders the answer after the
+    commit (its signatures made outside the write lock)."""
     request_id = request_id_of(found)
     algorithm = algorithm_of(found)
-    _refuse_replay(session, caller, request_id, ref.hardware_id)
+    _refuse_replay(tx, caller, request_id, ref.hardware_id)
     done = activation.activate(
-        transaction_of(session),
+        tx,
         keys,
         caller,
         ref,
@@ -217,8 +216,14 @@ def activate(
         algorithm=algorithm,
         offline=True,
     )
-    _take_request_id(session, done.license.id, request_id, "activation", ref.hardware_id)
-    return compact_json(done.body(keys, algorithm, request="offline_activation"))
+    _take_request_id(tx, done.license.id, request_id, "activation", ref.hardware_id, now)
+    return done
+
+
+def license_file(done: activation.Activated, keys: ServerKeys, found: RequestFile) -> bytes:
+    """The answer to an activation's request file: the license object with ``date``,
+    ``offline_signature``, ``license_signature`` and ``license_signature_v2`` (v4 §2.3)."""
+    return compact_json(done.body(keys, algorithm_of(found), request="offline_activation"))
 
 
 def deactivate(
@@ -235,40 +240,50 @@ def deactivate(
     """Free the file's device's seat, first recording the device variables the file carries
     (the device's last state), inside the session's write transaction."""
     request_id = request_id_of(found)
-    _refuse_replay(session, caller, request_id, ref.hardware_id)
     tx = transaction_of(session)
+    _refuse_replay(tx, caller, request_id, ref.hardware_id)
     checked = device_in_session(session, keys, caller, ref, now=now)
     if variables:
         statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
     activation.deactivate(tx, keys, caller, ref, limits, now=now, offline=True)
-    _take_request_id(session, checked.rows.license.id, request_id, "deactivation", ref.hardware_id)
+    _take_request_id(tx, checked.rows.license.id, request_id, "deactivation", ref.hardware_id, now)
 
 
 def _refuse_replay(
-    session: Session, caller: Caller, request_id: str | None, hardware_id: str
+    tx: Transaction, caller: Caller, request_id: str | None, hardware_id: str
 ) -> None:
     """``offline_request_replayed`` when a file with this ``request_id`` for this device was
     taken already (on any of the company's licenses)."""
     if request_id is None:
         return
-    if repository.offline_request_taken(session, caller.company_id, request_id, hardware_id):
+    if statements.offline_request_taken(
+        tx.connection, tx.dialect, caller.company_id, request_id, hardware_id
+    ):
         raise LicensorError("offline_request_replayed")
 
 
 def _take_request_id(
-    session: Session, license_id: int, request_id: str | None, request: str, hardware_id: str
+    tx: Transaction,
+    license_id: int,
+    request_id: str | None,
+    request: str,
+    hardware_id: str,
+    now: datetime,
 ) -> None:
     """Record the file's ``request_id`` (guarded by its unique index: a concurrent copy of the
     same file gets ``offline_request_replayed`` and its transaction rolls back)."""
     if request_id is None:
         return
-    taken = repository.take_offline_request(
-        session,
-        license_id=license_id,
-        request_id=request_id,
-        request=request,
-        hardware_id=hardware_id,
-        now=utcnow(),
+    taken = statements.take_offline_request(
+        tx.connection,
+        tx.dialect,
+        {
+            "license_id": license_id,
+            "request_id": request_id,
+            "request": request,
+            "hardware_id": hardware_id,
+            "created_at": now,
+        },
     )
     if not taken:
         raise LicensorError("offline_request_replayed")

@@ -51,6 +51,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as cast_to
 from sqlalchemy import insert as insert_into
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -70,6 +72,8 @@ from licensor.store.models import (
     LicenseEvent,
     LicenseRelease,
     LicenseUser,
+    OAuthClient,
+    OfflineRequest,
     Product,
     ProductRelease,
     RateLimitCounter,
@@ -515,6 +519,38 @@ def _release_count_statement(windowed: bool) -> ClauseElement:
     return statement
 
 
+def _offline_taken_statement() -> ClauseElement:
+    # a request file of this request id and device, taken on any of the company's licenses
+    return (
+        select(func.count())
+        .select_from(OfflineRequest)
+        .join(License, License.id == OfflineRequest.license_id)
+        .where(
+            License.company_id == bindparam("company_id"),
+            OfflineRequest.request_id == bindparam("request_id"),
+            OfflineRequest.hardware_id == bindparam("hardware_id"),
+        )
+    )
+
+
+def _take_offline_statement(dialect: Dialect) -> ClauseElement:
+    # recorded once: the unique (license_id, request_id) decides between concurrent copies
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    table = cast(Table, OfflineRequest.__table__)
+    names = [c.name for c in table.columns if c.name != "id"]
+    return (
+        insert(table)
+        .values({name: bindparam("b_" + name, type_=table.c[name].type) for name in names})
+        .on_conflict_do_nothing(index_elements=["license_id", "request_id"])
+        .returning(table.c.id)
+    )
+
+
+_OFFLINE_REQUEST_PARAMETERS = [
+    "b_" + c.name for c in cast(Table, OfflineRequest.__table__).columns if c.name != "id"
+]
+
+
 def _forget_idempotency_statement() -> ClauseElement:
     return delete(IdempotencyRecord).where(IdempotencyRecord.id == bindparam("b_id"))
 
@@ -675,6 +711,14 @@ class _Statements:
     def __init__(self, dialect: Dialect) -> None:
         self.credential = _Prepared(_credential_statement(), dialect, ["api_key"])
         self.credential_names = _attributes(ApiKey)
+        self.oauth_client_names = _attributes(OAuthClient)
+        self.oauth_client = _Prepared(
+            select(*(getattr(OAuthClient, key) for key in self.oauth_client_names)).where(
+                OAuthClient.client_id == bindparam("client_id")
+            ),
+            dialect,
+            ["client_id"],
+        )
         self.dialect = dialect
         self._reads: dict[SeatRead, tuple[_Prepared, list[tuple[str, list[str]]], list[str]]]
         self._reads = {}
@@ -704,6 +748,12 @@ class _Statements:
             for windowed in (False, True)
         }
         self.forget_idempotency = _Prepared(_forget_idempotency_statement(), dialect, ["b_id"])
+        self.offline_taken = _Prepared(
+            _offline_taken_statement(), dialect, ["company_id", "request_id", "hardware_id"]
+        )
+        self.take_offline = _Prepared(
+            _take_offline_statement(dialect), dialect, _OFFLINE_REQUEST_PARAMETERS
+        )
         self.take_seat = {
             limited: _Prepared(_take_seat_statement(limited), dialect, _TAKE_SEAT_PARAMETERS)
             for limited in (True, False)
@@ -781,6 +831,20 @@ def _cursor(connection: DbapiConnection, dialect: Dialect) -> Iterator[Any]:
 
 
 # -- the public functions ------------------------------------------------------------------
+
+
+def oauth_client(
+    connection: DbapiConnection, dialect: Dialect, client_id: str
+) -> OAuthClient | None:
+    """The OAuth client of ``client_id`` (a read-only view), or ``None`` (offline request
+    files in OAuth mode name it)."""
+    prepared = _statements(dialect)
+    with _cursor(connection, dialect) as cursor:
+        raw = prepared.oauth_client.execute(cursor, {"client_id": client_id}).fetchone()
+    if raw is None:
+        return None
+    row = prepared.oauth_client.convert(raw)
+    return cast(OAuthClient, _view(dict(zip(prepared.oauth_client_names, row, strict=True))))
 
 
 def credential(connection: DbapiConnection, dialect: Dialect, api_key: str) -> Credential | None:
@@ -1180,6 +1244,31 @@ def release_count(
     with _cursor(connection, dialect) as cursor:
         raw = prepared.execute(cursor, parameters).fetchone()
     return int(raw[0] or 0)
+
+
+def offline_request_taken(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    company_id: int,
+    request_id: str,
+    hardware_id: str,
+) -> bool:
+    """Whether a request file with ``request_id`` for ``hardware_id`` was taken already, on
+    any of the company's licenses."""
+    values = {"company_id": company_id, "request_id": request_id, "hardware_id": hardware_id}
+    with _cursor(connection, dialect) as cursor:
+        raw = _statements(dialect).offline_taken.execute(cursor, values).fetchone()
+    return bool(raw[0])
+
+
+def take_offline_request(
+    connection: DbapiConnection, dialect: Dialect, values: dict[str, Any]
+) -> bool:
+    """Record a request file's ``request_id`` for its license (every column of
+    ``OfflineRequest``); ``False`` when it was recorded already."""
+    with _cursor(connection, dialect) as cursor:
+        found = _statements(dialect).take_offline.execute(cursor, _prefixed(values)).fetchone()
+    return found is not None
 
 
 def forget_idempotency(connection: DbapiConnection, dialect: Dialect, record_id: int) -> None:

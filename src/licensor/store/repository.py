@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,7 +22,6 @@ from licensor.store.models import (
     License,
     LicenseUser,
     OAuthClient,
-    OfflineRequest,
     Product,
     ProductRelease,
     RateLimitCounter,
@@ -362,53 +361,3 @@ def count_failure(session: Session, bucket: str, window_start: datetime) -> None
 
 def forget_rate_counters(session: Session, before: datetime) -> None:
     session.execute(delete(RateLimitCounter).where(RateLimitCounter.window_start < before))
-
-
-# -- offline request files ---------------------------------------------------------------------
-
-
-def offline_request_taken(
-    session: Session, company_id: int, request_id: str, hardware_id: str
-) -> bool:
-    """Whether a request file with ``request_id`` for ``hardware_id`` was taken already, on
-    any of the company's licenses."""
-    taken = session.scalar(
-        select(func.count())
-        .select_from(OfflineRequest)
-        .join(License, License.id == OfflineRequest.license_id)
-        .where(
-            License.company_id == company_id,
-            OfflineRequest.request_id == request_id,
-            OfflineRequest.hardware_id == hardware_id,
-        )
-    )
-    return bool(taken)
-
-
-def take_offline_request(
-    session: Session,
-    *,
-    license_id: int,
-    request_id: str,
-    request: str,
-    hardware_id: str,
-    now: datetime,
-) -> bool:
-    """Record a request file's ``request_id`` for the license; ``False`` when it was recorded
-    already (its unique index decides, so of two concurrent copies one records it)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    table = OfflineRequest.__table__
-    taken = session.execute(
-        insert(OfflineRequest)
-        .values(
-            license_id=license_id,
-            request_id=request_id,
-            request=request,
-            hardware_id=hardware_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["license_id", "request_id"])
-        .returning(table.c.id)
-    ).first()
-    return taken is not None

@@ -42,6 +42,7 @@ from licensor.api.v4.endpoints import (
     sso_user,
     variables_as_text,
 )
+from licensor.api.v4.offline import file_answer
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import activation, auth, licensing, rate_limit, seats
@@ -52,7 +53,14 @@ log = logging.getLogger("licensor.api")
 
 ACTIVATE_PATHS = frozenset({"/api/v4/activate_license", "/api/v4/activate_license/"})
 DEACTIVATE_PATHS = frozenset({"/api/v4/deactivate_license", "/api/v4/deactivate_license/"})
-_PATHS = ACTIVATE_PATHS | DEACTIVATE_PATHS
+# request files sent as the body itself (multipart forms go to the routes)
+OFFLINE_PATHS = {
+    "/api/v4/activate_offline": "activation",
+    "/api/v4/activate_offline/": "activation",
+    "/api/v4/deactivate_offline": "deactivation",
+    "/api/v4/deactivate_offline/": "deactivation",
+}
+_PATHS = ACTIVATE_PATHS | DEACTIVATE_PATHS | OFFLINE_PATHS.keys()
 _DEACTIVATED = compact_json("license_deactivated")
 
 # status, body, headers (without the signature headers)
@@ -95,6 +103,13 @@ def _headers(scope_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     }
 
 
+def _multipart(scope_headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"content-type" and value.lower().startswith(b"multipart/form-data")
+        for name, value in scope_headers
+    )
+
+
 def _algorithm(headers: Mapping[str, str]) -> SignatureAlgorithm:
     return accepted_algorithm(headers.get("licensor-accept-signature", ""))
 
@@ -129,6 +144,11 @@ class ActivationFront:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in _PATHS:
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        offline_kind = OFFLINE_PATHS.get(path)
+        if offline_kind is not None and _multipart(scope["headers"]):
+            await self.app(scope, receive, send)  # (the route parses the form)
+            return
         state = self.state()
         body, messages = await self._read_body(scope, receive, state.settings.max_body_bytes)
         if body is None:  # the route answers (LimitBody refuses what is too large)
@@ -137,8 +157,11 @@ class ActivationFront:
         headers = _headers(scope["headers"])
         client = scope.get("client")
         host = client[0] if client else None
-        path = scope["path"]
-        if self.threads == 0:
+        if offline_kind is not None:
+            signed = await anyio.to_thread.run_sync(
+                self.offline_file, state, offline_kind, headers, body, host
+            )
+        elif self.threads == 0:
             signed = await self._on_the_loop(state, path, headers, body, host)
         else:
             if self._limiter is None:  # (created on the server's event loop)
@@ -474,6 +497,26 @@ class ActivationFront:
             except Exception as exc:
                 return failure_parts(exc)
         return refusal_parts(error)
+
+    def offline_file(
+        self,
+        state: AppState,
+        kind: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        host: str | None,
+    ) -> Signed:
+        """A request file sent as the body (``offline.file_answer``), its answer signed."""
+        answer = file_answer(
+            state,
+            headers.get("authorization"),
+            headers.get("date"),
+            body,
+            kind,
+            host=host,
+            now=datetime.now(UTC),
+        )
+        return self.sign(state, _algorithm(headers), answer)
 
     @staticmethod
     def sign(state: AppState, algorithm: SignatureAlgorithm, answer: Answer) -> Signed:

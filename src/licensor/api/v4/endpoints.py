@@ -62,6 +62,25 @@ def caller_of(session: Session, state: AppState, request: Request, now: datetime
     )
 
 
+def request_caller(state: AppState, request: Request, now: datetime) -> Caller:
+    """``caller_of`` in its own reads: an HMAC key in one autocommit statement (no session),
+    a bearer token in a read transaction."""
+    return header_caller(
+        state, request.headers.get("authorization"), request.headers.get("date"), now
+    )
+
+
+def header_caller(
+    state: AppState, authorization: str | None, date_value: str | None, now: datetime
+) -> Caller:
+    """The caller of a request's ``Authorization`` and ``Date`` headers (``request_caller``)."""
+    found = auth.presented(authorization, date_value)
+    if isinstance(found, auth.BearerToken):
+        with state.db.transaction() as session:
+            return auth.authenticate_bearer_request(session, state.keys, found, now)
+    return hmac_caller_of(state, found.pairs, found.date_value, now)
+
+
 def hmac_caller_of(
     state: AppState, pairs: dict[str, str], date_value: str, now: datetime
 ) -> Caller:

@@ -20,14 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
+from licensor.api.errors import failure_parts, refusal_parts
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import (
-    caller_of,
     device_info,
     failure_buckets,
+    header_caller,
     license_ref,
     parse_object,
+    request_caller,
     route,
     utcnow,
     variables_as_text,
@@ -99,8 +101,10 @@ def take_file(
         schemas.ActivateRequest if kind == "activation" else schemas.OfflineDeactivateFile
     )
     data = parse_object(found.fields, model)
-    with state.db.transaction() as session:
-        caller = offline.file_caller(session, state.keys, found, now=now, company_id=company_id)
+    db = state.db
+    with db.snapshot() as connection:  # (one autocommit read)
+        tx = seats.Transaction(connection.connection.dbapi_connection, db.dialect)  # type: ignore[arg-type]
+        caller = offline.file_caller(tx, state.keys, found, now=now, company_id=company_id)
     if actor is not None:
         caller = replace(caller, actor=actor)
     policy = rate_limit.Policy.of(state.settings)
@@ -108,10 +112,10 @@ def take_file(
     limits = seats.RateLimits(policy, buckets)
     ref = license_ref(data, data.password)
     try:
-        with state.db.transaction(write=True) as session:
-            if isinstance(data, schemas.ActivateRequest):
-                body = offline.activate(
-                    session,
+        if isinstance(data, schemas.ActivateRequest):
+            with state.db.fast_write() as connection:
+                done = offline.activate(
+                    seats.Transaction(connection, state.db.dialect),
                     state.keys,
                     found,
                     caller,
@@ -121,7 +125,9 @@ def take_file(
                     limits,
                     now=now,
                 )
-            else:
+            body = offline.license_file(done, state.keys, found)  # (committed: signed here)
+        else:
+            with state.db.transaction(write=True) as session:
                 offline.deactivate(
                     session,
                     state.keys,
@@ -132,13 +138,36 @@ def take_file(
                     limits,
                     now=now,
                 )
-                body = DEACTIVATED
+            body = DEACTIVATED
     except LicensorError as exc:
         if buckets and exc.code in rate_limit.COUNTED:
             with state.db.transaction(write=True) as session:
                 rate_limit.record_failure(session, policy, buckets, now, exc.code)
         raise
     return TakenFile(kind, found.fields, body)
+
+
+def file_answer(
+    state: AppState,
+    authorization: str | None,
+    date_value: str | None,
+    content: bytes,
+    request: str,
+    *,
+    host: str | None,
+    now: datetime,
+) -> tuple[int, bytes, dict[str, str]]:
+    """The whole answer (status, body, headers; unsigned) to a request file sent as the body
+    itself: the caller of the headers, then ``take_file``, as the routes below answer it.
+    ``ActivationFront`` answers these requests this way, without the framework."""
+    try:
+        company_id = header_caller(state, authorization, date_value, now).company_id
+        taken = take_file(state, content, request, host=host, now=now, company_id=company_id)
+    except LicensorError as exc:
+        return refusal_parts(exc)
+    except Exception as exc:
+        return failure_parts(exc)
+    return 200, taken.body, {}
 
 
 async def file_of(request: Request) -> bytes:
@@ -167,8 +196,7 @@ async def _answer(request: Request, kind: str) -> Response:
     now = utcnow()
 
     def authenticated() -> int:
-        with state.db.transaction() as session:
-            return caller_of(session, state, request, now).company_id
+        return request_caller(state, request, now).company_id
 
     company_id = await run_in_threadpool(authenticated)
     content = await file_of(request)
