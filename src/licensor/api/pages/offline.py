@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from licensor.api.pages.render import CSRF_FIELD, csrf_ok, with_csrf
+from licensor.api.qlm.endpoints import LIMITS as QLM_LIMITS
 from licensor.api.state import AppState, app_state
 from licensor.api.v4.offline import take_file
 from licensor.core.errors import LicensorError
@@ -34,12 +35,12 @@ PAGE_BODY_LIMITS = {
     "/offline/release": 16384,
 }
 LICENSE_FILE_NAME = "ls_license.lic"
-# the longest value of each field of the QLM forms (the storage columns)
+# the longest value of each field of the QLM forms: those of QLM's own arguments
 FIELD_LIMITS = {
-    "license_key": 200,
-    "computer_id": 256,
-    "computer_name": 255,
-    "deactivation_code": 50,
+    "license_key": QLM_LIMITS["is_avkey"],
+    "computer_id": QLM_LIMITS["is_pcid"],
+    "computer_name": QLM_LIMITS["is_computer_name"],
+    "deactivation_code": QLM_LIMITS["is_deactivation_code"],
 }
 
 # What the person at the page reads for each refusal (the code is shown beside it).
@@ -134,8 +135,11 @@ def _activated(answer: bytes) -> dict[str, Any]:
     }
 
 
-async def _form(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
-    """A plain form's fields (CSRF checked), stripped; too long or NUL: refused."""
+async def _form(
+    request: Request, fields: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """A plain form's ``fields`` and ``optional`` ones (CSRF checked), stripped; too long,
+    NUL or a missing one of ``fields``: refused."""
     try:
         form = await request.form(max_files=0, max_fields=8, max_part_size=1024)
     except Exception as exc:  # (python-multipart: a form that does not parse)
@@ -144,7 +148,7 @@ async def _form(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
         ) from None
     _check_csrf(request, form.get(CSRF_FIELD))
     found: dict[str, str] = {}
-    for name in fields:
+    for name in fields + optional:
         value = form.get(name)
         text = value.strip() if isinstance(value, str) else ""
         if "\x00" in text or len(text) > FIELD_LIMITS[name]:
@@ -152,7 +156,7 @@ async def _form(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
                 "validation_error", f"{name}: at most {FIELD_LIMITS[name]} characters"
             )
         found[name] = text
-    missing = [name for name in fields if not found[name] and name != "computer_name"]
+    missing = [name for name in fields if not found[name]]
     if missing:
         raise LicensorError(
             "missing_parameters", "Fill in: " + ", ".join(m.replace("_", " ") for m in missing)
@@ -193,7 +197,7 @@ async def computer_key(request: Request) -> Response:
     state = app_state(request)
     host = request.client.host if request.client else None
     try:
-        fields = await _form(request, ("license_key", "computer_id", "computer_name"))
+        fields = await _form(request, ("license_key", "computer_id"), ("computer_name",))
         grant = await run_in_threadpool(_qlm, state, host, "activate", fields)
     except LicensorError as exc:
         return _error_page(request, exc)
