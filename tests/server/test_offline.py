@@ -437,3 +437,38 @@ def test_guessing_keys_on_the_page_is_rate_limited(server: Server) -> None:
     locked = page_form(server, "/offline/computer-key", license_key=key, computer_id="pc")
     assert locked.status_code == 429 and 'id="error-code">too_many_requests<' in locked.text
     assert table_counts(server)["devices"] == 0
+
+
+def test_a_file_signed_with_a_rotated_keys_previous_shared_key(server: Server) -> None:
+    """The request's headers and its file may be signed by either shared key of a key
+    rotated with an overlap window, in any mix; once the window closes, the old one signs
+    nothing."""
+    from sqlalchemy import select
+
+    from licensor.services.auth import SHARED_KEY_CONTEXT
+    from licensor.store.models import ApiKey
+
+    server.product("app")
+    key = server.license(max_activations=10).license_key or ""
+    old, new = server.api.shared_key, "the rotated shared key"
+    with server.db.transaction(write=True) as session:
+        row = session.scalars(select(ApiKey).where(ApiKey.api_key == server.api.api_key)).one()
+        row.previous_shared_key_encrypted = row.shared_key_encrypted
+        row.shared_key_encrypted = server.master_key.encrypt(new, context=SHARED_KEY_CONTEXT)
+        row.previous_valid_until = datetime.now(UTC) + timedelta(hours=1)
+    headers_new = Api(server.client, server.public_keys, server.api.api_key, new)
+    headers_old = server.api
+    for n, (headers, secret) in enumerate(
+        [(headers_new, old), (headers_new, new), (headers_old, new), (headers_old, old)]
+    ):
+        content = request_file(server.api, key, hardware_id=f"{n}" * 64, secret=secret)
+        response = post(headers, "activate", content)
+        assert response.status_code == 200, (n, response.text)
+        assert response.json()["offline_signature"] == offline_signature(
+            secret, response.json()["date"], key, f"{n}" * 64, server.api.api_key
+        )
+    with server.db.transaction(write=True) as session:
+        row = session.scalars(select(ApiKey).where(ApiKey.api_key == server.api.api_key)).one()
+        row.previous_valid_until = datetime.now(UTC) - timedelta(seconds=1)
+    late = request_file(server.api, key, hardware_id="9" * 64, secret=old)
+    assert error_of(post(headers_new, "activate", late)) == (401, "signature_mismatch")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Dialect
@@ -24,6 +24,9 @@ from licensor.services.licensing import LicenseRef, password_hasher, product_ref
 from licensor.store import activation as statements
 from licensor.store.activation import DbapiConnection
 from licensor.store.models import Product
+
+if TYPE_CHECKING:
+    from licensor.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,15 @@ class RateLimits:
 
     policy: rate_limit.Policy | None = None
     buckets: list[tuple[str, int]] = field(default_factory=list)
+
+    def count(self, db: Database, now: datetime, code: str) -> None:
+        """Count a refusal with ``code`` in these buckets if it reveals a wrong guess
+        (``rate_limit.COUNTED``), in a write transaction of its own: the refused one was
+        rolled back."""
+        if self.policy is None or not self.buckets or code not in rate_limit.COUNTED:
+            return
+        with db.transaction(write=True) as session:
+            rate_limit.record_failure(session, self.policy, self.buckets, now, code)
 
 
 NO_LIMITS = RateLimits()

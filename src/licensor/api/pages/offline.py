@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,32 +166,49 @@ async def _form(
     return found
 
 
-def _qlm(state: AppState, host: str | None, use: str, fields: dict[str, str]) -> Any:
-    """The Computer Key, or the release, of the QLM forms: ``services/qlm.py``'s use cases,
-    rate-limited per client address as activations are (a wrong key is counted)."""
-    now = datetime.now(UTC)
+@contextmanager
+def _address_limited(
+    state: AppState, host: str | None, now: datetime
+) -> Iterator[seats.RateLimits]:
+    """The QLM forms' rate limits: per client address, as activations are (a client over its
+    limit is refused first; a refusal that reveals a wrong key is counted)."""
     policy = rate_limit.Policy.of(state.settings)
-    buckets = rate_limit.buckets(policy, host, 0, "", None)  # (the address only)
-    limits = seats.RateLimits(policy, buckets)
+    limits = seats.RateLimits(policy, rate_limit.buckets(policy, host, 0, "", None))
+    with state.db.transaction() as session:
+        rate_limit.ensure_allowed(session, policy, limits.buckets, now)
     try:
-        with state.db.transaction() as session:
-            rate_limit.ensure_allowed(session, policy, buckets, now)
-        with state.db.transaction(write=True) as session:
-            if use == "release":
-                return qlm.release_computer(session, **fields, limits=limits, now=now)
-            grant = qlm.activate_computer(session, state.keys, **fields, limits=limits, now=now)
-            return {
-                "product": grant.product.name or grant.product.short_code,
-                "license_key": grant.license.license_key,
-                "computer_id": grant.device.hardware_id,
-                "expires": grant.expires_at.isoformat() if grant.expires_at else None,
-                "text": grant.computer_key,
-            }
+        yield limits
     except LicensorError as exc:
-        if buckets and exc.code in rate_limit.COUNTED:
-            with state.db.transaction(write=True) as session:
-                rate_limit.record_failure(session, policy, buckets, now, exc.code)
+        limits.count(state.db, now, exc.code)
         raise
+
+
+def _computer_key(state: AppState, host: str | None, fields: dict[str, str]) -> dict[str, Any]:
+    """QLM's activation of a computer without internet (``qlm.activate_computer``): what the
+    page shows of its Computer Key."""
+    now = datetime.now(UTC)
+    with (
+        _address_limited(state, host, now) as limits,
+        state.db.transaction(write=True) as session,
+    ):
+        grant = qlm.activate_computer(session, state.keys, **fields, limits=limits, now=now)
+        return {
+            "product": grant.product.name or grant.product.short_code,
+            "license_key": grant.license.license_key,
+            "computer_id": grant.device.hardware_id,
+            "expires": grant.expires_at.isoformat() if grant.expires_at else None,
+            "text": grant.computer_key,
+        }
+
+
+def _release(state: AppState, host: str | None, fields: dict[str, str]) -> None:
+    """QLM's release of a computer with its Deactivation Verification Code."""
+    now = datetime.now(UTC)
+    with (
+        _address_limited(state, host, now) as limits,
+        state.db.transaction(write=True) as session,
+    ):
+        qlm.release_computer(session, **fields, limits=limits, now=now)
 
 
 @router.post("/offline/computer-key")
@@ -198,7 +217,7 @@ async def computer_key(request: Request) -> Response:
     host = request.client.host if request.client else None
     try:
         fields = await _form(request, ("license_key", "computer_id"), ("computer_name",))
-        grant = await run_in_threadpool(_qlm, state, host, "activate", fields)
+        grant = await run_in_threadpool(_computer_key, state, host, fields)
     except LicensorError as exc:
         return _error_page(request, exc)
     return with_csrf(request, "offline.html", computer_key=grant)
@@ -210,7 +229,7 @@ async def release(request: Request) -> Response:
     host = request.client.host if request.client else None
     try:
         fields = await _form(request, ("license_key", "computer_id", "deactivation_code"))
-        await run_in_threadpool(_qlm, state, host, "release", fields)
+        await run_in_threadpool(_release, state, host, fields)
     except LicensorError as exc:
         return _error_page(request, exc)
     released = {"license_key": fields["license_key"], "computer_id": fields["computer_id"]}

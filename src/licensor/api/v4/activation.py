@@ -27,12 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from licensor.api.errors import error_parts, failure_parts, refusal_parts
 from licensor.api.middleware import accepted_algorithm
 from licensor.api.state import AppState, app_state
-from licensor.api.v4 import schemas
+from licensor.api.v4 import offline, schemas
 from licensor.api.v4.endpoints import (
     body_doc,
     checked_idempotency_key,
     device_info,
     failure_buckets,
+    header_caller,
     hmac_caller_of,
     identity_ref,
     license_ref,
@@ -42,7 +43,6 @@ from licensor.api.v4.endpoints import (
     sso_user,
     variables_as_text,
 )
-from licensor.api.v4.offline import file_answer
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import activation, auth, licensing, rate_limit, seats
@@ -84,6 +84,8 @@ class _Prepared:
     # single sign-on, a password to verify or an OAuth token: work that must not hold the
     # event loop (an identity provider over the network, Argon2, the ORM)
     slow: bool
+    # a request file sent as the body (``who``, ``data``, ``ref`` and ``limits`` are its)
+    file: offline.FileRequest | None = None
 
 
 class _Refused(Exception):
@@ -157,11 +159,7 @@ class ActivationFront:
         headers = _headers(scope["headers"])
         client = scope.get("client")
         host = client[0] if client else None
-        if offline_kind is not None:
-            signed = await anyio.to_thread.run_sync(
-                self.offline_file, state, offline_kind, headers, body, host
-            )
-        elif self.threads == 0:
+        if self.threads == 0:
             signed = await self._on_the_loop(state, path, headers, body, host)
         else:
             if self._limiter is None:  # (created on the server's event loop)
@@ -333,6 +331,9 @@ class ActivationFront:
         activations and deactivations per second). On SQLite that would move the key's check
         into the write lock: measured -4% Ed25519 activations, -14% deactivations."""
         now = now or datetime.now(UTC)
+        kind = OFFLINE_PATHS.get(path)
+        if kind is not None:
+            return self._prepare_file(state, kind, headers, body, host, now)
         activating = path in ACTIVATE_PATHS
         db = state.db
         try:
@@ -386,6 +387,36 @@ class ActivationFront:
         )
 
     @staticmethod
+    def _prepare_file(
+        state: AppState,
+        kind: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        host: str | None,
+        now: datetime,
+    ) -> _Prepared:
+        """A request file sent as the body: the caller of the headers, then the file's
+        (``offline.read_file``: no second read when the file is signed by the same key). Not
+        counted in the rate limits: no guess about a license was made yet."""
+        try:
+            known = header_caller(state, headers.get("authorization"), headers.get("date"), now)
+            file = offline.read_file(state, body, kind, host=host, now=now, known=known)
+        except LicensorError as exc:
+            raise _Refused(exc, None) from None
+        return _Prepared(
+            activating=file.kind == "activation",
+            who=file.caller,
+            data=file.data,
+            ref=file.ref,
+            limits=file.limits,
+            now=now,
+            algorithm=_algorithm(headers),
+            idempotency_key=None,
+            slow=file.slow or known.api_key is None,  # (an OAuth token: read by the ORM)
+            file=file,
+        )
+
+    @staticmethod
     def _authenticated(state: AppState, who: Caller | seats.Credentials, now: datetime) -> Caller:
         """The caller of credentials not checked yet (a key's company hint), or the refusal."""
         if isinstance(who, Caller):
@@ -398,7 +429,9 @@ class ActivationFront:
         (the identity provider is asked over the network, outside the write transaction).
         An activation adds an unknown user to the account's auto-create license first."""
         data = prepared.data
-        if not (data.customer_account_code or data.id_token or data.code):
+        if prepared.file is not None or not (
+            data.customer_account_code or data.id_token or data.code
+        ):  # (a request file names its license without single sign-on)
             return prepared
         assert isinstance(prepared.who, Caller)  # (slow: authenticated in prepare)
         caller = prepared.who
@@ -431,6 +464,10 @@ class ActivationFront:
         db = state.db
         data = prepared.data
         try:
+            if prepared.file is not None:
+                return offline.write_file(
+                    state, prepared.file, prepared.now, wait=wait, queue_held=queue_held
+                )
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
                 tx = seats.Transaction(connection, db.dialect)
                 if not prepared.activating:
@@ -472,7 +509,10 @@ class ActivationFront:
         if written is None:
             return 200, _DEACTIVATED, {}
         try:
-            content = written.render(state.keys, prepared.algorithm)
+            if prepared.file is not None:
+                content = offline.file_body(state, prepared.file, written)
+            else:
+                content = written.render(state.keys, prepared.algorithm)
         except Exception as exc:  # committed: never run again
             log.error("activation.render_failed", extra={"error": type(exc).__name__})
             return error_parts("internal_error", "Internal server error", 500)
@@ -486,37 +526,12 @@ class ActivationFront:
     def _refused(state: AppState, refused: _Refused) -> Answer:
         """The refusal's answer, once it is counted when it reveals a wrong guess."""
         error, prepared = refused.error, refused.prepared
-        if prepared is not None and prepared.limits.buckets and error.code in rate_limit.COUNTED:
-            limits = prepared.limits
-            assert limits.policy is not None
+        if prepared is not None:
             try:
-                with state.db.transaction(write=True) as session:
-                    rate_limit.record_failure(
-                        session, limits.policy, limits.buckets, prepared.now, error.code
-                    )
+                prepared.limits.count(state.db, prepared.now, error.code)
             except Exception as exc:
                 return failure_parts(exc)
         return refusal_parts(error)
-
-    def offline_file(
-        self,
-        state: AppState,
-        kind: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        host: str | None,
-    ) -> Signed:
-        """A request file sent as the body (``offline.file_answer``), its answer signed."""
-        answer = file_answer(
-            state,
-            headers.get("authorization"),
-            headers.get("date"),
-            body,
-            kind,
-            host=host,
-            now=datetime.now(UTC),
-        )
-        return self.sign(state, _algorithm(headers), answer)
 
     @staticmethod
     def sign(state: AppState, algorithm: SignatureAlgorithm, answer: Answer) -> Signed:

@@ -361,8 +361,7 @@ class CheckFront:
                 if inline:
                     return None
                 try:
-                    with db.transaction(write=True) as session:
-                        rate_limit.record_failure(session, policy, limits.buckets, now, exc.code)
+                    limits.count(db, now, exc.code)
                 except Exception as failed:
                     return (*failure_parts(failed), None, False, None)
             return (*refusal_parts(exc), None, False, None)

@@ -21,7 +21,7 @@ from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, licensing, rate_limit, sso, variables
+from licensor.services import auth, licensing, rate_limit, seats, sso, variables
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -189,9 +189,7 @@ def failures_counted(
     try:
         yield
     except LicensorError as exc:
-        if found and exc.code in rate_limit.COUNTED:
-            with state.db.transaction(write=True) as session:
-                rate_limit.record_failure(session, policy, found, now, exc.code)
+        seats.RateLimits(policy, found).count(state.db, now, exc.code)
         raise
 
 

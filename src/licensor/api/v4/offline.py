@@ -11,6 +11,7 @@ does (``Date`` and ``Authorization``); the file names its own caller (``api_key`
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -20,13 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from licensor.api.errors import failure_parts, refusal_parts
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.api.v4.endpoints import (
     device_info,
     failure_buckets,
-    header_caller,
     license_ref,
     parse_object,
     request_caller,
@@ -35,8 +34,12 @@ from licensor.api.v4.endpoints import (
     variables_as_text,
 )
 from licensor.core.errors import LicensorError
-from licensor.protocol.offline import MAX_FILE_BYTES, license_file
-from licensor.services import offline, rate_limit, seats
+from licensor.protocol.offline import MAX_FILE_BYTES, RequestFile, license_file
+from licensor.services import activation, offline, rate_limit, seats
+from licensor.services.context import Caller
+from licensor.services.licensing import LicenseRef
+
+log = logging.getLogger("licensor.api")
 
 DEACTIVATED = b'"license_deactivated"'
 
@@ -80,6 +83,110 @@ class TakenFile:
         return {"license_file": license_file(self.body).decode(), "license": json.loads(self.body)}
 
 
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """A request file read and its caller authenticated (nothing written yet): what
+    ``write_file`` takes, and ``ActivationFront`` for a file sent as the body."""
+
+    kind: str  # "activation" or "deactivation"
+    found: RequestFile
+    data: schemas.ActivateRequest | schemas.OfflineDeactivateFile
+    caller: Caller
+    ref: LicenseRef
+    limits: seats.RateLimits
+
+    @property
+    def slow(self) -> bool:
+        """Whether the write must not hold the event loop: a deactivation (an ORM
+        transaction) or a password to verify (Argon2)."""
+        return self.kind == "deactivation" or bool(self.data.password)
+
+
+def read_file(
+    state: AppState,
+    content: bytes,
+    request: str | None,
+    *,
+    host: str | None,
+    now: datetime,
+    company_id: int | None = None,
+    actor: str | None = None,
+    known: Caller | None = None,
+) -> FileRequest:
+    """Read the request file ``content`` -- ``request`` "activation" or "deactivation", or
+    ``None`` for whichever the file asks -- and authenticate the caller it names (one
+    autocommit read, none when ``known``, the request's own caller, signed it). ``company_id``:
+    the company of whoever hands the file in, if known (the file must be its); ``actor``: who
+    the audit log names, if not the file's key or client (a vendor's token)."""
+    found = offline.read(content, request)
+    kind = offline.kind_of(found)
+    model: type[schemas.ActivateRequest] | type[schemas.OfflineDeactivateFile] = (
+        schemas.ActivateRequest if kind == "activation" else schemas.OfflineDeactivateFile
+    )
+    data = parse_object(found.fields, model)
+    if known is not None:
+        company_id = known.company_id
+    db = state.db
+    with db.snapshot() as connection:  # (one autocommit read)
+        tx = seats.Transaction(connection.connection.dbapi_connection, db.dialect)  # type: ignore[arg-type]
+        caller = offline.file_caller(
+            tx, state.keys, found, now=now, company_id=company_id, known=known
+        )
+    if actor is not None:
+        caller = replace(caller, actor=actor)
+    policy = rate_limit.Policy.of(state.settings)
+    limits = seats.RateLimits(policy, failure_buckets(policy, host, caller.company_id, data))
+    return FileRequest(kind, found, data, caller, license_ref(data, data.password), limits)
+
+
+def write_file(
+    state: AppState,
+    file: FileRequest,
+    now: datetime,
+    *,
+    wait: bool = True,
+    queue_held: bool = False,
+) -> activation.Activated | None:
+    """The file's write transaction: the activation (``Activated``: its answer is signed after
+    the commit by ``file_body``) or the deactivation (``None``). A refusal
+    (``LicensorError``) leaves nothing written (counting it is the caller's: ``limits``);
+    ``wait`` and ``queue_held`` as for ``Database.fast_write`` (an activation only)."""
+    data = file.data
+    if isinstance(data, schemas.ActivateRequest):
+        with state.db.fast_write(wait=wait, queue_held=queue_held) as connection:
+            return offline.activate(
+                seats.Transaction(connection, state.db.dialect),
+                state.keys,
+                file.found,
+                file.caller,
+                file.ref,
+                device_info(data),
+                variables_as_text(data.variables),
+                file.limits,
+                now=now,
+            )
+    with state.db.transaction(write=True) as session:
+        offline.deactivate(
+            session,
+            state.keys,
+            file.found,
+            file.caller,
+            file.ref,
+            variables_as_text(data.variables),
+            file.limits,
+            now=now,
+        )
+    return None
+
+
+def file_body(state: AppState, file: FileRequest, written: activation.Activated | None) -> bytes:
+    """The answer's body: the license file's JSON, signed now (committed), or
+    ``"license_deactivated"``."""
+    if written is None:
+        return DEACTIVATED
+    return offline.answer_file(written, state.keys, file.found)
+
+
 def take_file(
     state: AppState,
     content: bytes,
@@ -89,85 +196,32 @@ def take_file(
     now: datetime,
     company_id: int | None = None,
     actor: str | None = None,
+    known: Caller | None = None,
 ) -> TakenFile:
-    """Take the request file ``content`` -- ``request`` "activation" or "deactivation", or
-    ``None`` for whichever the file asks. A refusal (``LicensorError``) leaves nothing
-    written but its rate-limit counter. ``company_id``: the company of whoever hands the file
-    in, if known (the file must be its); ``actor``: who the audit log names, if not the
-    file's key or client (a vendor's token)."""
-    found = offline.read(content, request)
-    kind = offline.kind_of(found)
-    model: type[schemas.ActivateRequest] | type[schemas.OfflineDeactivateFile] = (
-        schemas.ActivateRequest if kind == "activation" else schemas.OfflineDeactivateFile
+    """Take the request file ``content`` in this thread (``read_file``, ``write_file``,
+    ``file_body``). A refusal (``LicensorError``) leaves nothing written but its rate-limit
+    counter."""
+    file = read_file(
+        state,
+        content,
+        request,
+        host=host,
+        now=now,
+        company_id=company_id,
+        actor=actor,
+        known=known,
     )
-    data = parse_object(found.fields, model)
-    db = state.db
-    with db.snapshot() as connection:  # (one autocommit read)
-        tx = seats.Transaction(connection.connection.dbapi_connection, db.dialect)  # type: ignore[arg-type]
-        caller = offline.file_caller(tx, state.keys, found, now=now, company_id=company_id)
-    if actor is not None:
-        caller = replace(caller, actor=actor)
-    policy = rate_limit.Policy.of(state.settings)
-    buckets = failure_buckets(policy, host, caller.company_id, data)
-    limits = seats.RateLimits(policy, buckets)
-    ref = license_ref(data, data.password)
     try:
-        if isinstance(data, schemas.ActivateRequest):
-            with state.db.fast_write() as connection:
-                done = offline.activate(
-                    seats.Transaction(connection, state.db.dialect),
-                    state.keys,
-                    found,
-                    caller,
-                    ref,
-                    device_info(data),
-                    variables_as_text(data.variables),
-                    limits,
-                    now=now,
-                )
-            body = offline.license_file(done, state.keys, found)  # (committed: signed here)
-        else:
-            with state.db.transaction(write=True) as session:
-                offline.deactivate(
-                    session,
-                    state.keys,
-                    found,
-                    caller,
-                    ref,
-                    variables_as_text(data.variables),
-                    limits,
-                    now=now,
-                )
-            body = DEACTIVATED
+        written = write_file(state, file, now)
     except LicensorError as exc:
-        if buckets and exc.code in rate_limit.COUNTED:
-            with state.db.transaction(write=True) as session:
-                rate_limit.record_failure(session, policy, buckets, now, exc.code)
+        file.limits.count(state.db, now, exc.code)
         raise
-    return TakenFile(kind, found.fields, body)
-
-
-def file_answer(
-    state: AppState,
-    authorization: str | None,
-    date_value: str | None,
-    content: bytes,
-    request: str,
-    *,
-    host: str | None,
-    now: datetime,
-) -> tuple[int, bytes, dict[str, str]]:
-    """The whole answer (status, body, headers; unsigned) to a request file sent as the body
-    itself: the caller of the headers, then ``take_file``, as the routes below answer it.
-    ``ActivationFront`` answers these requests this way, without the framework."""
     try:
-        company_id = header_caller(state, authorization, date_value, now).company_id
-        taken = take_file(state, content, request, host=host, now=now, company_id=company_id)
-    except LicensorError as exc:
-        return refusal_parts(exc)
-    except Exception as exc:
-        return failure_parts(exc)
-    return 200, taken.body, {}
+        body = file_body(state, file, written)
+    except Exception as exc:  # committed: the seat is taken; a new request file answers
+        log.error("offline.render_failed", extra={"error": type(exc).__name__})
+        raise
+    return TakenFile(file.kind, file.found.fields, body)
 
 
 async def file_of(request: Request) -> bytes:
@@ -195,14 +249,11 @@ async def _answer(request: Request, kind: str) -> Response:
     state = app_state(request)
     now = utcnow()
 
-    def authenticated() -> int:
-        return request_caller(state, request, now).company_id
-
-    company_id = await run_in_threadpool(authenticated)
+    caller = await run_in_threadpool(request_caller, state, request, now)
     content = await file_of(request)
     host = request.client.host if request.client else None
     taken = await run_in_threadpool(
-        take_file, state, content, kind, host=host, now=now, company_id=company_id
+        take_file, state, content, kind, host=host, now=now, known=caller
     )
     return Response(taken.body, media_type="application/json")
 
