@@ -657,10 +657,16 @@ def block_steps(
         ("activate_license", "ed25519", ed, "activate", same(activate_file)),
         ("deactivate_license", "-", rsa, "deactivate", deactivations),
     ]
-    files_headers = {**rsa, "Content-Type": "text/plain"}
+    # (the answer's header signed as the online rows sign theirs: Ed25519 for the Ed25519 row)
     plan += [
-        ("activate_offline", sig, files_headers, "offline", offline_files(sig))
-        for sig in ("rsa", "ed25519")
+        (
+            "activate_offline",
+            sig,
+            {**headers, "Content-Type": "text/plain"},
+            "offline",
+            offline_files(sig),
+        )
+        for sig, headers in (("rsa", rsa), ("ed25519", ed))
     ]
     started = False
     for repetition in range(ctx.args.repeat):

@@ -540,7 +540,11 @@ class OfflineRequest(Base):
     so the same file sent twice changes nothing the second time."""
 
     __tablename__ = "offline_requests"
-    __table_args__ = (UniqueConstraint("license_id", "request_id"),)
+    __table_args__ = (
+        UniqueConstraint("license_id", "request_id"),
+        # the replay check: a request id for a device, on any of the company's licenses
+        Index("ix_offline_requests_lookup", "request_id", "hardware_id"),
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
     request_id: Mapped[str] = mapped_column(String(100))
