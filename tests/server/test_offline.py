@@ -308,6 +308,58 @@ def test_parallel_files_never_take_more_seats_than_the_license_has(
     deployment.db.dispose()
 
 
+@pytest.mark.slow
+def test_copies_of_one_file_sent_at_once_take_one_seat(database_url: str, tmp_path: Path) -> None:
+    """The replay check is asked before the write; copies racing past it meet the unique
+    request id in the write, where all but one roll back."""
+    deployment = prepare(database_url, tmp_path / "data")
+    key = issue(deployment, max_activations=10)
+    barrier = threading.Barrier(12)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    with serve(deployment, workers=2) as base:
+        setup = Api(
+            httpx.Client(), deployment.public_keys, deployment.api_key, deployment.shared_key
+        )
+        content = request_file(setup, key, hardware_id="copied")
+        endpoint = "activate"
+
+        def upload() -> None:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                api = Api(client, deployment.public_keys, deployment.api_key, deployment.shared_key)
+                barrier.wait()
+                response = post(api, endpoint, content)
+                outcome = "ok" if response.status_code == 200 else response.json()["code"]
+                with lock:
+                    outcomes[outcome] += 1
+
+        threads = [threading.Thread(target=upload) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert outcomes == {"ok": 1, "offline_request_replayed": 11}, outcomes
+    with deployment.db.transaction() as session:
+        from sqlalchemy import text
+
+        rows = session.execute(text("SELECT count(*) FROM offline_requests")).scalar()
+        times = session.execute(text("SELECT times_activated FROM licenses")).scalar()
+    assert (rows, times) == (1, 1)
+    # the same for copies of one deactivation file
+    content = request_file(setup, key, hardware_id="copied", request="deactivation")
+    endpoint = "deactivate"
+    outcomes.clear()
+    barrier.reset()
+    with serve(deployment, workers=2) as base:
+        threads = [threading.Thread(target=upload) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert outcomes == {"ok": 1, "offline_request_replayed": 11}, outcomes
+    deployment.db.dispose()
+
+
 def test_the_page_refuses_a_huge_form_with_a_page(server: Server) -> None:
     """A body over the page's limit is refused before any handler reads it -- with a page a
     person can read (the page's look and headers), not the API's JSON."""

@@ -214,23 +214,26 @@ def activate(
     now: datetime,
 ) -> activation.Activated:
     """Activate the file's device (inside the write transaction ``tx``: a refusal leaves
-    nothing written once the caller rolls back); ``license_file`` renders the answer after the
+    nothing written once the caller rolls back); ``answer_file`` renders the answer after the
     commit (its signatures made outside the write lock)."""
     request_id = request_id_of(found)
     algorithm = algorithm_of(found)
-    _refuse_replay(tx, caller, request_id, ref.hardware_id)
-    done = activation.activate(
-        tx,
-        keys,
-        caller,
-        ref,
-        info,
-        limits,
-        now=now,
-        variables=variables,
-        algorithm=algorithm,
-        offline=True,
-    )
+    try:
+        done = activation.activate(
+            tx,
+            keys,
+            caller,
+            ref,
+            info,
+            limits,
+            now=now,
+            variables=variables,
+            algorithm=algorithm,
+            offline=True,
+        )
+    except LicensorError:
+        _replayed_meanwhile(tx, caller, found, ref.hardware_id)
+        raise
     _take_request_id(tx, done.license.id, request_id, "activation", ref.hardware_id, now)
     return done
 
@@ -256,24 +259,43 @@ def deactivate(
     (the device's last state), inside the session's write transaction."""
     request_id = request_id_of(found)
     tx = transaction_of(session)
-    _refuse_replay(tx, caller, request_id, ref.hardware_id)
-    checked = device_in_session(session, keys, caller, ref, now=now)
-    if variables:
-        statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
-    activation.deactivate(tx, keys, caller, ref, limits, now=now, offline=True)
+    try:
+        checked = device_in_session(session, keys, caller, ref, now=now)
+        if variables:
+            statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
+        activation.deactivate(tx, keys, caller, ref, limits, now=now, offline=True)
+    except LicensorError:
+        _replayed_meanwhile(tx, caller, found, ref.hardware_id)
+        raise
     _take_request_id(tx, checked.rows.license.id, request_id, "deactivation", ref.hardware_id, now)
 
 
-def _refuse_replay(
-    tx: Transaction, caller: Caller, request_id: str | None, hardware_id: str
-) -> None:
+def refuse_replay(tx: Transaction, caller: Caller, found: RequestFile, hardware_id: str) -> None:
     """``offline_request_replayed`` when a file with this ``request_id`` for this device was
-    taken already (on any of the company's licenses)."""
+    taken already, on any of the company's licenses -- asked before the write transaction,
+    which keeps it short: a copy of the file taken meanwhile is refused there, by the unique
+    index ``_take_request_id`` writes to."""
+    request_id = request_id_of(found)
     if request_id is None:
         return
     if statements.offline_request_taken(
         tx.connection, tx.dialect, caller.company_id, request_id, hardware_id
     ):
+        raise LicensorError("offline_request_replayed")
+
+
+def _replayed_meanwhile(
+    tx: Transaction, caller: Caller, found: RequestFile, hardware_id: str
+) -> None:
+    """On a refusal in the write: a copy of this file taken since ``refuse_replay`` was asked
+    makes the device or the license look changed; then the refusal says what happened."""
+    try:
+        taken = request_id_of(found) is not None and statements.offline_request_taken(
+            tx.connection, tx.dialect, caller.company_id, request_id_of(found) or "", hardware_id
+        )
+    except Exception:  # (a transaction the refusal's own error aborted: keep that refusal)
+        return
+    if taken:
         raise LicensorError("offline_request_replayed")
 
 

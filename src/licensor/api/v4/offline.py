@@ -115,7 +115,8 @@ def read_file(
 ) -> FileRequest:
     """Read the request file ``content`` -- ``request`` "activation" or "deactivation", or
     ``None`` for whichever the file asks -- and authenticate the caller it names (one
-    autocommit read, none when ``known``, the request's own caller, signed it). ``company_id``:
+    autocommit read of the caller, none when ``known``, the request's own caller, signed it;
+    one of the request id: a file taken already is refused here). ``company_id``:
     the company of whoever hands the file in, if known (the file must be its); ``actor``: who
     the audit log names, if not the file's key or client (a vendor's token)."""
     found = offline.read(content, request)
@@ -132,6 +133,7 @@ def read_file(
         caller = offline.file_caller(
             tx, state.keys, found, now=now, company_id=company_id, known=known
         )
+        offline.refuse_replay(tx, caller, found, data.hardware_id)
     if actor is not None:
         caller = replace(caller, actor=actor)
     policy = rate_limit.Policy.of(state.settings)
