@@ -1,6 +1,8 @@
-"""``POST /api/v4/activate_offline`` and ``/deactivate_offline`` (v4 §3.5-3.6), and
-``take_file``: the one path every way of handing in a request file takes (these endpoints, the
-``/offline`` upload page, the management API; the CLI calls the management API's service).
+"""``POST /api/v4/activate_offline`` and ``/deactivate_offline`` (v4 §3.5-3.6), and the one
+path every way of handing in a request file takes: ``read_file``, ``write_file``, ``file_body``
+-- run by ``ActivationFront`` for a file sent as the body of these endpoints, and by
+``take_file`` for the rest (their multipart form, the ``/offline`` upload page, the management
+API; the CLI calls the management API's service).
 
 The body is the request file itself (its base64 text) or a ``multipart/form-data`` form whose
 part ``file`` is the file. The endpoints authenticate their caller as every License API endpoint
