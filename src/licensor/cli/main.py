@@ -314,6 +314,21 @@ def license_create(
     ] = None,
     maintenance_until: Annotated[str | None, typer.Option(help="Maintenance end (ISO)")] = None,
     versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1,<2'")] = None,
+    max_consumptions: Annotated[
+        int | None, typer.Option(min=0, help="Units a consumption license may count")
+    ] = None,
+    unlimited_consumptions: Annotated[bool, typer.Option("--unlimited-consumptions")] = False,
+    overages: Annotated[
+        int | None,
+        typer.Option(min=0, help="Allow this many units past the maximum (0: no limit)"),
+    ] = None,
+    negative_consumptions: Annotated[
+        bool, typer.Option("--negative-consumptions", help="Accept refunds (negative reports)")
+    ] = False,
+    consumption_period: Annotated[
+        str | None,
+        typer.Option(help="Reset the total: daily | weekly | monthly | annually (00:00 UTC)"),
+    ] = None,
     user: Annotated[str | None, typer.Option(help="License user e-mail (user products)")] = None,
     password: Annotated[str | None, typer.Option(help="License user password")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer e-mail")] = None,
@@ -343,6 +358,12 @@ def license_create(
         "trial_days": trial_days,
         "grace_period": grace_period,
         "version_spec": versions,
+        "max_consumptions": max_consumptions,
+        "allow_unlimited_consumptions": True if unlimited_consumptions else None,
+        "allow_overages": True if overages is not None else None,
+        "max_overages": overages,
+        "allow_negative_consumptions": True if negative_consumptions else None,
+        "consumption_period": consumption_period,
         "customer_email": customer,
         "license_key": key,
         "user_email": user,

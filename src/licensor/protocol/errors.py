@@ -102,6 +102,12 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         400, "License product version does not support the app_ver sent in the request"
     ),
     "device_not_found": ErrorSpec(400, "Device not found on the license"),
+    # consumption (v4 §3.9, §5.7)
+    "license_not_consumption": ErrorSpec(400, "The license needs to be of consumption type"),
+    "license_not_enough_consumptions": ErrorSpec(400, "Not enough consumptions left"),
+    "negative_consumptions_not_allowed": ErrorSpec(
+        400, "Negative consumptions are not allowed for this license"
+    ),
     "invalid_credentials": ErrorSpec(400, "The username or password is not valid"),
     "trial_not_allowed": ErrorSpec(400, "Product does not allow trial"),
     "email_missing": ErrorSpec(400, "An email is missing for user-based product"),

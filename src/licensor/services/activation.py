@@ -58,6 +58,8 @@ from licensor.services.seats import (
     RateLimits,
     Transaction,
     find,
+    record_answer,
+    recorded_answer,
     transaction_of,
 )
 from licensor.store import activation as statements
@@ -120,14 +122,11 @@ def _replay(
     caller: Caller,
     now: datetime,
 ) -> Activated | None:
-    """The recorded answer of an Idempotency-Key, or ``None`` when it outlived its time to live
-    (then forgotten, and the request runs)."""
-    age_hours = (now - record.created_at).total_seconds() / 3600
-    if age_hours > keys.settings.idempotency_ttl_hours:
-        statements.forget_idempotency(tx.connection, tx.dialect, record.id)
+    """The recorded answer of an Idempotency-Key as an activation, or ``None``
+    (``seats.recorded_answer``)."""
+    recorded = recorded_answer(tx, keys, record, request_hash, now)
+    if recorded is None:
         return None
-    if record.request_hash != request_hash:
-        raise LicensorError("idempotency_key_reused")
     nothing = SimpleNamespace()
     return Activated(
         caller=caller,
@@ -139,8 +138,8 @@ def _replay(
         release=None,
         variables=[],
         now=now,
-        content=bytes(record.body),
-        status=record.status,
+        content=recorded.body,
+        status=recorded.status,
         replayed=True,
     )
 
@@ -315,18 +314,7 @@ def activate(
         return activated
     # The record holds the answer itself, so it is made (and signed) inside the transaction.
     content = activated.render(keys, algorithm)
-    statements.record_idempotency(
-        tx.connection,
-        tx.dialect,
-        {
-            "company_id": caller.company_id,
-            "key": idempotency_key,
-            "request_hash": request_hash,
-            "status": 200,
-            "body": content,
-            "created_at": now,
-        },
-    )
+    record_answer(tx, caller, idempotency_key, request_hash, content, now)
     return replace(activated, content=content)
 
 

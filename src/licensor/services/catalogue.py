@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from licensor.core import custom_fields as custom_field_rules
 from licensor.core import features as feature_rules
+from licensor.core.consumption import MAX_TOTAL, PERIODS
 from licensor.core.errors import LicensorError
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import AuthorizationMethod, LicenseType, valid_version_spec
@@ -234,6 +235,13 @@ class LicenseSpec:
     grace_period: int = 0
     maintenance_period: datetime | None = None
     version_spec: str | None = None
+    # consumption (core.consumption)
+    max_consumptions: int = 0
+    allow_unlimited_consumptions: bool = False
+    allow_overages: bool = False
+    max_overages: int = 0
+    allow_negative_consumptions: bool = False
+    consumption_period: str | None = None  # daily | weekly | monthly | annually
     enabled: bool = True
     order_store_id: str = ""
     customer_email: str | None = None
@@ -248,6 +256,19 @@ class LicenseSpec:
     policy_id: int | None = None
 
 
+def check_consumption_settings(
+    max_consumptions: int | None, max_overages: int | None, period: str | None
+) -> None:
+    """Refuse consumption settings out of range (``validation_error``)."""
+    for name, value in (("max_consumptions", max_consumptions), ("max_overages", max_overages)):
+        if value is not None and not 0 <= value <= MAX_TOTAL:
+            raise LicensorError("validation_error", f"{name}: between 0 and {MAX_TOTAL}")
+    if period is not None and period not in PERIODS:
+        raise LicensorError(
+            "validation_error", "consumption_period: daily, weekly, monthly or annually"
+        )
+
+
 def _check_license_spec(spec: LicenseSpec, product: Product) -> None:
     if spec.license_type not in {t.value for t in LicenseType}:
         raise LicensorError(
@@ -256,6 +277,7 @@ def _check_license_spec(spec: LicenseSpec, product: Product) -> None:
         )
     if spec.max_activations < 0:
         raise LicensorError("validation_error", "max_activations: must be >= 0")
+    check_consumption_settings(spec.max_consumptions, spec.max_overages, spec.consumption_period)
     if spec.max_transfers < -1:
         raise LicensorError(
             "validation_error", "max_transfers: 0 = unlimited, N = at most N, -1 = prevented"
@@ -325,9 +347,14 @@ def _license_row(
         "features": spec.features,
         "policy_id": spec.policy_id,
         "metadata_": spec.metadata,
-        "max_consumptions": 0,
+        "max_consumptions": spec.max_consumptions,
         "total_consumptions": 0,
-        "allow_unlimited_consumptions": False,
+        "allow_unlimited_consumptions": spec.allow_unlimited_consumptions,
+        "allow_overages": spec.allow_overages,
+        "max_overages": spec.max_overages,
+        "allow_negative_consumptions": spec.allow_negative_consumptions,
+        "consumption_period": spec.consumption_period,
+        "consumption_counted_at": None,
         "first_activated_at": None,
         "created_at": now,
         "updated_at": now,

@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from licensor.core import features as feature_rules
+from licensor.core.consumption import next_period_start
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import LicenseTerms, decide_device_access, expires_at
 from licensor.protocol.signing import SignatureAlgorithm
@@ -103,8 +104,13 @@ class Checked:
         rows = self.rows
         step = keys.settings.answer_date_step_seconds
         until = payload.next_step(payload.answer_date(now, self.device.hardware_id, step), step)
+        license_ = rows.license
         ends = [
-            expires_at(self.terms, rows.license.validity_period),
+            expires_at(self.terms, license_.validity_period),
+            # a consumption total starts again from 0 (judged when read)
+            next_period_start(license_.consumption_period, now)
+            if license_.consumption_period and license_.total_consumptions
+            else None,
             feature_rules.next_expiry(rows.product.features, rows.license.features, now),
             rows.credential.api_key.previous_valid_until if rows.credential else None,
         ]

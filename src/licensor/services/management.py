@@ -19,7 +19,7 @@ from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import activation, audit, catalogue, licensing, views
+from licensor.services import activation, audit, catalogue, licensing, payload, views
 from licensor.store import admin_repository as admin_repo
 from licensor.store import repository
 from licensor.store.models import (
@@ -254,6 +254,13 @@ class LicenseChanges:
     grace_period: int | None = None
     maintenance_period: datetime | None = None
     version_spec: str | None = None
+    max_consumptions: int | None = None
+    allow_unlimited_consumptions: bool | None = None
+    allow_overages: bool | None = None
+    max_overages: int | None = None
+    allow_negative_consumptions: bool | None = None
+    consumption_period: str | None = None
+    reset_consumption: bool | None = None  # False: never reset (clears consumption_period)
     order_id: str | None = None
     metadata: dict[str, Any] | None = None
     custom_fields: dict[str, Any] | None = None
@@ -301,6 +308,15 @@ def update_license(
         license_.enable_maintenance_period = True
     if changes.clear_validity_period:
         license_.validity_period = None
+    catalogue.check_consumption_settings(
+        changes.max_consumptions, changes.max_overages, changes.consumption_period
+    )
+    if changes.reset_consumption is False:
+        license_.consumption_period = None
+    if changes.consumption_period is not None or changes.reset_consumption is False:
+        # (the total as it stands carries over to the new period rule)
+        license_.total_consumptions = payload.total_now(license_, now)
+        license_.consumption_counted_at = now
     for name in (
         "enabled",
         "allow_unlimited_activations",
@@ -308,6 +324,12 @@ def update_license(
         "start_date",
         "prevent_vm",
         "allow_offline_activation",
+        "max_consumptions",
+        "allow_unlimited_consumptions",
+        "allow_overages",
+        "max_overages",
+        "allow_negative_consumptions",
+        "consumption_period",
     ):
         value = getattr(changes, name)
         if value is not None:

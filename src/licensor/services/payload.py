@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from licensor.core import features as feature_rules
+from licensor.core.consumption import current_total
 from licensor.core.licensing import LicenseTerms, is_expired
 from licensor.keyring import Keyring
 from licensor.protocol.auth import http_date, offline_signature
@@ -169,6 +170,32 @@ def next_step(date: datetime, step_seconds: int) -> datetime:
     return date + timedelta(seconds=max(step_seconds, 1))
 
 
+def total_now(license_: Any, now: datetime) -> int:
+    """A license's consumption total as it stands at ``now`` (0 once its period started
+    again: ``core.consumption.current_total``)."""
+    return current_total(
+        license_.total_consumptions,
+        license_.consumption_counted_at,
+        license_.consumption_period,
+        now,
+    )
+
+
+def consumption_fields(license_: Any, now: datetime) -> dict[str, Any]:
+    """The consumption fields of a license object (v4 §3.30) and of the ``add_consumption``
+    answer (§3.9)."""
+    return {
+        "max_consumptions": license_.max_consumptions,
+        "total_consumptions": total_now(license_, now),
+        "allow_unlimited_consumptions": license_.allow_unlimited_consumptions,
+        "allow_negative_consumptions": license_.allow_negative_consumptions,
+        "allow_overages": license_.allow_overages,
+        "max_overages": license_.max_overages,
+        "reset_consumption": license_.consumption_period is not None,
+        "consumption_period": license_.consumption_period,
+    }
+
+
 def license_signing_bytes(license_: Any, user: Any, hardware_id: str) -> bytes:
     """What an answer's ``license_signature`` signs for this license, user and device."""
     key_or_user = user.email if user is not None else (license_.license_key or "")
@@ -226,8 +253,8 @@ def license_body(
             "start_date": iso_or_none(license_.start_date),
             "transfer_count": license_.transfer_count,
             "max_transfers": license_.max_transfers,
-            "allow_overages": False,
-            "max_overages": 0,
+            "allow_overages": license_.allow_overages,
+            "max_overages": license_.max_overages,
             "is_floating_cloud": False,
             "is_floating": False,
             "floating_timeout": product.floating_timeout,
@@ -241,12 +268,7 @@ def license_body(
             "customer": customer_object(customer),
             "product_details": product_details(product),
             "metadata": license_.metadata_,
-            "max_consumptions": license_.max_consumptions,
-            "total_consumptions": license_.total_consumptions,
-            "allow_unlimited_consumptions": license_.allow_unlimited_consumptions,
-            "allow_negative_consumptions": False,
-            "reset_consumption": False,
-            "consumption_period": None,
+            **consumption_fields(license_, now),
             "device_id": device.id,
             "is_borrowed": False,
             "borrowed_until": None,

@@ -242,3 +242,47 @@ def _named(
         except (VerificationError, InvalidHashError):
             raise LicensorError("invalid_credentials") from None
     return rows, caller
+
+
+# -- Idempotency-Key records -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The answer recorded for an Idempotency-Key."""
+
+    status: int
+    body: bytes
+
+
+def recorded_answer(
+    tx: Transaction, keys: ServerKeys, record: Any, request_hash: str, now: datetime
+) -> Recorded | None:
+    """The answer recorded for the request's Idempotency-Key (its record, read with the
+    rows), or ``None`` when the record outlived its time to live (then forgotten, and the
+    request runs); ``idempotency_key_reused`` when the key came with another request."""
+    age_hours = (now - record.created_at).total_seconds() / 3600
+    if age_hours > keys.settings.idempotency_ttl_hours:
+        statements.forget_idempotency(tx.connection, tx.dialect, record.id)
+        return None
+    if record.request_hash != request_hash:
+        raise LicensorError("idempotency_key_reused")
+    return Recorded(record.status, bytes(record.body))
+
+
+def record_answer(
+    tx: Transaction, caller: Caller, key: str, request_hash: str, body: bytes, now: datetime
+) -> None:
+    """Record the answer ``body`` (status 200) of a request with an Idempotency-Key."""
+    statements.record_idempotency(
+        tx.connection,
+        tx.dialect,
+        {
+            "company_id": caller.company_id,
+            "key": key,
+            "request_hash": request_hash,
+            "status": 200,
+            "body": body,
+            "created_at": now,
+        },
+    )

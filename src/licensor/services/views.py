@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from licensor.protocol.signing import iso_ms_z
+from licensor.services.payload import consumption_fields
 from licensor.store.models import (
     AdminToken,
     ApiKey,
@@ -19,6 +20,7 @@ from licensor.store.models import (
     OAuthClient,
     Product,
     ProductRelease,
+    utcnow,
 )
 
 
@@ -55,6 +57,7 @@ def license_view(
         "prevent_vm": license_.prevent_vm,
         "allow_offline_activation": license_.allow_offline_activation,
         "version_spec": license_.version_spec,
+        **consumption_fields(license_, utcnow()),
         "order_id": license_.order_store_id,
         "customer": customer_email,
         "custom_fields": license_.custom_fields,

@@ -64,6 +64,7 @@ from licensor.store.models import (
     AuditEntry,
     BlacklistEntry,
     Company,
+    ConsumptionEvent,
     Customer,
     Device,
     DeviceVariable,
@@ -211,7 +212,7 @@ class SeatRead:
     which conditions narrow it (each variant is one statement, compiled once per dialect when
     first used)."""
 
-    use: str  # "activate", "deactivate" or "check"
+    use: str  # "activate", "deactivate", "check" or "consume"
     # the API key's row too, of the company given (a key the process has seen: its company)
     with_credential: bool
     by_user: bool  # by a license user's e-mail (user-based products), else by license key
@@ -224,7 +225,12 @@ class SeatRead:
     @property
     def answers(self) -> bool:
         """Whether the answer is a license (its customer and latest release are read)."""
-        return self.use != "deactivate"
+        return self.use in ("activate", "check")
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the request may carry an Idempotency-Key (its record is read)."""
+        return self.use in ("activate", "consume")
 
 
 def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list[str]]], list[str]]:
@@ -245,7 +251,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         entities.append(("k", ApiKey, k))
     if read.answers:
         entities += [("c", Customer, c), ("r", ProductRelease, r)]
-    if activating:
+    if read.idempotent:
         entities.append(("i", IdempotencyRecord, i))
     columns: list[Any] = []
     layout: list[tuple[str, list[str]]] = []
@@ -322,7 +328,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         statement = statement.outerjoin(c, c.id == lic.customer_id).outerjoin(
             r, r.id == latest_release
         )
-    if activating:
+    if read.idempotent:
         statement = statement.outerjoin(
             i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key"))
         )
@@ -341,7 +347,9 @@ def _seat_parameters(read: SeatRead) -> list[str]:
         names += ["hardware_id", "client_bucket", "identity_bucket"]
     names += ["email"] if read.by_user else ["key_lookup"]
     if read.use == "activate" and not read.lock_only:
-        names += ["app_ver", "idempotency_key"]
+        names.append("app_ver")
+    if read.idempotent and not read.lock_only:
+        names.append("idempotency_key")
     if read.with_credential and not read.lock_only:
         names.append("api_key")
     if read.customer_scoped:
@@ -517,6 +525,19 @@ def _release_count_statement(windowed: bool) -> ClauseElement:
     if windowed:
         statement = statement.where(LicenseRelease.released_at >= bindparam("since"))
     return statement
+
+
+def _count_consumption_statement() -> ClauseElement:
+    # (the license row is locked by the seat read: the total was decided on its latest value)
+    return (
+        update(License)
+        .where(License.id == bindparam("b_id"))
+        .values(
+            total_consumptions=bindparam("b_total_consumptions"),
+            consumption_counted_at=bindparam("b_consumption_counted_at"),
+            updated_at=bindparam("b_updated_at"),
+        )
+    )
 
 
 def _offline_taken_statement() -> ClauseElement:
@@ -769,6 +790,11 @@ class _Statements:
             dialect,
             ["b_id", *("b_" + name for name in _REACTIVATED)],
         )
+        self.count_consumption = _Prepared(
+            _count_consumption_statement(),
+            dialect,
+            ["b_id", "b_total_consumptions", "b_consumption_counted_at", "b_updated_at"],
+        )
         self.variables = _Prepared(_variables_statement(), dialect, ["device_id"])
         self.variable_names = _attributes(DeviceVariable)
         self.inserts: dict[type[Any], _Prepared] = {}
@@ -779,6 +805,7 @@ class _Statements:
             LicenseRelease,
             IdempotencyRecord,
             DeviceVariable,
+            ConsumptionEvent,
         ):
             statement, names = _insert_all(model, returning_id=model is Device)
             self.inserts[model] = _Prepared(statement, dialect, names)
@@ -900,7 +927,7 @@ def seat_rows(
     buckets: Sequence[str] = (),
     api_key: str | None = None,
 ) -> SeatRows | None:
-    """The rows a ``use`` ("activate", "deactivate", "check") decides on -- the license row
+    """The rows a ``use`` ("activate", "deactivate", "check", "consume") decides on -- the license row
     locked (PostgreSQL) but for checks: the license of ``key_lookup``, or the first in scope
     of the license user ``email``; with ``api_key`` that key's row (of ``company_id``) and
     its company's ``oauth_required``.
@@ -929,6 +956,7 @@ def seat_rows(
         values["key_lookup"] = key_lookup
     if use == "activate":
         values["app_ver"] = app_ver
+    if read.idempotent:
         values["idempotency_key"] = idempotency_key
     optional = {
         "api_key": api_key,
@@ -1177,6 +1205,29 @@ def variables(connection: DbapiConnection, dialect: Dialect, device_id: int) -> 
     with _cursor(connection, dialect) as cursor:
         rows = prepared.execute(cursor, {"device_id": device_id}).fetchall()
     return [_view(dict(zip(names, prepared.convert(raw), strict=True))) for raw in rows]
+
+
+def record_consumption(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    *,
+    license_id: int,
+    total: int,
+    now: datetime,
+    event: dict[str, Any],
+) -> None:
+    """A consumption report counted: the license's new total (counted at ``now``) and its
+    ``event`` (the columns of ``ConsumptionEvent`` but the id)."""
+    statements = _statements(dialect)
+    values = {
+        "b_id": license_id,
+        "b_total_consumptions": total,
+        "b_consumption_counted_at": now,
+        "b_updated_at": now,
+    }
+    with _cursor(connection, dialect) as cursor:
+        statements.count_consumption.execute(cursor, values)
+        statements.inserts[ConsumptionEvent].execute(cursor, _prefixed(event))
 
 
 def record_idempotency(

@@ -259,6 +259,16 @@ class License(Base):
     max_consumptions: Mapped[int] = mapped_column(Integer, default=0)
     total_consumptions: Mapped[int] = mapped_column(Integer, default=0)
     allow_unlimited_consumptions: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Consumption (v4 §5.7, core.consumption): overages past max_consumptions (0 with
+    # allow_overages: no limit), negative reports, and a reset of the total at the start of
+    # each period (judged when read: a total last counted before the current period is 0).
+    allow_overages: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    max_overages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    allow_negative_consumptions: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    consumption_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    consumption_counted_at: Mapped[datetime | None] = mapped_column(nullable=True)
     first_activated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -415,6 +425,23 @@ class BlacklistEntry(Base):
         ForeignKey("products.id", ondelete="CASCADE"), nullable=True
     )
     reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsumptionEvent(Base):
+    """A consumption report counted on a license (``add_consumption``, a deactivation or an
+    offline deactivation that carried one): the license's consumption history."""
+
+    __tablename__ = "consumption_events"
+    __table_args__ = (Index("ix_consumption_events_license", "license_id", "id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    hardware_id: Mapped[str] = mapped_column(String(256), default="")
+    # consumption_add | offline_floating_consumptions_sync | deactivation | offline_deactivation
+    event: Mapped[str] = mapped_column(String(40))
+    consumptions: Mapped[int] = mapped_column(Integer)
+    total_after: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

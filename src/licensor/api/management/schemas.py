@@ -42,6 +42,10 @@ Code = Annotated[str, Field(min_length=1, max_length=100), NoNul]
 DateText = Annotated[str, Field(max_length=40), NoNul]
 
 
+Consumptions = Annotated[int, Field(ge=0, le=2_000_000_000)]
+Period = Literal["daily", "weekly", "monthly", "annually"]
+
+
 class FeatureOverrides(_Body):
     """What a license may change of its product's feature; null = the product's value."""
 
@@ -68,6 +72,12 @@ class IssueLicenses(_Body):
     grace_period: Annotated[int, Field(ge=0, le=100_000)] = 0
     maintenance_period: Instant | None = None
     version_spec: Short | None = None
+    max_consumptions: Consumptions = 0
+    allow_unlimited_consumptions: bool = False
+    allow_overages: bool = False
+    max_overages: Consumptions = 0
+    allow_negative_consumptions: bool = False
+    consumption_period: Period | None = None
     order_id: Short = ""
     customer_email: Annotated[str, Field(max_length=320), NoNul] | None = None
     license_key: Short | None = None
@@ -92,6 +102,13 @@ class UpdateLicense(_Body):
     grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
     maintenance_period: Instant | None = None
     version_spec: Short | None = None
+    max_consumptions: Consumptions | None = None
+    allow_unlimited_consumptions: bool | None = None
+    allow_overages: bool | None = None
+    max_overages: Consumptions | None = None
+    allow_negative_consumptions: bool | None = None
+    consumption_period: Period | None = None
+    reset_consumption: bool | None = None  # false: never reset (clears consumption_period)
     order_id: Short | None = None
     metadata: dict[str, Any] | None = None
     # merged into the license's values; null clears one (back to the product's default)

@@ -45,7 +45,7 @@ from licensor.api.v4.endpoints import (
 )
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import activation, auth, licensing, rate_limit, seats
+from licensor.services import activation, auth, consumption, licensing, rate_limit, seats
 from licensor.services.context import Caller
 from licensor.store.db import WriterBusy
 
@@ -53,6 +53,7 @@ log = logging.getLogger("licensor.api")
 
 ACTIVATE_PATHS = frozenset({"/api/v4/activate_license", "/api/v4/activate_license/"})
 DEACTIVATE_PATHS = frozenset({"/api/v4/deactivate_license", "/api/v4/deactivate_license/"})
+CONSUME_PATHS = frozenset({"/api/v4/add_consumption", "/api/v4/add_consumption/"})
 # request files sent as the body itself (multipart forms go to the routes)
 OFFLINE_PATHS = {
     "/api/v4/activate_offline": "activation",
@@ -60,7 +61,16 @@ OFFLINE_PATHS = {
     "/api/v4/deactivate_offline": "deactivation",
     "/api/v4/deactivate_offline/": "deactivation",
 }
-_PATHS = ACTIVATE_PATHS | DEACTIVATE_PATHS | OFFLINE_PATHS.keys()
+_PATHS = ACTIVATE_PATHS | DEACTIVATE_PATHS | CONSUME_PATHS | OFFLINE_PATHS.keys()
+# what each path asks for, and the schema of its body
+_USES: dict[str, tuple[str, type[schemas.LicenseIdentity]]] = {
+    **dict.fromkeys(ACTIVATE_PATHS, ("activate", schemas.ActivateRequest)),
+    **dict.fromkeys(DEACTIVATE_PATHS, ("deactivate", schemas.DeactivateRequest)),
+    **dict.fromkeys(CONSUME_PATHS, ("consume", schemas.AddConsumptionRequest)),
+}
+# the requests these paths take, and what their write transaction gives back
+Body = schemas.ActivateRequest | schemas.DeactivateRequest | schemas.AddConsumptionRequest
+Written = activation.Activated | consumption.Consumed | None
 _DEACTIVATED = compact_json("license_deactivated")
 
 # status, body, headers (without the signature headers)
@@ -73,9 +83,9 @@ Signed = tuple[int, bytes, dict[str, str]]
 class _Prepared:
     """A parsed, authenticated request (nothing written yet)."""
 
-    activating: bool
+    use: str  # "activate", "deactivate" or "consume"
     who: Caller | seats.Credentials
-    data: schemas.ActivateRequest | schemas.DeactivateRequest
+    data: Body
     ref: licensing.LicenseRef
     limits: seats.RateLimits
     now: datetime
@@ -86,6 +96,10 @@ class _Prepared:
     slow: bool
     # a request file sent as the body (``who``, ``data``, ``ref`` and ``limits`` are its)
     file: offline.FileRequest | None = None
+
+    @property
+    def activating(self) -> bool:
+        return self.use == "activate"
 
 
 class _Refused(Exception):
@@ -114,6 +128,32 @@ def _multipart(scope_headers: list[tuple[bytes, bytes]]) -> bool:
 
 def _algorithm(headers: Mapping[str, str]) -> SignatureAlgorithm:
     return accepted_algorithm(headers.get("licensor-accept-signature", ""))
+
+
+def _replayed(replayed: bool) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if replayed else {}
+
+
+def _signs_on(data: Body) -> bool:
+    """Whether the request names its license by single sign-on."""
+    return isinstance(data, schemas.SsoFields) and bool(
+        data.customer_account_code or data.id_token or data.code
+    )
+
+
+def _password(data: Body) -> str | None:
+    return (
+        data.password
+        if isinstance(data, schemas.DeactivateRequest | schemas.ActivateRequest)
+        else None
+    )
+
+
+def _fingerprint(endpoint: str, data: Body, prepared: _Prepared) -> str:
+    """What an Idempotency-Key's record remembers of its request ("" without a key)."""
+    if not prepared.idempotency_key:
+        return ""
+    return licensing.request_fingerprint(endpoint, data.model_dump(mode="json"))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -334,7 +374,7 @@ class ActivationFront:
         kind = OFFLINE_PATHS.get(path)
         if kind is not None:
             return self._prepare_file(state, kind, headers, body, host, now)
-        activating = path in ACTIVATE_PATHS
+        use, model = _USES[path]
         db = state.db
         try:
             presented = auth.presented(headers.get("authorization"), headers.get("date"))
@@ -355,35 +395,34 @@ class ActivationFront:
                     if not db.is_sqlite:
                         self._companies[pairs["apikey"]] = company_id
             try:
-                if activating:
-                    idempotency_key = checked_idempotency_key(headers.get("idempotency-key"))
-                    data: schemas.ActivateRequest | schemas.DeactivateRequest = parse_json(
-                        body, schemas.ActivateRequest
-                    )
-                else:
-                    idempotency_key = None
-                    data = parse_json(body, schemas.DeactivateRequest)
+                idempotency_key = (
+                    checked_idempotency_key(headers.get("idempotency-key"))
+                    if use != "deactivate"
+                    else None
+                )
+                data: Body = parse_json(body, model)  # type: ignore[assignment]
             except LicensorError:
                 self._authenticated(state, who, now)  # (a refused key is named first)
                 raise
-            single_sign_on = bool(data.customer_account_code or data.id_token or data.code)
+            single_sign_on = _signs_on(data)
+            password = _password(data)
             if (
-                single_sign_on or data.password
+                single_sign_on or password
             ):  # (the identity provider is asked only for an authenticated caller)
                 who = self._authenticated(state, who, now)
         except LicensorError as exc:
             raise _Refused(exc, None) from None  # (not counted: no guess was made yet)
         policy = rate_limit.Policy.of(state.settings)
         return _Prepared(
-            activating=activating,
+            use=use,
             who=who,
             data=data,
-            ref=license_ref(data, data.password),
+            ref=license_ref(data, password),
             limits=seats.RateLimits(policy, failure_buckets(policy, host, company_id, data)),
             now=now,
             algorithm=_algorithm(headers),
             idempotency_key=idempotency_key,
-            slow=single_sign_on or bool(data.password) or isinstance(presented, auth.BearerToken),
+            slow=single_sign_on or bool(password) or isinstance(presented, auth.BearerToken),
         )
 
     @staticmethod
@@ -404,7 +443,7 @@ class ActivationFront:
         except LicensorError as exc:
             raise _Refused(exc, None) from None
         return _Prepared(
-            activating=file.kind == "activation",
+            use="activate" if file.kind == "activation" else "deactivate",
             who=file.caller,
             data=file.data,
             ref=file.ref,
@@ -429,10 +468,9 @@ class ActivationFront:
         (the identity provider is asked over the network, outside the write transaction).
         An activation adds an unknown user to the account's auto-create license first."""
         data = prepared.data
-        if prepared.file is not None or not (
-            data.customer_account_code or data.id_token or data.code
-        ):  # (a request file names its license without single sign-on)
-            return prepared
+        if prepared.file is not None or not _signs_on(data):
+            return prepared  # (a request file names its license without single sign-on)
+        assert isinstance(data, schemas.SsoFields)
         assert isinstance(prepared.who, Caller)  # (slow: authenticated in prepare)
         caller = prepared.who
         limits = prepared.limits
@@ -447,7 +485,7 @@ class ActivationFront:
                     caller,
                     data,
                     user,
-                    data.password,
+                    _password(data),
                     now=prepared.now,
                     create_user=prepared.activating,
                 )
@@ -458,7 +496,7 @@ class ActivationFront:
     @staticmethod
     def write(
         state: AppState, prepared: _Prepared, *, wait: bool = True, queue_held: bool = False
-    ) -> activation.Activated | None:
+    ) -> Written:
         """The write transaction (rolled back on a refusal: ``_Refused``); ``WriterBusy`` when
         ``wait`` is false and SQLite's write lock is taken."""
         db = state.db
@@ -470,6 +508,23 @@ class ActivationFront:
                 )
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
                 tx = seats.Transaction(connection, db.dialect)
+                if isinstance(data, schemas.AddConsumptionRequest):
+                    return consumption.add_consumption(
+                        tx,
+                        state.keys,
+                        prepared.who,
+                        prepared.ref,
+                        consumption.Report(
+                            count=data.consumptions,
+                            allow_overages=data.allow_overages,
+                            max_overages=data.max_overages,
+                            event=data.event[0] if data.event else "consumption_add",
+                        ),
+                        prepared.limits,
+                        now=prepared.now,
+                        idempotency_key=prepared.idempotency_key,
+                        request_hash=_fingerprint("add_consumption", data, prepared),
+                    )
                 if not prepared.activating:
                     activation.deactivate(
                         tx,
@@ -492,22 +547,18 @@ class ActivationFront:
                     variables=variables_as_text(data.variables),
                     algorithm=prepared.algorithm,
                     idempotency_key=prepared.idempotency_key,
-                    request_hash=licensing.request_fingerprint(
-                        "activate_license", data.model_dump(mode="json")
-                    )
-                    if prepared.idempotency_key
-                    else "",
+                    request_hash=_fingerprint("activate_license", data, prepared),
                 )
         except LicensorError as exc:
             raise _Refused(exc, prepared) from None
 
     @staticmethod
-    def finish(
-        state: AppState, prepared: _Prepared, written: activation.Activated | None
-    ) -> Answer:
+    def finish(state: AppState, prepared: _Prepared, written: Written) -> Answer:
         """Render the committed answer (outside the write lock)."""
         if written is None:
             return 200, _DEACTIVATED, {}
+        if isinstance(written, consumption.Consumed):
+            return 200, written.content, _replayed(written.replayed)
         try:
             if prepared.file is not None:
                 content = offline.file_body(state, prepared.file, written)
@@ -516,8 +567,7 @@ class ActivationFront:
         except Exception as exc:  # committed: never run again
             log.error("activation.render_failed", extra={"error": type(exc).__name__})
             return error_parts("internal_error", "Internal server error", 500)
-        headers = {"Idempotent-Replayed": "true"} if written.replayed else {}
-        return written.status, content, headers
+        return written.status, content, _replayed(written.replayed)
 
     def refusal(self, state: AppState, algorithm: SignatureAlgorithm, refused: _Refused) -> Signed:
         return self.sign(state, algorithm, self._refused(state, refused))
@@ -566,4 +616,11 @@ def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Respon
 @route("POST", "/deactivate_license", openapi_extra=body_doc(schemas.DeactivateRequest))
 def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Free this device's seat; answers the JSON string ``"license_deactivated"``."""
+    return _route_answer(request, raw)
+
+
+@route("POST", "/add_consumption", openapi_extra=body_doc(schemas.AddConsumptionRequest))
+def add_consumption(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Count ``consumptions`` units on the device's consumption license (an Idempotency-Key
+    makes a retry count once); answers the license's consumption fields."""
     return _route_answer(request, raw)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -95,6 +95,20 @@ class OfflineDeactivateFile(DeactivateRequest):
     """The fields of an offline deactivation file (v4 §3.6): the device's last variables."""
 
     variables: Variables | None = None
+
+
+ConsumptionEvent = Literal["consumption_add", "offline_floating_consumptions_sync"]
+
+
+class AddConsumptionRequest(LicenseIdentity):
+    """``POST /api/v4/add_consumption`` (v4 §3.9): ``consumptions`` units (negative: a refund,
+    where the license allows it); overages asked for (at most the license's); the event it is
+    recorded as."""
+
+    consumptions: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)] = 1
+    allow_overages: bool | None = None
+    max_overages: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    event: Annotated[list[ConsumptionEvent], Field(min_length=1, max_length=1)] | None = None
 
 
 class SsoUrlQuery(_Request):
