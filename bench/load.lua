@@ -7,6 +7,8 @@
 --       deactivate: each line is "license_key hardware_id"; each pair is used once (then errors)
 --       offline:    each line is an offline activation request file (base64), POSTed once each
 --                   to /api/v4/activate_offline (then the last again: offline_request_replayed)
+--       consume:    each line is "license_key hardware_id" of an activated device of a
+--                   consumption license (unlimited): one unit reported, the lines taken in turn
 -- The signed Date/Authorization headers come from the command line (-H) and stay valid for the
 -- run (the server accepts 15 minutes of skew). Prints one BENCH-JSON line and one BENCH-QUANTILES
 -- line at the end.
@@ -61,6 +63,11 @@ function request()
     return wrk.format("POST", "/api/v4/activate_license", nil, body)
   elseif mode == "offline" then
     return wrk.format("POST", "/api/v4/activate_offline", nil, take())
+  elseif mode == "consume" then
+    local key, hw = split(take())
+    local body = '{"product":"bench","license_key":"' .. key .. '","hardware_id":"' .. hw ..
+      '","consumptions":1}'
+    return wrk.format("POST", "/api/v4/add_consumption", nil, body)
   else
     local key, hw = split(take())
     local body = '{"product":"bench","license_key":"' .. key .. '","hardware_id":"' .. hw .. '"}'

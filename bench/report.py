@@ -30,6 +30,7 @@ COLD_RSA_CPU_MS = 1.4
 SCALE_LIMIT = 1.2  # 1M-license figures within 1.2x of the 1k-license ones
 TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
 OFFLINE_LIMIT = 1.2  # an offline activation costs at most 1.2 x an online one (issue 19)
+CONSUME_LIMIT = 1.2  # a consumption report costs at most 1.2 x an activation (issue 20)
 OPEN_LOOP_P99_MS = 50.0
 TARGET_WORKERS = 2
 LABELS = {
@@ -40,6 +41,7 @@ LABELS = {
     ("deactivate_license", "-"): "deactivate",
     ("activate_offline", "rsa"): "offline activate RSA",
     ("activate_offline", "ed25519"): "offline activate Ed25519",
+    ("add_consumption", "rsa"): "add_consumption RSA",
     ("check_license_cold", "rsa"): "check RSA, cold",
     ("check_license_cold", "ed25519"): "check Ed25519, cold",
     ("reference", "-"): "reference",
@@ -180,6 +182,21 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                     " req/s)",
                     slower <= OFFLINE_LIMIT,
                     _validity(offline),
+                )
+            consume = _find(results, db, licenses, TARGET_WORKERS, "add_consumption", "rsa")
+            online = _find(results, db, licenses, TARGET_WORKERS, "activate_license", "rsa")
+            name = f"add_consumption RSA within {CONSUME_LIMIT}x of activate RSA"
+            if consume is None or online is None or not consume["throughput"]:
+                add(name, where, "not measured", None)
+            else:
+                slower = online["throughput"] / consume["throughput"]
+                add(
+                    name,
+                    where,
+                    f"{slower:.2f}x ({consume['throughput']:.0f} / {online['throughput']:.0f}"
+                    " req/s)",
+                    slower <= CONSUME_LIMIT,
+                    _validity(consume),
                 )
             cold = _find(results, db, licenses, TARGET_WORKERS, "check_license_cold", "rsa")
             name = f"cold RSA check server CPU <= {COLD_RSA_CPU_MS} ms"

@@ -56,6 +56,7 @@ ENDPOINTS = (
     "activate_license",
     "deactivate_license",
     "activate_offline",
+    "add_consumption",
 )
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
@@ -657,6 +658,11 @@ def block_steps(
         ("activate_license", "ed25519", ed, "activate", same(activate_file)),
         ("deactivate_license", "-", rsa, "deactivate", deactivations),
     ]
+    consume_file = write_lines(
+        ctx.work / f"consume-{db}-{deployment.licenses}.txt",
+        [f"{k} {h}" for k, h in deployment.consume_pool] or ["none none"],
+    )
+    plan.append(("add_consumption", "rsa", rsa, "consume", same(consume_file)))
     # (the answer's header signed as the online rows sign theirs: Ed25519 for the Ed25519 row)
     plan += [
         (

@@ -21,7 +21,9 @@ Pools the load scripts use (disjoint, so one run never disturbs another's data):
   device once in a run: every answer made and signed);
 * activate: up to ``ACTIVATE_POOL`` licenses chosen at random, each request a fresh hardware id;
 * deactivate: every other device, spread round-robin over the licenses (consecutive requests hit
-  different licenses, so they do not queue on one license's row lock), handed out in slices.
+  different licenses, so they do not queue on one license's row lock), handed out in slices;
+* consume: ``CONSUME_POOL`` consumption licenses of their own (unlimited), one activated device
+  each, reported on in turn.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ CHECK_POOL = 60_000
 STEADY_POOL = 1_000
 ACTIVATE_POOL = 10_000
 DEACTIVATE_POOL = 200_000
+CONSUME_POOL = 1_000
 PRODUCT = "bench"
 MASTER_KEY = base64.b64encode(b"bench-master-key-not-a-secret!!!").decode()
 SEED_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,6 +75,7 @@ class Deployment:
     check_pool: list[tuple[str, str]] = field(default_factory=list)  # (license key, hardware id)
     activate_pool: list[str] = field(default_factory=list)  # license keys
     deactivate_pool: list[tuple[str, str]] = field(default_factory=list)
+    consume_pool: list[tuple[str, str]] = field(default_factory=list)
     _deactivate_next: int = 0
 
     def take_deactivations(self, count: int) -> list[tuple[str, str]]:
@@ -156,9 +160,47 @@ def prepare(
             (license_key(i), hardware_id(i, 0)) for i in rest if i not in in_check
         ][:DEACTIVATE_POOL]
     started = time.monotonic()
+    deployment.consume_pool = _consumption_licenses(database_url, company_id, CONSUME_POOL)
     _keep_signatures(database_url, Keyring.load(settings.resolved_keys_dir), deployment)
     deployment.seed_seconds += time.monotonic() - started
     return deployment
+
+
+def _consumption_licenses(database_url: str, company_id: int, count: int) -> list[tuple[str, str]]:
+    """``count`` unlimited consumption licenses of the bench product, one active device each
+    (made with the server's own code: few rows)."""
+    from sqlalchemy import select
+
+    from licensor.services import catalogue
+    from licensor.store.db import Database
+    from licensor.store.models import Device, License
+
+    db = Database(database_url)
+    try:
+        with db.transaction(write=True) as session:
+            spec = catalogue.LicenseSpec(
+                license_type="consumption", allow_unlimited_consumptions=True, max_activations=1
+            )
+            ids = catalogue.create_licenses(
+                session, company_id, PRODUCT, spec, count=count, now=SEED_TIME
+            )
+            pool = []
+            for license_ in session.scalars(select(License).where(License.id.in_(ids))):
+                hw = f"consumer-{license_.id}"
+                session.add(
+                    Device(
+                        license_id=license_.id,
+                        hardware_id=hw,
+                        active=True,
+                        first_activated_at=SEED_TIME,
+                        last_activated_at=SEED_TIME,
+                    )
+                )
+                license_.times_activated = 1
+                pool.append((license_.license_key or "", hw))
+    finally:
+        db.dispose()
+    return pool
 
 
 def cold_pools(deployment: Deployment) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

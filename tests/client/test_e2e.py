@@ -131,6 +131,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
         "one-seat": ["--max-activations", "1"],
         "until-2030": ["--type", "time-limited", "--validity-period", "2030-01-01"],
         "expired": ["--type", "time-limited", "--validity-period", "2020-01-01"],
+        "metered": ["--type", "consumption", "--max-consumptions", "5"],
     }
     pool: dict[str, list[str]] = {}
     for kind, options in kinds.items():
@@ -315,16 +316,18 @@ def test_man_in_the_middle_changing_validity_is_refused(
 
 
 class LoseFirstAnswer(httpx.BaseTransport):
-    """The first activation reaches the server, but its answer is lost on the way back."""
+    """The first request to ``path`` reaches the server, but its answer is lost on the way
+    back."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "activate_license") -> None:
         self.inner = httpx.HTTPTransport()
+        self.path = path
         self.lost = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
         response.read()
-        if self.lost == 0 and request.url.path.endswith("activate_license"):
+        if self.lost == 0 and request.url.path.endswith(self.path):
             self.lost += 1
             raise httpx.ReadTimeout("answer lost", request=request)
         return response
@@ -339,6 +342,35 @@ def test_retried_activation_uses_one_seat(
     activated = make_real_client(transport=transport, sleep=sleeps.append).activate(license_key=key)
     assert transport.lost == 1 and len(sleeps) == 1
     assert activated.times_activated == 1
+
+
+def test_consumption_reports_count_once_and_wait_while_offline(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    key = real_server.new_key("metered")
+    make_real_client().activate(license_key=key)
+    assert make_real_client().add_consumption(2).total_consumptions == 2
+    # the answer is lost: the report is sent again with its id, and counted once
+    transport = LoseFirstAnswer("add_consumption")
+    sleeps: list[float] = []
+    retried = make_real_client(transport=transport, sleep=sleeps.append).add_consumption()
+    assert transport.lost == 1 and len(sleeps) == 1
+    assert (retried.total_consumptions, retried.pending) == (3, 0)
+    # offline: the reports wait on this computer, and go with the next call
+    offline = make_real_client(server=closed_port_url(), retries=0)
+    assert offline.add_consumption().pending == 1
+    assert offline.add_consumption().pending == 2
+    journal = tmp_path / "store" / "app.consumptions.json"
+    assert journal.exists()
+    sent = make_real_client().send_pending_consumptions()
+    assert (sent.total_consumptions, sent.max_consumptions, sent.pending) == (5, 5, 0)
+    assert not journal.exists()
+    # past the maximum: refused in plain words, and that report is not kept
+    with pytest.raises(LicenseRefused) as refused:
+        make_real_client().add_consumption()
+    assert refused.value.code == "license_not_enough_consumptions"
+    assert not journal.exists()
+    assert make_real_client().check().raw["total_consumptions"] == 5
 
 
 def test_refusals_carry_the_servers_codes(

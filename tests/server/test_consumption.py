@@ -214,3 +214,87 @@ def test_concurrent_reports_never_pass_the_maximum(database_url: str, tmp_path: 
         events = session.execute(text("SELECT count(*) FROM consumption_events")).scalar()
     assert (total, events) == (50, 50)
     deployment.db.dispose()
+
+
+def test_a_deactivation_counts_the_consumptions_it_carries(server: Server, key: str) -> None:
+    identity = {"product": "app", "license_key": key, "hardware_id": HW}
+    consume(server.api, key, consumptions=4)
+    # more than is left: the deactivation is refused, the seat kept
+    assert error_of(server.api.deactivate(**identity, consumptions=7)) == (
+        400,
+        "license_not_enough_consumptions",
+    )
+    assert server.sql("SELECT active FROM devices")[0][0]
+    assert server.api.deactivate(**identity, consumptions=6).json() == "license_deactivated"
+    assert totals(server) == (10, 2)
+    assert server.sql("SELECT event, consumptions FROM consumption_events ORDER BY id")[-1] == (
+        "deactivation",
+        6,
+    )
+
+
+def test_an_offline_deactivation_file_counts_its_consumptions(server: Server, key: str) -> None:
+    from tests.server.test_offline import post, request_file
+
+    content = request_file(server.api, key, request="deactivation", hardware_id=HW, consumptions=2)
+    response = post(server.api, "deactivate", content)
+    assert response.status_code == 200, response.text
+    assert totals(server) == (2, 1)
+    assert tuple(server.sql("SELECT event, consumptions FROM consumption_events")[0]) == (
+        "offline_deactivation",
+        2,
+    )
+
+
+def test_vendors_set_the_terms_and_read_the_history(server: Server) -> None:
+    from tests.server.test_management_api import mgmt
+
+    server.product("app")
+    admin = mgmt(server)
+    issued = admin.ok(
+        admin.post(
+            "/licenses",
+            {
+                "product": "app",
+                "license_type": "consumption",
+                "max_consumptions": 3,
+                "allow_overages": True,
+                "max_overages": 1,
+                "consumption_period": "monthly",
+            },
+        ),
+        201,
+    )["items"][0]
+    assert (issued["max_consumptions"], issued["max_overages"], issued["consumption_period"]) == (
+        3,
+        1,
+        "monthly",
+    )
+    key = issued["license_key"]
+    server.api.activate(product="app", license_key=key, hardware_id=HW)
+    for count in (1, 2, 1):
+        assert consume(server.api, key, consumptions=count).status_code == 200
+    assert error_of(consume(server.api, key)) == (400, "license_not_enough_consumptions")
+    # the vendor sells more: the report goes through
+    changed = admin.ok(admin.patch(f"/licenses/{issued['id']}", {"max_consumptions": 10}))
+    assert changed["max_consumptions"] == 10 and changed["total_consumptions"] == 4
+    assert consume(server.api, key).json()["total_consumptions"] == 5
+    first = admin.ok(admin.get(f"/licenses/{issued['id']}/consumptions", limit=3))
+    assert first["total_consumptions"] == 5
+    assert [i["consumptions"] for i in first["items"]] == [1, 1, 2]
+    assert first["items"][0]["hardware_id"] == HW
+    rest = admin.ok(
+        admin.get(f"/licenses/{issued['id']}/consumptions", before=first["next_before"])
+    )
+    assert [i["consumptions"] for i in rest["items"]] == [1] and rest["next_before"] is None
+    # out of range terms are refused
+    assert error_of(admin.patch(f"/licenses/{issued['id']}", {"consumption_period": "hourly"})) == (
+        400,
+        "validation_error",
+    )
+    assert (
+        admin.ok(admin.patch(f"/licenses/{issued['id']}", {"reset_consumption": False}))[
+            "consumption_period"
+        ]
+        is None
+    )

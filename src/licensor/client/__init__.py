@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from licensor.client._auth import HmacCredentials, OAuthCredentials
 from licensor.client._client import AsyncLicenseClient, LicenseClient, load_public_keys
+from licensor.client._consumption import Consumption
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
@@ -67,6 +68,7 @@ __all__ = [
     "ClockTamperingDetected",
     "ComputerKeyClient",
     "ComputerKeyLicense",
+    "Consumption",
     "DeviceVariable",
     "Feature",
     "HmacCredentials",

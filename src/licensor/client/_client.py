@@ -25,6 +25,7 @@ from licensor.client._auth import (
     bearer_headers,
     token_form,
 )
+from licensor.client._consumption import Consumption, Journal, Report
 from licensor.client._errors import (
     ClockTamperingDetected,
     InvalidLicenseFile,
@@ -239,6 +240,15 @@ class _ClientCore:
         else:
             identity["username"] = username
         return identity
+
+    @property
+    def _journal(self) -> Journal:
+        return Journal(self.store.directory, self.product)
+
+    def _consumption_request(self, stored: StoredLicense, report: Report) -> _Request:
+        body = self._identity(stored)
+        body["consumptions"] = report.count
+        return _Request("POST", "add_consumption", json=body, idempotency_key=report.id)
 
     def _check_request(self, holder: StoredLicense | Mapping[str, Any]) -> _Request:
         params = self._identity(holder)
@@ -895,6 +905,41 @@ class LicenseClient(_ClientCore):
         params.update(fields)
         return trial_from(self._send(_Request("GET", "trial_key", params=params), timeout).data)
 
+    def add_consumption(self, count: int = 1, *, timeout: float | None = None) -> Consumption:
+        """Report ``count`` units used (negative: a refund, where the license allows it). The
+        report is kept on this computer first and sent with any still waiting, each counted
+        once however often it is sent (``_consumption``); while the server cannot be reached
+        they wait (``pending``). A refusal (``LicenseRefused``: not enough left, ...) is raised
+        and that report dropped."""
+        stored = self._stored_for_online()
+        with self.store.lock:
+            reports = self._journal.add(count, self._now())
+            return self._send_reports(stored, reports, timeout)
+
+    def send_pending_consumptions(self, *, timeout: float | None = None) -> Consumption:
+        """Send the reports still kept on this computer (``add_consumption`` does it too)."""
+        stored = self._stored_for_online()
+        with self.store.lock:
+            return self._send_reports(stored, self._journal.load(), timeout)
+
+    def _send_reports(
+        self, stored: StoredLicense, reports: list[Report], timeout: float | None
+    ) -> Consumption:
+        journal, answer = self._journal, None
+        while reports:
+            try:
+                answer = self._send_about_stored(
+                    self._consumption_request(stored, reports[0]), timeout
+                ).data
+            except NoTrustedAnswer:
+                return Consumption.of(answer, len(reports))
+            except LicenseRefused:
+                journal.save(reports[1:])
+                raise
+            reports = reports[1:]
+            journal.save(reports)
+        return Consumption.of(answer, 0)
+
     def set_variables(
         self, variables: Mapping[str, str | int | float | bool], *, timeout: float | None = None
     ) -> list[DeviceVariable]:
@@ -1154,6 +1199,38 @@ class AsyncLicenseClient(_ClientCore):
             _Request("POST", "track_device_variables", json=body), timeout
         )
         return variables_from(answer.data)
+
+    async def add_consumption(self, count: int = 1, *, timeout: float | None = None) -> Consumption:
+        """``LicenseClient.add_consumption``."""
+        stored = self._stored_for_online()
+        with self.store.lock:
+            reports = self._journal.add(count, self._now())
+            return await self._send_reports(stored, reports, timeout)
+
+    async def send_pending_consumptions(self, *, timeout: float | None = None) -> Consumption:
+        """``LicenseClient.send_pending_consumptions``."""
+        stored = self._stored_for_online()
+        with self.store.lock:
+            return await self._send_reports(stored, self._journal.load(), timeout)
+
+    async def _send_reports(
+        self, stored: StoredLicense, reports: list[Report], timeout: float | None
+    ) -> Consumption:
+        journal, answer = self._journal, None
+        while reports:
+            try:
+                sent = await self._send_about_stored(
+                    self._consumption_request(stored, reports[0]), timeout
+                )
+            except NoTrustedAnswer:
+                return Consumption.of(answer, len(reports))
+            except LicenseRefused:
+                journal.save(reports[1:])
+                raise
+            answer = sent.data
+            reports = reports[1:]
+            journal.save(reports)
+        return Consumption.of(answer, 0)
 
     async def variables(self, *, timeout: float | None = None) -> list[DeviceVariable]:
         params = self._identity(self._stored_for_online())

@@ -40,7 +40,8 @@ from licensor.core.licensing import (
 )
 from licensor.protocol.computer_key import verify_deactivation_code
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import licensing
+from licensor.services import consumption, licensing
+from licensor.services.consumption import Report
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     DEVICE_INFO_FIELDS,
@@ -381,10 +382,13 @@ def deactivate(
     now: datetime,
     deactivation_code: str | None = None,
     offline: bool = False,
+    consumptions: int | None = None,
 ) -> Caller:
     """Free the seat of ``ref``'s device, online or with a Deactivation Verification Code
     (QLM style; required when the product says so), within MaxReleaseCount in
-    MaxReleasePeriodInDays; or raise the refusal. The answer is ``"license_deactivated"``."""
+    MaxReleasePeriodInDays; or raise the refusal. The answer is ``"license_deactivated"``.
+    ``consumptions``: units the device used since its last report, counted first
+    (``consumption.count``: refused as a report would be)."""
     rows, caller = find(tx, keys, who, ref, limits, use="deactivate", now=now)
     product, license_, device = rows.product, rows.license, rows.device
     terms = terms_of(license_, product)
@@ -410,6 +414,9 @@ def deactivate(
                 tx.connection, tx.dialect, license_.id, since=release_window_start(terms, now)
             ),
         )
+    if consumptions:
+        report = Report(consumptions, event="offline_deactivation" if offline else "deactivation")
+        consumption.count(tx, terms, license_, device, report, now=now)
     released = statements.record_deactivation(
         tx.connection,
         tx.dialect,

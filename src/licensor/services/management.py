@@ -543,6 +543,27 @@ def list_devices(session: Session, admin: Admin, license_id: int) -> list[dict[s
     return [views.device_view(d) for d in repository.devices(session, license_.id)]
 
 
+def consumption_history(
+    session: Session,
+    admin: Admin,
+    license_id: int,
+    *,
+    before: int | None,
+    limit: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """A license's consumption reports, newest first, and its total as it stands now."""
+    admin.require("read")
+    license_ = _owned_license(session, admin, license_id)
+    events = repository.consumption_events(session, license_.id, before=before, limit=limit)
+    return {
+        "license_id": license_.id,
+        **payload.consumption_fields(license_, now),
+        "items": [views.consumption_event_view(e) for e in events],
+        "next_before": events[-1].id if len(events) == limit else None,
+    }
+
+
 def deactivate_device(
     session: Session, admin: Admin, device_id: int, *, now: datetime
 ) -> dict[str, Any]:

@@ -254,16 +254,20 @@ def deactivate(
     limits: RateLimits = NO_LIMITS,
     *,
     now: datetime,
+    consumptions: int | None = None,
 ) -> None:
-    """Free the file's device's seat, first recording the device variables the file carries
-    (the device's last state), inside the session's write transaction."""
+    """Free the file's device's seat, first recording the device variables and counting the
+    consumptions the file carries (the device's last state), inside the session's write
+    transaction."""
     request_id = request_id_of(found)
     tx = transaction_of(session)
     try:
         checked = device_in_session(session, keys, caller, ref, now=now)
         if variables:
             statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
-        activation.deactivate(tx, keys, caller, ref, limits, now=now, offline=True)
+        activation.deactivate(
+            tx, keys, caller, ref, limits, now=now, offline=True, consumptions=consumptions
+        )
     except LicensorError:
         _replayed_meanwhile(tx, caller, found, ref.hardware_id)
         raise

@@ -12,6 +12,7 @@ from licensor.store.models import (
     ApiKey,
     AuditEntry,
     BlacklistEntry,
+    ConsumptionEvent,
     Customer,
     Device,
     License,
@@ -70,6 +71,18 @@ def license_view(
     if users is not None:
         view["users"] = [license_user_view(u) for u in users]
     return view
+
+
+def consumption_event_view(event: ConsumptionEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "event": event.event,
+        "consumptions": event.consumptions,
+        "total_after": event.total_after,
+        "device_id": event.device_id,
+        "hardware_id": event.hardware_id,
+        "created_at": _iso(event.created_at),
+    }
 
 
 def license_user_view(user: LicenseUser) -> dict[str, Any]:

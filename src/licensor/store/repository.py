@@ -16,6 +16,7 @@ from licensor.store.models import (
     ApiKey,
     AuthorizationCode,
     Company,
+    ConsumptionEvent,
     Customer,
     CustomerAccount,
     Device,
@@ -168,6 +169,16 @@ def devices(session: Session, license_id: int) -> Sequence[Device]:
     return session.scalars(
         select(Device).where(Device.license_id == license_id).order_by(Device.id)
     ).all()
+
+
+def consumption_events(
+    session: Session, license_id: int, *, before: int | None, limit: int
+) -> Sequence[ConsumptionEvent]:
+    """A license's consumption reports, newest first, older than ``before`` (an id) if given."""
+    query = select(ConsumptionEvent).where(ConsumptionEvent.license_id == license_id)
+    if before is not None:
+        query = query.where(ConsumptionEvent.id < before)
+    return session.scalars(query.order_by(ConsumptionEvent.id.desc()).limit(limit)).all()
 
 
 def licenses_by_ids(session: Session, ids: Sequence[int]) -> Sequence[License]:

@@ -214,6 +214,23 @@ def license_devices(request: Request, license_id: RowId) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_devices(s, a, license_id)})
 
 
+@router.get("/licenses/{license_id}/consumptions", dependencies=READ)
+def license_consumptions(
+    request: Request,
+    license_id: RowId,
+    before: Annotated[int | None, Query(ge=1, description="Reports older than this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The consumption reports counted on the license, newest first (keyset pagination:
+    ``before`` = the last ``id`` of a page gives the next one), with its current total."""
+    return _run(
+        request,
+        lambda s, a, _: management.consumption_history(
+            s, a, license_id, before=before, limit=limit, now=now()
+        ),
+    )
+
+
 @router.get("/orders/{order_id}", dependencies=READ)
 def get_order(request: Request, order_id: str) -> Response:
     """The licenses issued for one order id (one purchase); 404 when there are none."""

@@ -526,6 +526,7 @@ class ActivationFront:
                         request_hash=_fingerprint("add_consumption", data, prepared),
                     )
                 if not prepared.activating:
+                    assert isinstance(data, schemas.DeactivateRequest)
                     activation.deactivate(
                         tx,
                         state.keys,
@@ -533,6 +534,7 @@ class ActivationFront:
                         prepared.ref,
                         prepared.limits,
                         now=prepared.now,
+                        consumptions=data.consumptions,
                     )
                     return None
                 assert isinstance(data, schemas.ActivateRequest)

@@ -179,6 +179,7 @@ def write_file(
             variables_as_text(data.variables),
             file.limits,
             now=now,
+            consumptions=data.consumptions,
         )
     return None
 

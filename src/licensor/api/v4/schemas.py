@@ -86,9 +86,14 @@ class CheckQuery(LicenseIdentity, DeviceFields, SsoFields):
     include_expired_features: bool = False
 
 
+Consumptions = Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)]
+
+
 class DeactivateRequest(LicenseIdentity, SsoFields):
     password: Password | None = None
     sdk_ver: Str64 = ""
+    # units used since the last report, counted before the seat is freed (consumption licenses)
+    consumptions: Consumptions | None = None
 
 
 class OfflineDeactivateFile(DeactivateRequest):
@@ -105,7 +110,7 @@ class AddConsumptionRequest(LicenseIdentity):
     where the license allows it); overages asked for (at most the license's); the event it is
     recorded as."""
 
-    consumptions: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)] = 1
+    consumptions: Consumptions = 1
     allow_overages: bool | None = None
     max_overages: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
     event: Annotated[list[ConsumptionEvent], Field(min_length=1, max_length=1)] | None = None
