@@ -61,6 +61,12 @@ class LicenseTerms:
     max_release_count: int = -1
     max_release_period_days: int = 0
     allow_offline_activation: bool = True
+    # floating cloud (core.floating)
+    is_floating_cloud: bool = False
+    floating_users: int = 0
+    floating_timeout_minutes: int = 5
+    can_borrow: bool = False
+    max_borrow_hours: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,8 @@ def decide_offline_activation(terms: LicenseTerms) -> None:
     """Whether the license may be activated with a request file (v4 §3.5: trial, perpetual,
     time-limited and consumption licenses; not subscriptions, which renew online), or the
     refusal."""
+    if terms.is_floating_cloud:
+        raise LicensorError("offline_floating_cloud_not_supported")
     if not terms.allow_offline_activation:
         raise LicensorError("offline_activation_not_allowed")
     if terms.license_type == LicenseType.SUBSCRIPTION:

@@ -102,6 +102,10 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         400, "License product version does not support the app_ver sent in the request"
     ),
     "device_not_found": ErrorSpec(400, "Device not found on the license"),
+    # floating cloud (v4 §3.4, §3.11-3.12, §5.5)
+    "floating_not_available": ErrorSpec(400, "No available slots for floating license."),
+    "license_borrow_not_allowed": ErrorSpec(400, "License does not allow borrowing"),
+    "borrow_until_not_valid": ErrorSpec(400, "Borrow until field is not valid"),
     # consumption (v4 §3.9, §5.7)
     "license_not_consumption": ErrorSpec(400, "The license needs to be of consumption type"),
     "license_not_enough_consumptions": ErrorSpec(400, "Not enough consumptions left"),

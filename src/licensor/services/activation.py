@@ -445,6 +445,8 @@ def deactivate(
     )
     if not released:  # (cannot happen under the license's lock; named as if it had not held)
         raise LicensorError("device_not_found")
+    if terms.is_floating_cloud:
+        statements.free_slot(tx.connection, tx.dialect, device.id)
     if device.license_user_id is not None:
         statements.count_user_activation(tx.connection, tx.dialect, device.license_user_id, -1)
     return caller
@@ -467,6 +469,7 @@ def release_seat(session: Session, license_: License, device: Device, *, now: da
     )
     if device.license_user_id is not None:
         statements.count_user_activation(tx.connection, tx.dialect, device.license_user_id, -1)
+    statements.free_slot(tx.connection, tx.dialect, device.id)  # (a floating slot, if any)
     for row in (license_, device):
         session.expire(row)
 

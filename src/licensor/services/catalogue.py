@@ -156,6 +156,12 @@ class ProductSpec:
     trial_max_activations: int = 1
     custom_fields: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # floating cloud (core.floating)
+    is_floating_cloud: bool = False
+    floating_users: int = 0
+    floating_timeout: int = 0  # minutes; 0 = 5
+    can_borrow: bool = False
+    max_borrow_time: int = 0  # hours
 
 
 def create_product(session: Session, company_id: int, spec: ProductSpec) -> Product:
@@ -188,6 +194,11 @@ def create_product(session: Session, company_id: int, spec: ProductSpec) -> Prod
         trial_max_activations=spec.trial_max_activations,
         custom_fields=spec.custom_fields,
         metadata_=spec.metadata,
+        is_floating_cloud=spec.is_floating_cloud,
+        floating_users=spec.floating_users,
+        floating_timeout=spec.floating_timeout,
+        can_borrow=spec.can_borrow,
+        max_borrow_time=spec.max_borrow_time,
     )
     session.add(product)
     session.flush()
@@ -242,6 +253,12 @@ class LicenseSpec:
     max_overages: int = 0
     allow_negative_consumptions: bool = False
     consumption_period: str | None = None  # daily | weekly | monthly | annually
+    # floating cloud; None: the product's
+    is_floating_cloud: bool | None = None
+    floating_users: int | None = None
+    floating_timeout: int | None = None
+    can_borrow: bool | None = None
+    max_borrow_time: int | None = None
     enabled: bool = True
     order_store_id: str = ""
     customer_email: str | None = None
@@ -355,6 +372,11 @@ def _license_row(
         "allow_negative_consumptions": spec.allow_negative_consumptions,
         "consumption_period": spec.consumption_period,
         "consumption_counted_at": None,
+        "is_floating_cloud": spec.is_floating_cloud,
+        "floating_users": spec.floating_users,
+        "floating_timeout": spec.floating_timeout,
+        "can_borrow": spec.can_borrow,
+        "max_borrow_time": spec.max_borrow_time,
         "first_activated_at": None,
         "created_at": now,
         "updated_at": now,

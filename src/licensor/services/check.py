@@ -27,10 +27,12 @@ from sqlalchemy.orm import Session
 from licensor.core import features as feature_rules
 from licensor.core.consumption import next_period_start
 from licensor.core.errors import LicensorError
-from licensor.core.licensing import LicenseTerms, decide_device_access, expires_at
+from licensor.core.floating import refresh_due, refresh_interval
+from licensor.core.licensing import LicenseTerms, decide_device_access, expires_at, is_expired
 from licensor.protocol.signing import SignatureAlgorithm
-from licensor.services import licensing, payload
+from licensor.services import floating, licensing, payload
 from licensor.services.context import Caller, ServerKeys
+from licensor.services.floating import FloatingState
 from licensor.services.licensing import DEVICE_INFO_FIELDS, DeviceInfo, LicenseRef
 from licensor.services.seats import (
     NO_LIMITS,
@@ -64,11 +66,15 @@ class Checked:
     device: Any
     # when the device's "last seen" is next due (None: a read-only key never records it)
     seen_due_at: datetime | None
+    # a floating cloud license's slots (None: not floating, or expired: no slot taken)
+    floating: FloatingState | None = None
 
     @property
     def fingerprint(self) -> bytes:
         """Equal fingerprints, equal rows read (bar "last seen"): the same answer."""
-        return self.rows.fingerprint
+        if self.floating is None:
+            return self.rows.fingerprint
+        return self.rows.fingerprint + self.floating.in_use.to_bytes(8, "big")
 
     def body(
         self,
@@ -94,6 +100,7 @@ class Checked:
             variables=None,
             now=now,
             include_expired_features=include_expired_features,
+            floating=self.floating,
         )
 
     def fresh_until(self, keys: ServerKeys, now: datetime) -> datetime:
@@ -113,6 +120,10 @@ class Checked:
             else None,
             feature_rules.next_expiry(rows.product.features, rows.license.features, now),
             rows.credential.api_key.previous_valid_until if rows.credential else None,
+            # a floating slot's next refresh is due (the next check records it)
+            self.floating.slot.refreshed_at + refresh_interval(self.terms)
+            if self.floating is not None and self.floating.slot is not None
+            else None,
         ]
         for end in ends:
             if end is not None and now < end < until:
@@ -160,7 +171,15 @@ def check(
         seen_due_at = (
             device.last_check_at + CHECK_TOUCH_INTERVAL if device.last_check_at is not None else now
         )
-    return Checked(rows, caller, terms, device, seen_due_at)
+    floating_state = None
+    if terms.is_floating_cloud and not is_expired(terms, rows.license.validity_period, now):
+        slot = floating.slot_of(rows.slot)
+        if refresh_due(slot, terms, now):  # (take the slot, or record a refresh)
+            if not may_write:
+                raise DeviceTouchNeeded
+            slot = floating.keep(tx, terms, rows.license.id, device.id, now)
+        floating_state = FloatingState(slot, floating.in_use(tx, rows.license.id, now))
+    return Checked(rows, caller, terms, device, seen_due_at, floating_state)
 
 
 def _device_info_changes(device: Any, info: DeviceInfo) -> dict[str, Any]:

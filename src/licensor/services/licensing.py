@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
+from licensor.core.floating import DEFAULT_TIMEOUT_MINUTES
 from licensor.core.keys import generate_license_key, normalize_license_key
 from licensor.core.licensing import (
     AuthorizationMethod,
@@ -167,10 +168,16 @@ def terms_of(license_: License, product: Product) -> LicenseTerms:
         allow_offline_activation=license_.allow_offline_activation
         if license_.allow_offline_activation is not None
         else product.allow_offline_activation,
+        is_floating_cloud=_either(license_.is_floating_cloud, product.is_floating_cloud),
+        floating_users=_either(license_.floating_users, product.floating_users),
+        floating_timeout_minutes=_either(license_.floating_timeout, product.floating_timeout)
+        or DEFAULT_TIMEOUT_MINUTES,
+        can_borrow=_either(license_.can_borrow, product.can_borrow),
+        max_borrow_hours=_either(license_.max_borrow_time, product.max_borrow_time),
     )
 
 
-def _either(license_value: int | None, product_value: int) -> int:
+def _either(license_value: Any, product_value: Any) -> Any:
     return license_value if license_value is not None else product_value
 
 
@@ -189,9 +196,11 @@ def license_answer(
     variables: list[DeviceVariable] | None,
     now: datetime,
     include_expired_features: bool = False,
+    floating: Any = None,
 ) -> dict[str, Any]:
     """The signed activation or check answer (``payload.license_body``) with this server's
-    terms and date step: what every path that answers with a license renders."""
+    terms and date step: what every path that answers with a license renders. ``floating``:
+    a check's ``FloatingState`` (the device's slot, the slots in use)."""
     return payload.license_body(
         request=request,
         caller=caller,
@@ -208,6 +217,7 @@ def license_answer(
         now=now,
         include_expired_features=include_expired_features,
         date_step_seconds=keys.settings.answer_date_step_seconds,
+        floating=floating,
     )
 
 

@@ -237,6 +237,9 @@ def issue_licenses(
     return issued
 
 
+FLOATING_SETTINGS = views.FLOATING_SETTINGS
+
+
 @dataclass(frozen=True, slots=True)
 class LicenseChanges:
     """Fields a vendor may change after issuing; ``None`` = unchanged."""
@@ -261,6 +264,11 @@ class LicenseChanges:
     allow_negative_consumptions: bool | None = None
     consumption_period: str | None = None
     reset_consumption: bool | None = None  # False: never reset (clears consumption_period)
+    is_floating_cloud: bool | None = None
+    floating_users: int | None = None
+    floating_timeout: int | None = None
+    can_borrow: bool | None = None
+    max_borrow_time: int | None = None
     order_id: str | None = None
     metadata: dict[str, Any] | None = None
     custom_fields: dict[str, Any] | None = None
@@ -330,6 +338,7 @@ def update_license(
         "max_overages",
         "allow_negative_consumptions",
         "consumption_period",
+        *FLOATING_SETTINGS,
     ):
         value = getattr(changes, name)
         if value is not None:
@@ -691,6 +700,14 @@ def create_product(
     return view
 
 
+PRODUCT_CHANGES = (
+    "name",
+    "prevent_vm",
+    "allow_offline_activation",
+    *FLOATING_SETTINGS,
+)
+
+
 def update_product(
     session: Session, admin: Admin, code: str, changes: dict[str, Any], *, now: datetime
 ) -> dict[str, Any]:
@@ -701,7 +718,7 @@ def update_product(
     product = _owned_product(session, admin, code)
     before = views.product_view(product)
     for name, value in changes.items():
-        assert name in ("name", "prevent_vm", "allow_offline_activation"), name
+        assert name in PRODUCT_CHANGES, name
         setattr(product, name, value)
     session.flush()
     after = views.product_view(product)

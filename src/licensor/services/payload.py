@@ -221,6 +221,7 @@ def license_body(
     now: datetime,
     include_expired_features: bool = False,
     date_step_seconds: int = 0,
+    floating: Any = None,
 ) -> dict[str, Any]:
     """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks).
     Its ``date`` is ``answer_date(now, ...)``; everything else is computed at ``now``."""
@@ -255,11 +256,13 @@ def license_body(
             "max_transfers": license_.max_transfers,
             "allow_overages": license_.allow_overages,
             "max_overages": license_.max_overages,
-            "is_floating_cloud": False,
+            "is_floating_cloud": terms.is_floating_cloud,
             "is_floating": False,
-            "floating_timeout": product.floating_timeout,
-            "can_borrow": False,
-            "max_borrow_time": 0,
+            "floating_timeout": terms.floating_timeout_minutes
+            if terms.is_floating_cloud
+            else product.floating_timeout,
+            "can_borrow": terms.can_borrow,
+            "max_borrow_time": terms.max_borrow_hours,
             "prevent_vm": terms.prevent_vm,
             "custom_fields": custom_fields(product, license_),
             "product_features": feature_rules.product_features(
@@ -275,6 +278,16 @@ def license_body(
             "is_expired": is_expired(terms, license_.validity_period, now),
         }
     )
+    if terms.is_floating_cloud:  # (the slots: a check's; an activation takes none)
+        lent = floating.fields(terms, now) if floating is not None else {}
+        body.update(
+            {
+                "floating_users": terms.floating_users,
+                "floating_in_use_devices": lent.get("floating_in_use_devices", 0),
+                "is_borrowed": lent.get("is_borrowed", False),
+                "borrowed_until": lent.get("borrowed_until"),
+            }
+        )
     body.update(release_fields(release))
     body["hardware_id"] = device.hardware_id
     if request in ("activation", "offline_activation"):

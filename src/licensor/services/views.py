@@ -59,6 +59,7 @@ def license_view(
         "allow_offline_activation": license_.allow_offline_activation,
         "version_spec": license_.version_spec,
         **consumption_fields(license_, utcnow()),
+        **{name: getattr(license_, name) for name in FLOATING_SETTINGS},
         "order_id": license_.order_store_id,
         "customer": customer_email,
         "custom_fields": license_.custom_fields,
@@ -71,6 +72,16 @@ def license_view(
     if users is not None:
         view["users"] = [license_user_view(u) for u in users]
     return view
+
+
+# the floating cloud settings of products and licenses (null on a license: the product's)
+FLOATING_SETTINGS = (
+    "is_floating_cloud",
+    "floating_users",
+    "floating_timeout",
+    "can_borrow",
+    "max_borrow_time",
+)
 
 
 def consumption_event_view(event: ConsumptionEvent) -> dict[str, Any]:
@@ -144,6 +155,7 @@ def product_view(product: Product) -> dict[str, Any]:
         "version_spec": product.version_spec,
         "allow_trial": product.allow_trial,
         "trial_days": product.trial_days,
+        **{name: getattr(product, name) for name in FLOATING_SETTINGS},
         "enabled": product.enabled,
         "archived": product.archived,
         "custom_fields": product.custom_fields,

@@ -68,6 +68,7 @@ from licensor.store.models import (
     Customer,
     Device,
     DeviceVariable,
+    FloatingSlot,
     IdempotencyRecord,
     License,
     LicenseEvent,
@@ -110,6 +111,7 @@ class SeatRows:
     idempotency: IdempotencyRecord | None  # the record of the request's Idempotency-Key
     rate_counters: dict[str, tuple[datetime, int]]  # bucket -> (window start, failures)
     credential: Credential | None = None  # when asked for (``seat_rows(api_key=...)``)
+    slot: FloatingSlot | None = None  # the device's floating slot (checks, release, borrow)
     # checks: a digest of the row as read, but for the device's "last seen" time and the
     # counters: two reads with the same fingerprint found the same data (the answer cache of
     # api/v4/check.py)
@@ -212,7 +214,7 @@ class SeatRead:
     which conditions narrow it (each variant is one statement, compiled once per dialect when
     first used)."""
 
-    use: str  # "activate", "deactivate", "check" or "consume"
+    use: str  # "activate", "deactivate", "check", "consume" or "float" (release, borrow)
     # the API key's row too, of the company given (a key the process has seen: its company)
     with_credential: bool
     by_user: bool  # by a license user's e-mail (user-based products), else by license key
@@ -226,6 +228,11 @@ class SeatRead:
     def answers(self) -> bool:
         """Whether the answer is a license (its customer and latest release are read)."""
         return self.use in ("activate", "check")
+
+    @property
+    def with_slot(self) -> bool:
+        """Whether the device's floating slot is read (``floating_slots``)."""
+        return self.use in ("check", "float")
 
     @property
     def idempotent(self) -> bool:
@@ -242,6 +249,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
     i = aliased(IdempotencyRecord, name="i")
     rc1 = aliased(RateLimitCounter, name="rc1")
     rc2 = aliased(RateLimitCounter, name="rc2")
+    fs = aliased(FloatingSlot, name="fs")
     activating = read.use == "activate"
     entities: list[tuple[str, type[Any], Any]] = [("p", Product, p), ("l", License, lic)]
     entities.append(("d", Device, d))
@@ -253,6 +261,8 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         entities += [("c", Customer, c), ("r", ProductRelease, r)]
     if read.idempotent:
         entities.append(("i", IdempotencyRecord, i))
+    if read.with_slot:
+        entities.append(("s", FloatingSlot, fs))
     columns: list[Any] = []
     layout: list[tuple[str, list[str]]] = []
     for prefix, model, alias in entities:
@@ -332,6 +342,8 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
         statement = statement.outerjoin(
             i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key"))
         )
+    if read.with_slot:
+        statement = statement.outerjoin(fs, fs.device_id == d.id)
     if read.by_user:
         statement = statement.limit(1)
     if read.use == "check":
@@ -525,6 +537,44 @@ def _release_count_statement(windowed: bool) -> ClauseElement:
     if windowed:
         statement = statement.where(LicenseRelease.released_at >= bindparam("since"))
     return statement
+
+
+def _slots_held_statement() -> ClauseElement:
+    # the slots of a license held at :now, but the device :other's (0: none is left out)
+    now: BindParameter[datetime] = bindparam("now", type_=FloatingSlot.expires_at.type)
+    return (
+        select(func.count())
+        .select_from(FloatingSlot)
+        .where(
+            FloatingSlot.license_id == bindparam("license_id"),
+            FloatingSlot.device_id != bindparam("other"),
+            or_(FloatingSlot.expires_at > now, FloatingSlot.borrowed_until > now),
+        )
+    )
+
+
+_SLOT_COLUMNS = [
+    "license_id",
+    "device_id",
+    "taken_at",
+    "refreshed_at",
+    "expires_at",
+    "borrowed_until",
+]
+_SLOT_PARAMETERS = ["b_" + name for name in _SLOT_COLUMNS]
+
+
+def _keep_slot_statement(dialect: Dialect) -> ClauseElement:
+    # one row per device: taken, or refreshed (or borrowed) again
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    table = cast(Table, FloatingSlot.__table__)
+    statement = insert(table).values(
+        {name: bindparam("b_" + name, type_=table.c[name].type) for name in _SLOT_COLUMNS}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["device_id"],
+        set_={name: statement.excluded[name] for name in _SLOT_COLUMNS if name != "device_id"},
+    )
 
 
 def _count_consumption_statement() -> ClauseElement:
@@ -795,6 +845,30 @@ class _Statements:
             dialect,
             ["b_id", "b_total_consumptions", "b_consumption_counted_at", "b_updated_at"],
         )
+        self.lock_license = _Prepared(
+            select(License.id).where(License.id == bindparam("id")).with_for_update(),
+            dialect,
+            ["id"],
+        )
+        self.slot = _Prepared(
+            select(*(getattr(FloatingSlot, k) for k in _attributes(FloatingSlot))).where(
+                FloatingSlot.device_id == bindparam("device_id")
+            ),
+            dialect,
+            ["device_id"],
+        )
+        self.slot_names = _attributes(FloatingSlot)
+        self.slots_held = _Prepared(
+            _slots_held_statement(), dialect, ["license_id", "now", "other"]
+        )
+        self.keep_slot = _Prepared(_keep_slot_statement(dialect), dialect, _SLOT_PARAMETERS)
+        self.free_slot = _Prepared(
+            delete(FloatingSlot)
+            .where(FloatingSlot.device_id == bindparam("device_id"))
+            .returning(FloatingSlot.id),
+            dialect,
+            ["device_id"],
+        )
         self.variables = _Prepared(_variables_statement(), dialect, ["device_id"])
         self.variable_names = _attributes(DeviceVariable)
         self.inserts: dict[type[Any], _Prepared] = {}
@@ -1009,6 +1083,7 @@ def seat_rows(
         credential=Credential(views["k"], bool(extra["oauth_required"]))
         if read.with_credential
         else None,
+        slot=views.get("s"),
         fingerprint=_fingerprint(raw, prepared.ignored) if use == "check" else b"",
     )
 
@@ -1205,6 +1280,53 @@ def variables(connection: DbapiConnection, dialect: Dialect, device_id: int) -> 
     with _cursor(connection, dialect) as cursor:
         rows = prepared.execute(cursor, {"device_id": device_id}).fetchall()
     return [_view(dict(zip(names, prepared.convert(raw), strict=True))) for raw in rows]
+
+
+def lock_license(connection: DbapiConnection, dialect: Dialect, license_id: int) -> None:
+    """Lock the license's row until the transaction ends (PostgreSQL; SQLite's write
+    transaction is exclusive already)."""
+    if dialect.name != "postgresql":
+        return
+    with _cursor(connection, dialect) as cursor:
+        _statements(dialect).lock_license.execute(cursor, {"id": license_id}).fetchone()
+
+
+def floating_slot(connection: DbapiConnection, dialect: Dialect, device_id: int) -> Any:
+    """The device's floating slot as it is now (a read-only view), or ``None``."""
+    statements = _statements(dialect)
+    with _cursor(connection, dialect) as cursor:
+        raw = statements.slot.execute(cursor, {"device_id": device_id}).fetchone()
+    if raw is None:
+        return None
+    return _view(dict(zip(statements.slot_names, statements.slot.convert(raw), strict=True)))
+
+
+def slots_held(
+    connection: DbapiConnection, dialect: Dialect, license_id: int, now: datetime, *, other: int = 0
+) -> int:
+    """How many of the license's slots are held at ``now``, the device ``other``'s left out."""
+    with _cursor(connection, dialect) as cursor:
+        raw = (
+            _statements(dialect)
+            .slots_held.execute(cursor, {"license_id": license_id, "now": now, "other": other})
+            .fetchone()
+        )
+    return int(raw[0])
+
+
+def keep_slot(connection: DbapiConnection, dialect: Dialect, values: dict[str, Any]) -> None:
+    """Write the device's slot (every column of ``FloatingSlot`` but the id)."""
+    with _cursor(connection, dialect) as cursor:
+        _statements(dialect).keep_slot.execute(cursor, _prefixed(values))
+
+
+def free_slot(connection: DbapiConnection, dialect: Dialect, device_id: int) -> bool:
+    """Delete the device's slot row; whether it had one."""
+    with _cursor(connection, dialect) as cursor:
+        return (
+            _statements(dialect).free_slot.execute(cursor, {"device_id": device_id}).fetchone()
+            is not None
+        )
 
 
 def record_consumption(

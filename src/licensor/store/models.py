@@ -141,7 +141,13 @@ class Product(Base):
     allow_trial: Mapped[bool] = mapped_column(Boolean, default=False)
     trial_days: Mapped[int] = mapped_column(Integer, default=0)
     trial_max_activations: Mapped[int] = mapped_column(Integer, default=1)
-    floating_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    # Floating cloud licenses (v4 §5.5; licenses may override each): at most floating_users
+    # devices hold a slot at once; a slot not refreshed within floating_timeout minutes is free.
+    floating_timeout: Mapped[int] = mapped_column(Integer, default=0)  # minutes; 0 = 5
+    is_floating_cloud: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    floating_users: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    can_borrow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    max_borrow_time: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # hours
     custom_fields: Mapped[list[Any]] = mapped_column(JSON, default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -269,6 +275,12 @@ class License(Base):
     )
     consumption_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
     consumption_counted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # floating cloud (null = the product's value)
+    is_floating_cloud: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    floating_users: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    floating_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    can_borrow: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    max_borrow_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
     first_activated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -426,6 +438,24 @@ class BlacklistEntry(Base):
     )
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FloatingSlot(Base):
+    """A device's slot of a floating cloud license: held while ``expires_at`` (the last
+    refresh plus the timeout) or ``borrowed_until`` is in the future, judged when read."""
+
+    __tablename__ = "floating_slots"
+    __table_args__ = (
+        UniqueConstraint("device_id"),
+        Index("ix_floating_slots_license", "license_id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    taken_at: Mapped[datetime] = mapped_column()  # when this hold began
+    refreshed_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    borrowed_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ConsumptionEvent(Base):

@@ -353,6 +353,11 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
         allow_trial=body.allow_trial,
         trial_days=body.trial_days,
         metadata=body.metadata,
+        is_floating_cloud=body.is_floating_cloud,
+        floating_users=body.floating_users,
+        floating_timeout=body.floating_timeout,
+        can_borrow=body.can_borrow,
+        max_borrow_time=body.max_borrow_time,
     )
     return _run(
         request, lambda s, a, _: management.create_product(s, a, spec, now=now()), status=201

@@ -78,6 +78,11 @@ class IssueLicenses(_Body):
     max_overages: Consumptions = 0
     allow_negative_consumptions: bool = False
     consumption_period: Period | None = None
+    is_floating_cloud: bool | None = None
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    floating_timeout: Annotated[int, Field(ge=0, le=100_000)] | None = None  # minutes
+    can_borrow: bool | None = None
+    max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] | None = None  # hours
     order_id: Short = ""
     customer_email: Annotated[str, Field(max_length=320), NoNul] | None = None
     license_key: Short | None = None
@@ -109,6 +114,11 @@ class UpdateLicense(_Body):
     allow_negative_consumptions: bool | None = None
     consumption_period: Period | None = None
     reset_consumption: bool | None = None  # false: never reset (clears consumption_period)
+    is_floating_cloud: bool | None = None
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    floating_timeout: Annotated[int, Field(ge=0, le=100_000)] | None = None  # minutes
+    can_borrow: bool | None = None
+    max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] | None = None  # hours
     order_id: Short | None = None
     metadata: dict[str, Any] | None = None
     # merged into the license's values; null clears one (back to the product's default)
@@ -155,6 +165,11 @@ class CreateProduct(_Body):
     version_spec: Short | None = None
     allow_trial: bool = False
     trial_days: Annotated[int, Field(ge=0, le=100_000)] = 0
+    is_floating_cloud: bool = False
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    floating_timeout: Annotated[int, Field(ge=0, le=100_000)] = 0
+    can_borrow: bool = False
+    max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -162,6 +177,11 @@ class UpdateProduct(_Body):
     name: Short | None = None
     prevent_vm: bool | None = None
     allow_offline_activation: bool | None = None
+    is_floating_cloud: bool | None = None
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    floating_timeout: Annotated[int, Field(ge=0, le=100_000)] | None = None  # minutes
+    can_borrow: bool | None = None
+    max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] | None = None  # hours
 
     def changes(self) -> dict[str, Any]:
         """The fields given (``management.update_product``'s ``changes``)."""

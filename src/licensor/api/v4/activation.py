@@ -45,7 +45,15 @@ from licensor.api.v4.endpoints import (
 )
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import activation, auth, consumption, licensing, rate_limit, seats
+from licensor.services import (
+    activation,
+    auth,
+    consumption,
+    floating,
+    licensing,
+    rate_limit,
+    seats,
+)
 from licensor.services.context import Caller
 from licensor.store.db import WriterBusy
 
@@ -54,6 +62,8 @@ log = logging.getLogger("licensor.api")
 ACTIVATE_PATHS = frozenset({"/api/v4/activate_license", "/api/v4/activate_license/"})
 DEACTIVATE_PATHS = frozenset({"/api/v4/deactivate_license", "/api/v4/deactivate_license/"})
 CONSUME_PATHS = frozenset({"/api/v4/add_consumption", "/api/v4/add_consumption/"})
+RELEASE_PATHS = frozenset({"/api/v4/floating/release", "/api/v4/floating/release/"})
+BORROW_PATHS = frozenset({"/api/v4/floating/borrow", "/api/v4/floating/borrow/"})
 # request files sent as the body itself (multipart forms go to the routes)
 OFFLINE_PATHS = {
     "/api/v4/activate_offline": "activation",
@@ -61,16 +71,32 @@ OFFLINE_PATHS = {
     "/api/v4/deactivate_offline": "deactivation",
     "/api/v4/deactivate_offline/": "deactivation",
 }
-_PATHS = ACTIVATE_PATHS | DEACTIVATE_PATHS | CONSUME_PATHS | OFFLINE_PATHS.keys()
+_PATHS = (
+    ACTIVATE_PATHS
+    | DEACTIVATE_PATHS
+    | CONSUME_PATHS
+    | RELEASE_PATHS
+    | BORROW_PATHS
+    | OFFLINE_PATHS.keys()
+)
 # what each path asks for, and the schema of its body
 _USES: dict[str, tuple[str, type[schemas.LicenseIdentity]]] = {
     **dict.fromkeys(ACTIVATE_PATHS, ("activate", schemas.ActivateRequest)),
     **dict.fromkeys(DEACTIVATE_PATHS, ("deactivate", schemas.DeactivateRequest)),
     **dict.fromkeys(CONSUME_PATHS, ("consume", schemas.AddConsumptionRequest)),
+    **dict.fromkeys(RELEASE_PATHS, ("release", schemas.FloatingReleaseRequest)),
+    **dict.fromkeys(BORROW_PATHS, ("borrow", schemas.FloatingBorrowRequest)),
 }
 # the requests these paths take, and what their write transaction gives back
-Body = schemas.ActivateRequest | schemas.DeactivateRequest | schemas.AddConsumptionRequest
-Written = activation.Activated | consumption.Consumed | None
+Body = (
+    schemas.ActivateRequest
+    | schemas.DeactivateRequest
+    | schemas.AddConsumptionRequest
+    | schemas.FloatingReleaseRequest
+    | schemas.FloatingBorrowRequest
+)
+# (bytes: an answer made in the transaction, as it is)
+Written = activation.Activated | consumption.Consumed | bytes | None
 _DEACTIVATED = compact_json("license_deactivated")
 
 # status, body, headers (without the signature headers)
@@ -83,7 +109,7 @@ Signed = tuple[int, bytes, dict[str, str]]
 class _Prepared:
     """A parsed, authenticated request (nothing written yet)."""
 
-    use: str  # "activate", "deactivate" or "consume"
+    use: str  # "activate", "deactivate", "consume", "release" or "borrow"
     who: Caller | seats.Credentials
     data: Body
     ref: licensing.LicenseRef
@@ -139,6 +165,19 @@ def _signs_on(data: Body) -> bool:
     return isinstance(data, schemas.SsoFields) and bool(
         data.customer_account_code or data.id_token or data.code
     )
+
+
+def borrow_time(text: str | None) -> datetime | None:
+    """``borrowed_until`` as sent (v4 §3.12: ``2024-09-27T23:30:48.016Z``,
+    ``2024-09-27 23:30:48.016``, ``2024-09-27 23:30``, ``2024-09-27``; UTC unless it says
+    otherwise), or ``borrow_until_not_valid``."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise LicensorError("borrow_until_not_valid") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _password(data: Body) -> str | None:
@@ -397,7 +436,7 @@ class ActivationFront:
             try:
                 idempotency_key = (
                     checked_idempotency_key(headers.get("idempotency-key"))
-                    if use != "deactivate"
+                    if use in ("activate", "consume")
                     else None
                 )
                 data: Body = parse_json(body, model)  # type: ignore[assignment]
@@ -508,6 +547,25 @@ class ActivationFront:
                 )
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
                 tx = seats.Transaction(connection, db.dialect)
+                if isinstance(data, schemas.FloatingReleaseRequest):
+                    return floating.release(
+                        tx,
+                        state.keys,
+                        prepared.who,
+                        prepared.ref,
+                        prepared.limits,
+                        now=prepared.now,
+                    )
+                if isinstance(data, schemas.FloatingBorrowRequest):
+                    return floating.borrow(
+                        tx,
+                        state.keys,
+                        prepared.who,
+                        prepared.ref,
+                        borrow_time(data.borrowed_until),
+                        prepared.limits,
+                        now=prepared.now,
+                    )
                 if isinstance(data, schemas.AddConsumptionRequest):
                     return consumption.add_consumption(
                         tx,
@@ -561,6 +619,8 @@ class ActivationFront:
             return 200, _DEACTIVATED, {}
         if isinstance(written, consumption.Consumed):
             return 200, written.content, _replayed(written.replayed)
+        if isinstance(written, bytes):
+            return 200, written, {}
         try:
             if prepared.file is not None:
                 content = offline.file_body(state, prepared.file, written)
@@ -625,4 +685,17 @@ def deactivate_license(request: Request, raw: bytes = Depends(raw_body)) -> Resp
 def add_consumption(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Count ``consumptions`` units on the device's consumption license (an Idempotency-Key
     makes a retry count once); answers the license's consumption fields."""
+    return _route_answer(request, raw)
+
+
+@route("POST", "/floating/release", openapi_extra=body_doc(schemas.FloatingReleaseRequest))
+def floating_release(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Free this device's floating slot at once; answers an empty string."""
+    return _route_answer(request, raw)
+
+
+@route("POST", "/floating/borrow", openapi_extra=body_doc(schemas.FloatingBorrowRequest))
+def floating_borrow(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Keep this device's floating slot until ``borrowed_until`` (null: as long as the license
+    allows), to work offline meanwhile."""
     return _route_answer(request, raw)

@@ -116,6 +116,21 @@ class AddConsumptionRequest(LicenseIdentity):
     event: Annotated[list[ConsumptionEvent], Field(min_length=1, max_length=1)] | None = None
 
 
+class FloatingReleaseRequest(LicenseIdentity):
+    """``POST /api/v4/floating/release`` (v4 §3.11)."""
+
+    sdk_ver: Str64 = ""
+
+
+class FloatingBorrowRequest(LicenseIdentity, SsoFields):
+    """``POST /api/v4/floating/borrow`` (v4 §3.12): ``borrowed_until`` an ISO 8601 time or
+    date (UTC when it names no zone), or null for as long as the license allows."""
+
+    borrowed_until: Annotated[str, Field(max_length=40), NoNul] | None
+    password: Password | None = None
+    sdk_ver: Str64 = ""
+
+
 class SsoUrlQuery(_Request):
     product: ProductCode
     customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul]
