@@ -31,8 +31,10 @@ from licensor.client import (
     HmacCredentials,
     LicenseClient,
     LicenseRefused,
+    NoSeatAvailable,
     NotActivated,
     OAuthCredentials,
+    OfflineTooLong,
     ServerUnreachable,
     TamperedLicense,
     UntrustedResponse,
@@ -103,6 +105,10 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
     created = json.loads(cli("init", "--json"))
     cli("product", "create", "app", "--name", "App", "--json")
     cli("product", "create", "team", "--name", "Team", "--authorization-method", "user", "--json")
+    cli(
+        "product", "create", "float", "--name", "Float", "--floating-users", "1",
+        "--max-borrow-hours", "8", "--json",
+    )  # fmt: skip
     public_keys = cli("public-key")
     port = free_port()
     log = (data_dir.parent / "serve.log").open("w")
@@ -139,6 +145,11 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
             cli("license", "create", "--product", "app", "--count", "16", *options, "--json")
         )
         pool[kind] = [item["license_key"] for item in issued]
+    issued = json.loads(
+        cli("license", "create", "--product", "float", "--count", "4", "--max-activations", "3",
+            "--json")
+    )  # fmt: skip
+    pool["floating"] = [item["license_key"] for item in issued]
     try:
         yield RealServer(
             url, data_dir, env, created["api_key"], created["shared_key"], public_keys, pool
@@ -371,6 +382,42 @@ def test_consumption_reports_count_once_and_wait_while_offline(
     assert refused.value.code == "license_not_enough_consumptions"
     assert not journal.exists()
     assert make_real_client().check().raw["total_consumptions"] == 5
+
+
+def test_a_floating_seat_is_held_while_the_block_runs(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    key = real_server.new_key("floating")
+
+    def computer(name: str, **options: Any) -> LicenseClient:
+        return make_real_client(
+            product="float", hardware_id=name, storage_dir=tmp_path / name, **options
+        )
+
+    a, b = computer("seat-a"), computer("seat-b")
+    a.activate(license_key=key)
+    b.activate(license_key=key)
+    with a.floating_seat(refresh_every=0.1) as seat:
+        assert (seat.raw["floating_users"], seat.raw["floating_in_use_devices"]) == (1, 1)
+        with pytest.raises(NoSeatAvailable) as taken:
+            b.check()
+        assert taken.value.code == "floating_not_available"
+        with pytest.raises(NoSeatAvailable), b.floating_seat():
+            pass
+        time.sleep(0.3)  # (a few refreshes from the background thread)
+        assert a.check().raw["floating_in_use_devices"] == 1
+    # released when the block ended: the other computer gets it
+    with b.floating_seat() as seat:
+        assert seat.raw["floating_in_use_devices"] == 1
+    # borrowed: valid offline until the borrow ends, where a plain hold is not
+    until = a.borrow(2)
+    assert timedelta(hours=1.9) < until - datetime.now(UTC) <= timedelta(hours=2)
+    assert computer("seat-a", server=closed_port_url(), retries=0).validate().status == "active"
+    later = datetime.now(UTC) + timedelta(hours=3)
+    with pytest.raises(OfflineTooLong):
+        computer("seat-a", server=closed_port_url(), retries=0, clock=lambda: later).validate()
+    a.release_floating()
+    assert b.check().raw["floating_in_use_devices"] == 1
 
 
 def test_refusals_carry_the_servers_codes(

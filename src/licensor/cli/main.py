@@ -223,6 +223,16 @@ def product_create(
     versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1.0,<3'")] = None,
     allow_trial: Annotated[bool, typer.Option("--allow-trial")] = False,
     trial_days: Annotated[int, typer.Option(min=0)] = 0,
+    floating_users: Annotated[
+        int | None,
+        typer.Option(min=1, help="A floating cloud license: at most N computers at once"),
+    ] = None,
+    floating_timeout: Annotated[
+        int | None, typer.Option(min=1, help="Minutes a seat stays held without a check [5]")
+    ] = None,
+    max_borrow_hours: Annotated[
+        int | None, typer.Option(min=1, help="Allow borrowing a seat for up to N hours")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a product."""
@@ -241,6 +251,11 @@ def product_create(
                 version_spec=versions,
                 allow_trial=allow_trial,
                 trial_days=trial_days,
+                is_floating_cloud=floating_users is not None,
+                floating_users=floating_users or 0,
+                floating_timeout=floating_timeout or 0,
+                can_borrow=max_borrow_hours is not None,
+                max_borrow_time=max_borrow_hours or 0,
             ),
         )
         data = {
@@ -329,6 +344,16 @@ def license_create(
         str | None,
         typer.Option(help="Reset the total: daily | weekly | monthly | annually (00:00 UTC)"),
     ] = None,
+    floating_users: Annotated[
+        int | None,
+        typer.Option(min=1, help="A floating cloud license: at most N computers at once"),
+    ] = None,
+    floating_timeout: Annotated[
+        int | None, typer.Option(min=1, help="Minutes a seat stays held without a check [5]")
+    ] = None,
+    max_borrow_hours: Annotated[
+        int | None, typer.Option(min=1, help="Allow borrowing a seat for up to N hours")
+    ] = None,
     user: Annotated[str | None, typer.Option(help="License user e-mail (user products)")] = None,
     password: Annotated[str | None, typer.Option(help="License user password")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer e-mail")] = None,
@@ -364,6 +389,11 @@ def license_create(
         "max_overages": overages,
         "allow_negative_consumptions": True if negative_consumptions else None,
         "consumption_period": consumption_period,
+        "is_floating_cloud": True if floating_users is not None else None,
+        "floating_users": floating_users,
+        "floating_timeout": floating_timeout,
+        "can_borrow": True if max_borrow_hours is not None else None,
+        "max_borrow_time": max_borrow_hours,
         "customer_email": customer,
         "license_key": key,
         "user_email": user,

@@ -7,10 +7,20 @@ call goes online, so an application that validates offline never loads the netwo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
@@ -31,6 +41,7 @@ from licensor.client._errors import (
     InvalidLicenseFile,
     LicenseExpired,
     LicenseRefused,
+    NoSeatAvailable,
     NotActivated,
     NoTrustedAnswer,
     OfflineTooLong,
@@ -64,7 +75,7 @@ from licensor.client._verify import (
     verify_license,
 )
 from licensor.client.hardware import Binding, device_facts, hardware_id
-from licensor.protocol.signing import PublicKeySet
+from licensor.protocol.signing import PublicKeySet, parse_iso_datetime
 
 if TYPE_CHECKING:
     import httpx
@@ -541,6 +552,15 @@ class _ClientCore:
         # Record the time even when the license is refused below: a clock set back later must
         # not bring an expired license back.
         self._advance_high_water(state.stored.hardware_id, state.trusted_now)
+        seat_until = _floating_seat_until(state)
+        if seat_until is not None and state.trusted_now > seat_until:
+            raise OfflineTooLong(
+                "a floating license needs the server to hold a seat (or a borrow: "
+                "client.borrow(hours)); its seat was free again at "
+                f"{seat_until:%Y-%m-%d %H:%M} UTC"
+                + (f"; last attempt: {reason}" if reason else ""),
+                last_online=state.last_online,
+            )
         if state.too_long:
             raise OfflineTooLong(
                 f"no successful online check since {state.last_online:%Y-%m-%d %H:%M} UTC "
@@ -577,9 +597,9 @@ class _ClientCore:
             self._forget()
 
     def _refusal_during_validate(self, error: LicenseRefused) -> str:
-        """A verdict on the license (already removed) is raised; a refusal of the request is
-        like no answer."""
-        if error.code in LICENSE_VERDICTS:
+        """A verdict on the license (already removed) is raised, and so is a floating
+        license's "no seat free"; a refusal of the request is like no answer."""
+        if error.code in LICENSE_VERDICTS or isinstance(error, NoSeatAvailable):
             raise error
         return f"{error.code}: {error.message}"
 
@@ -622,6 +642,51 @@ class _ClientCore:
         import uuid
 
         return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+
+
+def _refusal(error: LicenseRefused) -> LicenseRefused:
+    """The refusal to raise: ``NoSeatAvailable`` for a floating license's "no seat free"."""
+    if error.code == "floating_not_available" and not isinstance(error, NoSeatAvailable):
+        return NoSeatAvailable(error.message, error.status)
+    return error
+
+
+def _half_timeout(seat: License) -> float:
+    minutes = seat.raw.get("floating_timeout")
+    return 30.0 * (minutes if isinstance(minutes, int) and minutes > 0 else 5)
+
+
+def _borrow_time(now: datetime, hours: float | None) -> str | None:
+    if hours is None:
+        return None
+    if hours <= 0:
+        raise ValueError("hours must be positive")
+    return (now + timedelta(hours=hours)).astimezone(UTC).isoformat()
+
+
+def _borrowed_until(answer: VerifiedAnswer) -> datetime:
+    data = answer.data
+    value = data.get("borrowed_until") if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        raise UntrustedResponse("unexpected borrow answer")
+    return parse_iso_datetime(value)
+
+
+def _floating_seat_until(state: _OfflineState) -> datetime | None:
+    """Until when a floating license's seat is held without the server (the timeout after the
+    last check, or the borrow's end); ``None`` for other licenses."""
+    body = state.body
+    if body.get("is_floating_cloud") is not True:
+        return None
+    minutes = body.get("floating_timeout")
+    held = state.last_online + timedelta(
+        minutes=minutes if isinstance(minutes, int) and minutes > 0 else 5
+    )
+    lent = body.get("borrowed_until")
+    if body.get("is_borrowed") is True and isinstance(lent, str):
+        with contextlib.suppress(ValueError):
+            held = max(held, parse_iso_datetime(lent))
+    return held
 
 
 def _is_expired(state: _OfflineState) -> bool:
@@ -799,7 +864,7 @@ class LicenseClient(_ClientCore):
             return self._send(request, timeout)
         except LicenseRefused as exc:
             self._verdict(exc)
-            raise
+            raise _refusal(exc) from None
 
     # ------------------------------------------------------------------ License API
 
@@ -921,6 +986,56 @@ class LicenseClient(_ClientCore):
         stored = self._stored_for_online()
         with self.store.lock:
             return self._send_reports(stored, self._journal.load(), timeout)
+
+    @contextlib.contextmanager
+    def floating_seat(self, *, refresh_every: float | None = None) -> Iterator[License]:
+        """Hold a seat of a floating license while the block runs: a check takes it
+        (``NoSeatAvailable`` when every seat is in use), a background thread checks again
+        every ``refresh_every`` seconds (default: half the license's timeout) to keep it, and
+        it is released when the block ends -- normally, on an exception, or at interpreter
+        exit. A refresh that cannot reach the server is tried again at the next interval."""
+        seat = self.check()
+        interval = refresh_every or _half_timeout(seat)
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(interval):
+                with contextlib.suppress(NoTrustedAnswer, LicenseRefused):
+                    self.check()
+
+        def release_once() -> None:
+            atexit.unregister(release_once)
+            stop.set()
+            with contextlib.suppress(NoTrustedAnswer, LicenseRefused, NotActivated):
+                self.release_floating()
+
+        thread = threading.Thread(target=refresh, name="licensor-floating-seat", daemon=True)
+        atexit.register(release_once)
+        thread.start()
+        try:
+            yield seat
+        finally:
+            stop.set()
+            thread.join(timeout=interval + self.timeout)
+            release_once()
+
+    def release_floating(self, *, timeout: float | None = None) -> None:
+        """Free this computer's floating seat at once (ends a borrow too)."""
+        body = self._identity(self._stored_for_online())
+        self._send_about_stored(_Request("POST", "floating/release", json=body), timeout)
+
+    def borrow(self, hours: float | None = None, *, timeout: float | None = None) -> datetime:
+        """Keep this computer's floating seat for ``hours`` (``None``: as long as the license
+        allows) to work offline meanwhile; ``validate()`` accepts the license offline until
+        then. Returns when the borrow ends."""
+        stored = self._stored_for_online()
+        body = self._identity(stored)
+        body["borrowed_until"] = _borrow_time(self._now(), hours)
+        until = _borrowed_until(
+            self._send_about_stored(_Request("POST", "floating/borrow", json=body), timeout)
+        )
+        self.check(timeout=timeout)  # (the stored answer says borrowed, for validate())
+        return until
 
     def _send_reports(
         self, stored: StoredLicense, reports: list[Report], timeout: float | None
@@ -1088,7 +1203,7 @@ class AsyncLicenseClient(_ClientCore):
             return await self._send(request, timeout)
         except LicenseRefused as exc:
             self._verdict(exc)
-            raise
+            raise _refusal(exc) from None
 
     async def activate(
         self,
@@ -1212,6 +1327,46 @@ class AsyncLicenseClient(_ClientCore):
         stored = self._stored_for_online()
         with self.store.lock:
             return await self._send_reports(stored, self._journal.load(), timeout)
+
+    @contextlib.asynccontextmanager
+    async def floating_seat(self, *, refresh_every: float | None = None) -> AsyncIterator[License]:
+        """``LicenseClient.floating_seat``, refreshed by a task of the running event loop."""
+        import asyncio
+
+        seat = await self.check()
+        interval = refresh_every or _half_timeout(seat)
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                with contextlib.suppress(NoTrustedAnswer, LicenseRefused):
+                    await self.check()
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        try:
+            yield seat
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(NoTrustedAnswer, LicenseRefused, NotActivated):
+                await self.release_floating()
+
+    async def release_floating(self, *, timeout: float | None = None) -> None:
+        """``LicenseClient.release_floating``."""
+        body = self._identity(self._stored_for_online())
+        await self._send_about_stored(_Request("POST", "floating/release", json=body), timeout)
+
+    async def borrow(self, hours: float | None = None, *, timeout: float | None = None) -> datetime:
+        """``LicenseClient.borrow``."""
+        body = self._identity(self._stored_for_online())
+        body["borrowed_until"] = _borrow_time(self._now(), hours)
+        sent = await self._send_about_stored(
+            _Request("POST", "floating/borrow", json=body), timeout
+        )
+        until = _borrowed_until(sent)
+        await self.check(timeout=timeout)
+        return until
 
     async def _send_reports(
         self, stored: StoredLicense, reports: list[Report], timeout: float | None

@@ -32,6 +32,20 @@ class LicenseRefused(LicensorError):
         self.status = status
 
 
+class NoSeatAvailable(LicenseRefused):
+    """A floating license whose seats are all in use on other computers right now
+    (``floating_not_available``): close the application on one of them, or try again later."""
+
+    def __init__(self, message: str = "", status: int = 400) -> None:
+        super().__init__(
+            "floating_not_available",
+            message
+            or "every floating seat of this license is in use on other computers; close the "
+            "application on one of them or try again later",
+            status,
+        )
+
+
 class NoTrustedAnswer(LicensorError):
     """No answer that can be believed came back: the server is unreachable or the answer is untrusted.
 
