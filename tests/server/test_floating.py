@@ -198,3 +198,28 @@ def test_sixty_devices_racing_for_ten_slots(database_url: str, tmp_path: Path) -
         held = session.scalars(select(FloatingSlot)).all()
     assert len(held) == 10
     deployment.db.dispose()
+
+
+def test_vendors_see_who_holds_the_slots_and_free_one(server: Server, key: str) -> None:
+    from tests.server.test_management_api import mgmt
+
+    admin = mgmt(server)
+    check(server, key, "one")
+    check(server, key, "two")
+    license_id = int(server.sql("SELECT id FROM licenses")[0][0])
+    slots = admin.ok(admin.get(f"/licenses/{license_id}/floating-slots"))
+    assert (slots["in_use"], slots["floating_users"], slots["floating_timeout"]) == (2, 2, 5)
+    assert [s["hardware_id"] for s in slots["items"]] == ["one", "two"]
+    device_id = slots["items"][1]["device_id"]
+    freed = admin.call("DELETE", f"/licenses/{license_id}/floating-slots/{device_id}")
+    assert freed.status_code == 200, freed.text
+    assert check(server, key, "three").status_code == 200
+    again = admin.call("DELETE", f"/licenses/{license_id}/floating-slots/{device_id}")
+    assert again.status_code == 404
+    log = admin.ok(admin.get("/audit", action="floating_slot.release"))["items"]
+    assert len(log) == 1
+    # a support token may free slots; a read-only one may not
+    reader = mgmt(server, "read-only")
+    third = admin.ok(admin.get(f"/licenses/{license_id}/floating-slots"))["items"][-1]
+    denied = reader.call("DELETE", f"/licenses/{license_id}/floating-slots/{third['device_id']}")
+    assert denied.status_code == 403

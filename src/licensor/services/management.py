@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from licensor.core import custom_fields as custom_field_rules
+from licensor.core import floating as floating_rules
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
@@ -550,6 +551,65 @@ def list_devices(session: Session, admin: Admin, license_id: int) -> list[dict[s
     admin.require("read")
     license_ = _owned_license(session, admin, license_id)
     return [views.device_view(d) for d in repository.devices(session, license_.id)]
+
+
+def floating_slots(
+    session: Session, admin: Admin, license_id: int, *, now: datetime
+) -> dict[str, Any]:
+    """The license's floating slots held at ``now``, with their devices."""
+    admin.require("read")
+    license_ = _owned_license(session, admin, license_id)
+    product = session.get(Product, license_.product_id)
+    assert product is not None
+    terms = licensing.terms_of(license_, product)
+    held = [
+        (slot, device)
+        for slot, device in repository.floating_slots(session, license_.id)
+        if floating_rules.held(floating_rules_slot(slot), now)
+    ]
+    return {
+        "license_id": license_.id,
+        "is_floating_cloud": terms.is_floating_cloud,
+        "floating_users": terms.floating_users,
+        "floating_timeout": terms.floating_timeout_minutes,
+        "in_use": len(held),
+        "items": [views.floating_slot_view(slot, device, now) for slot, device in held],
+    }
+
+
+def release_floating_slot(
+    session: Session, admin: Admin, license_id: int, device_id: int, *, now: datetime
+) -> dict[str, Any]:
+    """A vendor frees a device's floating slot (support: "the seat is stuck on a dead PC")."""
+    admin.require("device")
+    license_ = _owned_license(session, admin, license_id)
+    repository.lock_license(session, license_.id)
+    found = {d.id: (s, d) for s, d in repository.floating_slots(session, license_.id)}
+    if device_id not in found or not floating_rules.held(
+        floating_rules_slot(found[device_id][0]), now
+    ):
+        raise _not_found("floating slot of device", device_id)
+    slot, device = found[device_id]
+    before = views.floating_slot_view(slot, device, now)
+    session.delete(slot)
+    session.flush()
+    record(
+        session,
+        admin,
+        "floating_slot.release",
+        "device",
+        device_id,
+        before=before,
+        after=None,
+        now=now,
+    )
+    return {"released": True, "device_id": device_id}
+
+
+def floating_rules_slot(slot: Any) -> floating_rules.Slot:
+    return floating_rules.Slot(
+        slot.device_id, slot.taken_at, slot.refreshed_at, slot.expires_at, slot.borrowed_until
+    )
 
 
 def consumption_history(

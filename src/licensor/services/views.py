@@ -15,6 +15,7 @@ from licensor.store.models import (
     ConsumptionEvent,
     Customer,
     Device,
+    FloatingSlot,
     License,
     LicensePolicy,
     LicenseUser,
@@ -82,6 +83,19 @@ FLOATING_SETTINGS = (
     "can_borrow",
     "max_borrow_time",
 )
+
+
+def floating_slot_view(slot: FloatingSlot, device: Device, now: datetime) -> dict[str, Any]:
+    borrowed = slot.borrowed_until is not None and slot.borrowed_until > now
+    return {
+        "device_id": device.id,
+        "hardware_id": device.hardware_id,
+        "hostname": device.hostname,
+        "taken_at": _iso(slot.taken_at),
+        "refreshed_at": _iso(slot.refreshed_at),
+        "expires_at": _iso(slot.expires_at),
+        "borrowed_until": _iso(slot.borrowed_until) if borrowed else None,
+    }
 
 
 def consumption_event_view(event: ConsumptionEvent) -> dict[str, Any]:

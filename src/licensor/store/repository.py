@@ -20,6 +20,7 @@ from licensor.store.models import (
     Customer,
     CustomerAccount,
     Device,
+    FloatingSlot,
     License,
     LicenseUser,
     OAuthClient,
@@ -169,6 +170,17 @@ def devices(session: Session, license_id: int) -> Sequence[Device]:
     return session.scalars(
         select(Device).where(Device.license_id == license_id).order_by(Device.id)
     ).all()
+
+
+def floating_slots(session: Session, license_id: int) -> Sequence[tuple[FloatingSlot, Device]]:
+    """A license's slot rows (held or not) with their devices."""
+    rows = session.execute(
+        select(FloatingSlot, Device)
+        .join(Device, Device.id == FloatingSlot.device_id)
+        .where(FloatingSlot.license_id == license_id)
+        .order_by(FloatingSlot.taken_at)
+    ).all()
+    return [(slot, device) for slot, device in rows]
 
 
 def consumption_events(

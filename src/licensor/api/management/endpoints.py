@@ -231,6 +231,21 @@ def license_consumptions(
     )
 
 
+@router.get("/licenses/{license_id}/floating-slots", dependencies=READ)
+def license_floating_slots(request: Request, license_id: RowId) -> Response:
+    """Who holds the license's floating slots now (held: not timed out, or borrowed)."""
+    return _run(request, lambda s, a, _: management.floating_slots(s, a, license_id, now=now()))
+
+
+@router.delete("/licenses/{license_id}/floating-slots/{device_id}", dependencies=DEVICE)
+def release_floating_slot(request: Request, license_id: RowId, device_id: RowId) -> Response:
+    """Free a device's floating slot at once (its borrow too); 404 when it holds none."""
+    return _run(
+        request,
+        lambda s, a, _: management.release_floating_slot(s, a, license_id, device_id, now=now()),
+    )
+
+
 @router.get("/orders/{order_id}", dependencies=READ)
 def get_order(request: Request, order_id: str) -> Response:
     """The licenses issued for one order id (one purchase); 404 when there are none."""
