@@ -31,6 +31,7 @@ SCALE_LIMIT = 1.2  # 1M-license figures within 1.2x of the 1k-license ones
 TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
 OFFLINE_LIMIT = 1.2  # an offline activation costs at most 1.2 x an online one (issue 19)
 CONSUME_LIMIT = 1.2  # a consumption report costs at most 1.2 x an activation (issue 20)
+FLOATING_LIMIT = 1.2  # a floating check-in within 1.2 x of a plain check (issue 20)
 OPEN_LOOP_P99_MS = 50.0
 TARGET_WORKERS = 2
 LABELS = {
@@ -42,6 +43,7 @@ LABELS = {
     ("activate_offline", "rsa"): "offline activate RSA",
     ("activate_offline", "ed25519"): "offline activate Ed25519",
     ("add_consumption", "rsa"): "add_consumption RSA",
+    ("check_license_floating", "rsa"): "floating check RSA",
     ("check_license_cold", "rsa"): "check RSA, cold",
     ("check_license_cold", "ed25519"): "check Ed25519, cold",
     ("reference", "-"): "reference",
@@ -197,6 +199,21 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                     " req/s)",
                     slower <= CONSUME_LIMIT,
                     _validity(consume),
+                )
+            floating = _find(results, db, licenses, TARGET_WORKERS, "check_license_floating", "rsa")
+            plain = _find(results, db, licenses, TARGET_WORKERS, "check_license", "rsa")
+            name = f"floating check RSA within {FLOATING_LIMIT}x of a plain check"
+            if floating is None or plain is None or not floating["throughput"]:
+                add(name, where, "not measured", None)
+            else:
+                slower = plain["throughput"] / floating["throughput"]
+                add(
+                    name,
+                    where,
+                    f"{slower:.2f}x ({floating['throughput']:.0f} / {plain['throughput']:.0f}"
+                    " req/s)",
+                    slower <= FLOATING_LIMIT,
+                    _validity(floating),
                 )
             cold = _find(results, db, licenses, TARGET_WORKERS, "check_license_cold", "rsa")
             name = f"cold RSA check server CPU <= {COLD_RSA_CPU_MS} ms"

@@ -57,6 +57,7 @@ ENDPOINTS = (
     "deactivate_license",
     "activate_offline",
     "add_consumption",
+    "check_license_floating",
 )
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
@@ -194,6 +195,8 @@ def check_path(key: str, hardware_id: str) -> str:
 # evicts the small one's pages too); with 1GB, 1.12x (1.08-1.22).
 PG_SETTINGS = {"shared_buffers": "1GB"}
 STEADY_ROUNDS = 8  # at most this many warm-up rounds before a steady check run
+# checks of the same devices again and again (answers served again from memory)
+STEADY_ENDPOINTS = ("check_license", "check_license_floating")
 
 
 @dataclass
@@ -313,10 +316,10 @@ def measure(
     runs the other blocks' and the reference's parts there: A B R R B A, so that a disturbance
     of the shared machine falls on all of them); the parts are merged into one result, appended to ctx.results.
     ``data_for(phase, part)`` gives the input file of a run ("warmup", 0) or ("measure", i)."""
-    warmup = ctx.args.check_warmup if endpoint == "check_license" else ctx.args.warmup
+    warmup = ctx.args.check_warmup if endpoint in STEADY_ENDPOINTS else ctx.args.warmup
     if endpoint == "reference" and where.get("round"):
         warmup = 0.0  # warm since the group's first round
-    warm_rounds = STEADY_ROUNDS if endpoint == "check_license" else 1
+    warm_rounds = STEADY_ROUNDS if endpoint in STEADY_ENDPOINTS else 1
     slices = ctx.args.slices
     # (the reference answers ~20 times as many requests a second as a write: half the run
     # length gives it as many samples and takes a quarter less of the benchmark's time)
@@ -351,7 +354,7 @@ def measure(
     for i in range(slices):
         if i:
             yield
-            if endpoint == "check_license" and warmup > 0:
+            if endpoint in STEADY_ENDPOINTS and warmup > 0:
                 # The steady state again after the other blocks' parts: answers whose date step
                 # ended meanwhile (a sixth of them after 10 s idle) are made again here, not in
                 # the measured part (where that burst of signatures took p99 from 11 to 274 ms)
@@ -663,6 +666,12 @@ def block_steps(
         [f"{k} {h}" for k, h in deployment.consume_pool] or ["none none"],
     )
     plan.append(("add_consumption", "rsa", rsa, "consume", same(consume_file)))
+    # floating checks in the steady state: each device keeps its slot (refreshed once a minute)
+    floating_file = write_lines(
+        ctx.work / f"check-floating-{db}-{deployment.licenses}.txt",
+        [check_path(k, h) for k, h in deployment.floating_pool] or ["/none"],
+    )
+    plan.append(("check_license_floating", "rsa", rsa, "get", same(floating_file)))
     # (the answer's header signed as the online rows sign theirs: Ed25519 for the Ed25519 row)
     plan += [
         (

@@ -23,7 +23,9 @@ Pools the load scripts use (disjoint, so one run never disturbs another's data):
 * deactivate: every other device, spread round-robin over the licenses (consecutive requests hit
   different licenses, so they do not queue on one license's row lock), handed out in slices;
 * consume: ``CONSUME_POOL`` consumption licenses of their own (unlimited), one activated device
-  each, reported on in turn.
+  each, reported on in turn;
+* floating: ``FLOAT_POOL`` floating cloud licenses of their own (10 slots), one activated device
+  each, checked again and again (each keeps its slot: the steady state of a floating check).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ STEADY_POOL = 1_000
 ACTIVATE_POOL = 10_000
 DEACTIVATE_POOL = 200_000
 CONSUME_POOL = 1_000
+FLOAT_POOL = 1_000
 PRODUCT = "bench"
 MASTER_KEY = base64.b64encode(b"bench-master-key-not-a-secret!!!").decode()
 SEED_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -76,6 +79,7 @@ class Deployment:
     activate_pool: list[str] = field(default_factory=list)  # license keys
     deactivate_pool: list[tuple[str, str]] = field(default_factory=list)
     consume_pool: list[tuple[str, str]] = field(default_factory=list)
+    floating_pool: list[tuple[str, str]] = field(default_factory=list)
     _deactivate_next: int = 0
 
     def take_deactivations(self, count: int) -> list[tuple[str, str]]:
@@ -160,15 +164,34 @@ def prepare(
             (license_key(i), hardware_id(i, 0)) for i in rest if i not in in_check
         ][:DEACTIVATE_POOL]
     started = time.monotonic()
-    deployment.consume_pool = _consumption_licenses(database_url, company_id, CONSUME_POOL)
+    from licensor.services.catalogue import LicenseSpec
+
+    deployment.consume_pool = _licenses_with_a_device(
+        database_url,
+        company_id,
+        CONSUME_POOL,
+        LicenseSpec(
+            license_type="consumption", allow_unlimited_consumptions=True, max_activations=1
+        ),
+        "consumer",
+    )
+    deployment.floating_pool = _licenses_with_a_device(
+        database_url,
+        company_id,
+        FLOAT_POOL,
+        LicenseSpec(is_floating_cloud=True, floating_users=10, max_activations=10),
+        "floater",
+    )
     _keep_signatures(database_url, Keyring.load(settings.resolved_keys_dir), deployment)
     deployment.seed_seconds += time.monotonic() - started
     return deployment
 
 
-def _consumption_licenses(database_url: str, company_id: int, count: int) -> list[tuple[str, str]]:
-    """``count`` unlimited consumption licenses of the bench product, one active device each
-    (made with the server's own code: few rows)."""
+def _licenses_with_a_device(
+    database_url: str, company_id: int, count: int, spec: Any, prefix: str
+) -> list[tuple[str, str]]:
+    """``count`` licenses of the bench product issued with ``spec``, one active device each
+    (``<prefix>-<license id>``; made with the server's own code: few rows)."""
     from sqlalchemy import select
 
     from licensor.services import catalogue
@@ -178,15 +201,12 @@ def _consumption_licenses(database_url: str, company_id: int, count: int) -> lis
     db = Database(database_url)
     try:
         with db.transaction(write=True) as session:
-            spec = catalogue.LicenseSpec(
-                license_type="consumption", allow_unlimited_consumptions=True, max_activations=1
-            )
             ids = catalogue.create_licenses(
                 session, company_id, PRODUCT, spec, count=count, now=SEED_TIME
             )
             pool = []
             for license_ in session.scalars(select(License).where(License.id.in_(ids))):
-                hw = f"consumer-{license_.id}"
+                hw = f"{prefix}-{license_.id}"
                 session.add(
                     Device(
                         license_id=license_.id,

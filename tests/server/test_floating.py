@@ -131,6 +131,8 @@ def test_bad_borrows_are_refused_and_change_nothing(server: Server, key: str) ->
         ((datetime.now(UTC) + timedelta(hours=25)).isoformat(), "borrow_until_not_valid"),
         ((datetime.now(UTC) - timedelta(minutes=1)).isoformat(), "borrow_until_not_valid"),
         ("next tuesday", "borrow_until_not_valid"),
+        ("0001-01-01T00:00:00+14:00", "borrow_until_not_valid"),
+        ("2026-02-30", "borrow_until_not_valid"),
     ]
     for until, code in cases:
         assert error_of(borrow(server.api, key, "one", until)) == (400, code), until

@@ -106,6 +106,17 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "floating_not_available": ErrorSpec(400, "No available slots for floating license."),
     "license_borrow_not_allowed": ErrorSpec(400, "License does not allow borrowing"),
     "borrow_until_not_valid": ErrorSpec(400, "Borrow until field is not valid"),
+    # features (v4 §3.8, §3.10; license_feature_expired is Licensor's)
+    "invalid_license_feature_code": ErrorSpec(
+        400, "License feature code is invalid or not assigned to the license."
+    ),
+    "unsupported_product_feature": ErrorSpec(
+        400,
+        "One or more of requested product features do not exists or they are not enabled on "
+        "the product",
+    ),
+    "feature_not_enough_consumptions": ErrorSpec(400, "Not enough consumptions left"),
+    "license_feature_expired": ErrorSpec(400, "This license feature has expired"),
     # consumption (v4 §3.9, §5.7)
     "license_not_consumption": ErrorSpec(400, "The license needs to be of consumption type"),
     "license_not_enough_consumptions": ErrorSpec(400, "Not enough consumptions left"),

@@ -21,6 +21,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+from licensor.core import features as feature_rules
 from licensor.core.consumption import ConsumptionTerms, decide_consumption, effective_terms
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import LicenseTerms, decide_device_access, is_expired
@@ -144,6 +145,7 @@ def count(
             "license_id": license_.id,
             "device_id": device.id,
             "hardware_id": device.hardware_id,
+            "feature": None,
             "event": report.event,
             "consumptions": report.count,
             "total_after": total,
@@ -157,3 +159,144 @@ def _counted(license_: Any, total: int, now: datetime) -> Any:
     return SimpleNamespace(
         **{**vars(license_), "total_consumptions": total, "consumption_counted_at": now}
     )
+
+
+# -- features ------------------------------------------------------------------------------------
+
+
+def license_feature(
+    rows: Any, code: str, now: datetime, *, include_expired: bool
+) -> dict[str, Any]:
+    """The license's feature ``code`` with its overrides and total, or the refusal:
+    ``invalid_license_feature_code`` (not attached to the license, or not defined), and
+    ``license_feature_expired`` for an expired one unless ``include_expired``."""
+    for feature in feature_rules.attached_features(rows.product.features, rows.license.features):
+        if feature.get("code") == code:
+            if not include_expired and feature_rules.is_expired(feature, now):
+                raise LicensorError("license_feature_expired")
+            return feature
+    raise LicensorError(
+        "invalid_license_feature_code",
+        f"License feature code: '{code}' is invalid or not assigned to the license.",
+    )
+
+
+def feature_answer(feature: dict[str, Any], license_id: int) -> dict[str, Any]:
+    """A feature as ``check_license_feature`` answers it (v4 §3.8)."""
+    body = feature_rules.feature_object(feature, feature["total_consumptions"])
+    return {"id": body.pop("id"), "license_id": license_id, **body}
+
+
+def add_feature_consumption(
+    tx: Transaction,
+    keys: ServerKeys,
+    who: Caller | Credentials,
+    ref: LicenseRef,
+    code: str,
+    report: Report,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Consumed:
+    """Count ``report`` on the license's consumption feature ``code`` (v4 §3.10), or raise
+    the refusal: the device's (as ``add_consumption``), ``unsupported_product_feature`` (no
+    such feature on the product, or not a consumption feature), ``invalid_license_feature_code``
+    (not attached to the license), ``license_feature_expired``,
+    ``negative_consumptions_not_allowed``, ``feature_not_enough_consumptions``."""
+    rows, caller = find(
+        tx, keys, who, ref, limits, use="consume", now=now, idempotency_key=idempotency_key
+    )
+    if idempotency_key and rows.idempotency is not None:
+        recorded = recorded_answer(tx, keys, rows.idempotency, request_hash, now)
+        if recorded is not None:
+            return Consumed(recorded.body, replayed=True)
+    license_, device = rows.license, rows.device
+    terms = terms_of(license_, rows.product)
+    decide_device_access(
+        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
+    )
+    assert device is not None
+    defined = {str(d.get("code")): d for d in rows.product.features or []}
+    if code not in defined or defined[code].get("feature_type") != "consumption":
+        raise LicensorError("unsupported_product_feature")
+    feature = license_feature(rows, code, now, include_expired=False)
+    decided = ConsumptionTerms(
+        max_consumptions=int(feature.get("max_consumption") or 0),
+        allow_unlimited=bool(feature.get("allow_unlimited_consumptions", False)),
+        allow_overages=False,
+        max_overages=0,
+        allow_negative=False,
+        period=None,
+    )
+    total = decide_consumption(
+        decided,
+        int(feature["total_consumptions"]),
+        report.count,
+        code="feature_not_enough_consumptions",
+    )
+    attached = dict(license_.features or {})
+    attached[code] = {**(attached.get(code) or {}), "total_consumptions": total}
+    statements.record_feature_consumption(
+        tx.connection,
+        tx.dialect,
+        license_id=license_.id,
+        features=attached,
+        now=now,
+        event={
+            "license_id": license_.id,
+            "device_id": device.id,
+            "hardware_id": device.hardware_id,
+            "feature": code,
+            "event": report.event,
+            "consumptions": report.count,
+            "total_after": total,
+            "created_at": now,
+        },
+    )
+    counted = {**feature, "total_consumptions": total}
+    body = feature_answer(counted, license_.id)
+    content = compact_json(
+        {
+            "id": body["id"],
+            "license_id": license_.id,
+            "total_consumptions": total,
+            "max_consumptions": body["max_consumption"],
+            "allow_negative_consumptions": body["allow_negative_consumptions"],
+            "allow_unlimited_consumptions": body["allow_unlimited_consumptions"],
+            "allow_overages": body["allow_overages"],
+            "max_overages": body["max_overages"],
+            "reset_consumption": body["reset_consumption"],
+            "consumption_period": body["consumption_period"],
+            "is_floating": body["is_floating"],
+            "is_floating_cloud": body["is_floating_cloud"],
+        }
+    )
+    if idempotency_key:
+        record_answer(tx, caller, idempotency_key, request_hash, content, now)
+    return Consumed(content)
+
+
+def check_feature(
+    tx: Transaction,
+    keys: ServerKeys,
+    who: Caller | Credentials,
+    ref: LicenseRef,
+    code: str,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+    include_expired: bool = False,
+) -> dict[str, Any]:
+    """The license's feature ``code`` on a device that holds a seat (v4 §3.8), or the
+    refusal (the device's as for a check, then ``invalid_license_feature_code``,
+    ``license_feature_expired``)."""
+    rows, _ = find(tx, keys, who, ref, limits, use="check", now=now)
+    terms = terms_of(rows.license, rows.product)
+    device = rows.device
+    decide_device_access(
+        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
+    )
+    feature = license_feature(rows, code, now, include_expired=include_expired)
+    return feature_answer(feature, rows.license.id)

@@ -845,6 +845,13 @@ class _Statements:
             dialect,
             ["b_id", "b_total_consumptions", "b_consumption_counted_at", "b_updated_at"],
         )
+        self.count_feature_consumption = _Prepared(
+            update(License)
+            .where(License.id == bindparam("b_id"))
+            .values(features=bindparam("b_features"), updated_at=bindparam("b_updated_at")),
+            dialect,
+            ["b_id", "b_features", "b_updated_at"],
+        )
         self.lock_license = _Prepared(
             select(License.id).where(License.id == bindparam("id")).with_for_update(),
             dialect,
@@ -1349,6 +1356,24 @@ def record_consumption(
     }
     with _cursor(connection, dialect) as cursor:
         statements.count_consumption.execute(cursor, values)
+        statements.inserts[ConsumptionEvent].execute(cursor, _prefixed(event))
+
+
+def record_feature_consumption(
+    connection: DbapiConnection,
+    dialect: Dialect,
+    *,
+    license_id: int,
+    features: dict[str, Any],
+    now: datetime,
+    event: dict[str, Any],
+) -> None:
+    """A feature's consumption report counted: the license's attached features with the new
+    total (decided under the license's lock) and the report's ``event``."""
+    statements = _statements(dialect)
+    values = {"b_id": license_id, "b_features": features, "b_updated_at": now}
+    with _cursor(connection, dialect) as cursor:
+        statements.count_feature_consumption.execute(cursor, values)
         statements.inserts[ConsumptionEvent].execute(cursor, _prefixed(event))
 
 

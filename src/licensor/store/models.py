@@ -468,6 +468,7 @@ class ConsumptionEvent(Base):
     license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
     device_id: Mapped[int | None] = mapped_column(Id, nullable=True)
     hardware_id: Mapped[str] = mapped_column(String(256), default="")
+    feature: Mapped[str | None] = mapped_column(String(100), nullable=True)  # a feature's report
     # consumption_add | offline_floating_consumptions_sync | deactivation | offline_deactivation
     event: Mapped[str] = mapped_column(String(40))
     consumptions: Mapped[int] = mapped_column(Integer)

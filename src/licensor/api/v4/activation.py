@@ -62,6 +62,9 @@ log = logging.getLogger("licensor.api")
 ACTIVATE_PATHS = frozenset({"/api/v4/activate_license", "/api/v4/activate_license/"})
 DEACTIVATE_PATHS = frozenset({"/api/v4/deactivate_license", "/api/v4/deactivate_license/"})
 CONSUME_PATHS = frozenset({"/api/v4/add_consumption", "/api/v4/add_consumption/"})
+FEATURE_CONSUME_PATHS = frozenset(
+    {"/api/v4/add_feature_consumption", "/api/v4/add_feature_consumption/"}
+)
 RELEASE_PATHS = frozenset({"/api/v4/floating/release", "/api/v4/floating/release/"})
 BORROW_PATHS = frozenset({"/api/v4/floating/borrow", "/api/v4/floating/borrow/"})
 # request files sent as the body itself (multipart forms go to the routes)
@@ -75,6 +78,7 @@ _PATHS = (
     ACTIVATE_PATHS
     | DEACTIVATE_PATHS
     | CONSUME_PATHS
+    | FEATURE_CONSUME_PATHS
     | RELEASE_PATHS
     | BORROW_PATHS
     | OFFLINE_PATHS.keys()
@@ -84,6 +88,7 @@ _USES: dict[str, tuple[str, type[schemas.LicenseIdentity]]] = {
     **dict.fromkeys(ACTIVATE_PATHS, ("activate", schemas.ActivateRequest)),
     **dict.fromkeys(DEACTIVATE_PATHS, ("deactivate", schemas.DeactivateRequest)),
     **dict.fromkeys(CONSUME_PATHS, ("consume", schemas.AddConsumptionRequest)),
+    **dict.fromkeys(FEATURE_CONSUME_PATHS, ("consume", schemas.AddFeatureConsumptionRequest)),
     **dict.fromkeys(RELEASE_PATHS, ("release", schemas.FloatingReleaseRequest)),
     **dict.fromkeys(BORROW_PATHS, ("borrow", schemas.FloatingBorrowRequest)),
 }
@@ -92,6 +97,7 @@ Body = (
     schemas.ActivateRequest
     | schemas.DeactivateRequest
     | schemas.AddConsumptionRequest
+    | schemas.AddFeatureConsumptionRequest
     | schemas.FloatingReleaseRequest
     | schemas.FloatingBorrowRequest
 )
@@ -175,9 +181,9 @@ def borrow_time(text: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # (OverflowError: a zone that moves it past year 1)
         raise LicensorError("borrow_until_not_valid") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _password(data: Body) -> str | None:
@@ -566,6 +572,22 @@ class ActivationFront:
                         prepared.limits,
                         now=prepared.now,
                     )
+                if isinstance(data, schemas.AddFeatureConsumptionRequest):
+                    return consumption.add_feature_consumption(
+                        tx,
+                        state.keys,
+                        prepared.who,
+                        prepared.ref,
+                        data.feature,
+                        consumption.Report(
+                            count=data.consumptions,
+                            event=data.event[0] if data.event else "consumption_add",
+                        ),
+                        prepared.limits,
+                        now=prepared.now,
+                        idempotency_key=prepared.idempotency_key,
+                        request_hash=_fingerprint("add_feature_consumption", data, prepared),
+                    )
                 if isinstance(data, schemas.AddConsumptionRequest):
                     return consumption.add_consumption(
                         tx,
@@ -698,4 +720,15 @@ def floating_release(request: Request, raw: bytes = Depends(raw_body)) -> Respon
 def floating_borrow(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Keep this device's floating slot until ``borrowed_until`` (null: as long as the license
     allows), to work offline meanwhile."""
+    return _route_answer(request, raw)
+
+
+@route(
+    "POST",
+    "/add_feature_consumption",
+    openapi_extra=body_doc(schemas.AddFeatureConsumptionRequest),
+)
+def add_feature_consumption(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Count ``consumptions`` units on the license's consumption feature ``feature`` (an
+    Idempotency-Key makes a retry count once)."""
     return _route_answer(request, raw)

@@ -21,7 +21,7 @@ from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, licensing, rate_limit, seats, sso, variables
+from licensor.services import auth, consumption, licensing, rate_limit, seats, sso, variables
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -330,6 +330,29 @@ def get_device_variables(request: Request) -> Response:
         caller = caller_of(session, state, request, now)
         query = parse_query(request, schemas.GetVariablesQuery)
         answer = variables.get(session, state.keys, caller, license_ref(query), now=now)
+    return json_answer(answer)
+
+
+@route("GET", "/check_license_feature", openapi_extra=query_doc(schemas.CheckFeatureQuery))
+def check_license_feature(request: Request) -> Response:
+    """The license's feature ``feature`` on this device (expired ones refused unless
+    ``include_expired_features``)."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.CheckFeatureQuery)
+    db = state.db
+    with failures_counted(request, state, caller, query, now), db.snapshot() as connection:
+        tx = seats.Transaction(connection.connection.dbapi_connection, db.dialect)  # type: ignore[arg-type]
+        answer = consumption.check_feature(
+            tx,
+            state.keys,
+            caller,
+            license_ref(query),
+            query.feature,
+            now=now,
+            include_expired=query.include_expired_features,
+        )
     return json_answer(answer)
 
 

@@ -116,6 +116,24 @@ class AddConsumptionRequest(LicenseIdentity):
     event: Annotated[list[ConsumptionEvent], Field(min_length=1, max_length=1)] | None = None
 
 
+FeatureCode = Annotated[str, Field(min_length=1, max_length=100), NoNul]
+
+
+class CheckFeatureQuery(LicenseIdentity):
+    """``GET /api/v4/check_license_feature`` (v4 §3.8)."""
+
+    feature: FeatureCode
+    include_expired_features: bool = False
+
+
+class AddFeatureConsumptionRequest(LicenseIdentity):
+    """``POST /api/v4/add_feature_consumption`` (v4 §3.10)."""
+
+    feature: FeatureCode
+    consumptions: Consumptions = 1
+    event: Annotated[list[ConsumptionEvent], Field(min_length=1, max_length=1)] | None = None
+
+
 class FloatingReleaseRequest(LicenseIdentity):
     """``POST /api/v4/floating/release`` (v4 §3.11)."""
 

@@ -8,7 +8,8 @@ Create Date: 2026-12-07 18:00:00
   ``consumption_period`` (daily, weekly, monthly, annually; null: never reset) and
   ``consumption_counted_at`` (when the total last changed: a total counted before the current
   period started is read as 0).
-* ``consumption_events``: every report counted (``add_consumption``, deactivations).
+* ``consumption_events``: every report counted (``add_consumption``, deactivations,
+  ``add_feature_consumption``: with the feature's code).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def upgrade() -> None:
         ),
         sa.Column("device_id", Id, nullable=True),
         sa.Column("hardware_id", sa.String(256), nullable=False),
+        sa.Column("feature", sa.String(100), nullable=True),
         sa.Column("event", sa.String(40), nullable=False),
         sa.Column("consumptions", sa.Integer(), nullable=False),
         sa.Column("total_after", sa.Integer(), nullable=False),
