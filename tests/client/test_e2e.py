@@ -382,6 +382,13 @@ def test_consumption_reports_count_once_and_wait_while_offline(
     assert refused.value.code == "license_not_enough_consumptions"
     assert not journal.exists()
     assert make_real_client().check().raw["total_consumptions"] == 5
+    # a feature of the license, asked of the server
+    real_server.cli("feature", "add", "app", "render", "--name", "Render")
+    with pytest.raises(LicenseRefused) as missing:
+        make_real_client().check_feature("render")
+    assert missing.value.code == "invalid_license_feature_code"
+    real_server.cli("feature", "attach", key, "render")
+    assert make_real_client().check_feature("render").name == "Render"
 
 
 def test_a_floating_seat_is_held_while_the_block_runs(

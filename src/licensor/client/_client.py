@@ -52,10 +52,12 @@ from licensor.client._errors import (
 )
 from licensor.client._license import (
     DeviceVariable,
+    Feature,
     License,
     ProductDetails,
     Trial,
     evaluate,
+    feature_from,
     product_details_from,
     server_date,
     trial_from,
@@ -255,6 +257,13 @@ class _ClientCore:
     @property
     def _journal(self) -> Journal:
         return Journal(self.store.directory, self.product)
+
+    def _feature_request(self, code: str, include_expired: bool) -> _Request:
+        params = self._identity(self._stored_for_online())
+        params["feature"] = code
+        if include_expired:
+            params["include_expired_features"] = "true"
+        return _Request("GET", "check_license_feature", params=params)
 
     def _consumption_request(self, stored: StoredLicense, report: Report) -> _Request:
         body = self._identity(stored)
@@ -987,6 +996,15 @@ class LicenseClient(_ClientCore):
         with self.store.lock:
             return self._send_reports(stored, self._journal.load(), timeout)
 
+    def check_feature(
+        self, code: str, *, include_expired: bool = False, timeout: float | None = None
+    ) -> Feature:
+        """Ask the server for the license's feature ``code`` on this computer (its
+        consumption total, ...); ``LicenseRefused`` (``invalid_license_feature_code``,
+        ``license_feature_expired``) when the license does not have it."""
+        request = self._feature_request(code, include_expired)
+        return feature_from(self._send_about_stored(request, timeout).data)
+
     @contextlib.contextmanager
     def floating_seat(self, *, refresh_every: float | None = None) -> Iterator[License]:
         """Hold a seat of a floating license while the block runs: a check takes it
@@ -1327,6 +1345,13 @@ class AsyncLicenseClient(_ClientCore):
         stored = self._stored_for_online()
         with self.store.lock:
             return await self._send_reports(stored, self._journal.load(), timeout)
+
+    async def check_feature(
+        self, code: str, *, include_expired: bool = False, timeout: float | None = None
+    ) -> Feature:
+        """``LicenseClient.check_feature``."""
+        request = self._feature_request(code, include_expired)
+        return feature_from((await self._send_about_stored(request, timeout)).data)
 
     @contextlib.asynccontextmanager
     async def floating_seat(self, *, refresh_every: float | None = None) -> AsyncIterator[License]:

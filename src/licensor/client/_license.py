@@ -144,6 +144,21 @@ def _features(body: Mapping[str, Any], now: datetime) -> tuple[Feature, ...]:
     return tuple(features)
 
 
+def feature_from(data: Any) -> Feature:
+    """The ``check_license_feature`` answer as a ``Feature``."""
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        from licensor.client._errors import UntrustedResponse
+
+        raise UntrustedResponse("unexpected feature answer")
+    name = data.get("name")
+    return Feature(
+        data["code"],
+        name if isinstance(name, str) else "",
+        _optional_datetime(data.get("expiry_date")),
+        data,
+    )
+
+
 def _custom_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     raw = body.get("custom_fields") or []
     if isinstance(raw, dict):
