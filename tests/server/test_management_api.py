@@ -1010,6 +1010,7 @@ class Endpoint:
     permission: str  # read | device | write | credentials
     success: int = 200
     body: dict[str, Any] | None = None
+    code: str = ""  # the answer's code when ``success`` is a refusal the role is allowed to get
 
 
 # In an order where every allowed call finds what it needs (e.g. the device is still active).
@@ -1018,6 +1019,12 @@ ENDPOINTS = [
     Endpoint("GET", "/licenses/{license}", "read"),
     Endpoint("GET", "/licenses/by-key/{key}", "read"),
     Endpoint("GET", "/licenses/{license}/devices", "read"),
+    Endpoint("GET", "/licenses/{license}/consumptions", "read"),
+    Endpoint("GET", "/licenses/{license}/floating-slots", "read"),
+    # (the license is not floating: a role allowed to free a slot is told there is none)
+    Endpoint(
+        "DELETE", "/licenses/{license}/floating-slots/{device}", "device", 404, code="not_found"
+    ),
     Endpoint("GET", "/blacklist", "read"),
     Endpoint("GET", "/customers", "read"),
     Endpoint("GET", "/customers/{customer}", "read"),
@@ -1192,7 +1199,7 @@ def test_each_role_may_do_exactly_its_share(server: Server, admin: Mgmt, role: s
         response = caller.call(endpoint.method, path, json=filled(endpoint.body, ids))
         allowed = endpoint.permission in ALLOWED[role]
         got = response.status_code, response.json()["code"] if response.status_code >= 400 else ""
-        want = (endpoint.success, "") if allowed else (403, "forbidden")
+        want = (endpoint.success, endpoint.code) if allowed else (403, "forbidden")
         outcomes.append((endpoint.method, endpoint.path, got, want))
     wrong = [o for o in outcomes if o[2] != o[3]]
     assert not wrong, f"{role}: (method, path, got, expected) {wrong}"
@@ -1301,6 +1308,9 @@ def test_a_company_never_reaches_another_companys_objects(server: Server, admin:
         ("DELETE", f"/licenses/{a['spare_license']}", None),
         ("DELETE", f"/licenses/{a['license']}?force=true", None),
         ("GET", f"/licenses/{a['license']}/devices", None),
+        ("GET", f"/licenses/{a['license']}/consumptions", None),
+        ("GET", f"/licenses/{a['license']}/floating-slots", None),
+        ("DELETE", f"/licenses/{a['license']}/floating-slots/{a['device']}", None),
         ("POST", f"/devices/{a['device']}/deactivate", None),
         ("GET", f"/customers/{a['customer']}", None),
         ("GET", f"/orders/{a['order']}", None),
