@@ -44,7 +44,7 @@ from licensor.services.seats import (
     transaction_of,
 )
 from licensor.store import activation as statements
-from licensor.store import snapshot
+from licensor.store import changes, snapshot
 from licensor.store.models import Device, License, Product
 
 # A check records "last seen" at most this often; other checks are read-only (no write lock).
@@ -159,6 +159,7 @@ def check(
         raise
     assert device is not None
     seen_due_at: datetime | None = None
+    changed: dict[str, Any] = {}
     if info is not None and not caller.read_only:
         changed = _device_info_changes(device, info)
         if changed:
@@ -178,6 +179,8 @@ def check(
             if not may_write:
                 raise DeviceTouchNeeded
             slot = floating.keep(tx, terms, rows.license.id, device.id, now)
+            if slot.taken_at != now and not changed:  # (a refresh only: no answer changes)
+                changes.quiet_commit()
         floating_state = FloatingState(slot, floating.in_use(tx, rows.license.id, now))
     return Checked(rows, caller, terms, device, seen_due_at, floating_state)
 

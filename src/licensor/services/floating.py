@@ -100,6 +100,7 @@ def keep(
             "expires_at": slot.expires_at,
             "borrowed_until": slot.borrowed_until,
         },
+        known=mine is not None,
     )
     return slot
 

@@ -565,15 +565,20 @@ _SLOT_PARAMETERS = ["b_" + name for name in _SLOT_COLUMNS]
 
 
 def _keep_slot_statement(dialect: Dialect) -> ClauseElement:
-    # one row per device: taken, or refreshed (or borrowed) again
-    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
+    # a device's slot row written again: refreshed, taken again, borrowed (a plain UPDATE: on
+    # PostgreSQL an INSERT ... ON CONFLICT fires the statement's INSERT trigger -- a change
+    # notification to every server process -- even when it updates)
     table = cast(Table, FloatingSlot.__table__)
-    statement = insert(table).values(
-        {name: bindparam("b_" + name, type_=table.c[name].type) for name in _SLOT_COLUMNS}
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["device_id"],
-        set_={name: statement.excluded[name] for name in _SLOT_COLUMNS if name != "device_id"},
+    return (
+        update(table)
+        .where(table.c.device_id == bindparam("b_device_id", type_=table.c.device_id.type))
+        .values(
+            {
+                name: bindparam("b_" + name, type_=table.c[name].type)
+                for name in _SLOT_COLUMNS
+                if name != "device_id"
+            }
+        )
     )
 
 
@@ -869,6 +874,8 @@ class _Statements:
             _slots_held_statement(), dialect, ["license_id", "now", "other"]
         )
         self.keep_slot = _Prepared(_keep_slot_statement(dialect), dialect, _SLOT_PARAMETERS)
+        statement, names = _insert_all(FloatingSlot)
+        self.take_slot = _Prepared(statement, dialect, names)
         self.free_slot = _Prepared(
             delete(FloatingSlot)
             .where(FloatingSlot.device_id == bindparam("device_id"))
@@ -1321,10 +1328,14 @@ def slots_held(
     return int(raw[0])
 
 
-def keep_slot(connection: DbapiConnection, dialect: Dialect, values: dict[str, Any]) -> None:
-    """Write the device's slot (every column of ``FloatingSlot`` but the id)."""
+def keep_slot(
+    connection: DbapiConnection, dialect: Dialect, values: dict[str, Any], *, known: bool
+) -> None:
+    """Write the device's slot (every column of ``FloatingSlot`` but the id): its row again
+    when ``known`` (read under the license's lock), else a new one."""
+    statements = _statements(dialect)
     with _cursor(connection, dialect) as cursor:
-        _statements(dialect).keep_slot.execute(cursor, _prefixed(values))
+        (statements.keep_slot if known else statements.take_slot).execute(cursor, _prefixed(values))
 
 
 def free_slot(connection: DbapiConnection, dialect: Dialect, device_id: int) -> bool:

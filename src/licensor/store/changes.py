@@ -26,6 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
+from contextvars import ContextVar
 from typing import Protocol
 
 from sqlalchemy.engine import make_url
@@ -38,11 +39,22 @@ APPLICATION_NAME = "licensor-changes"  # (the listening connections, in pg_stat_
 # Commits made through this process's engines (db.Database counts them on PostgreSQL): a
 # change this process made moves the version at once, before its notification comes back.
 _local_commits = 0
+# Set by a write transaction that changed nothing a check answer is made of (a floating slot's
+# refresh: the notification triggers skip it too); ``Database.fast_write`` then does not move
+# the version -- a refresh per device per minute would otherwise make every kept answer of the
+# process be read again, many times a second.
+_quiet: ContextVar[bool] = ContextVar("licensor_quiet_commit", default=False)
 
 
 def committed() -> None:
     global _local_commits
     _local_commits += 1
+
+
+def quiet_commit() -> None:
+    """The write transaction under way (``Database.fast_write``) changes nothing a check
+    answer is made of."""
+    _quiet.set(True)
 
 
 class ChangeWatcher(Protocol):

@@ -296,19 +296,36 @@ class Database:
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """An autocommit connection for one read statement. Connections are kept open between
-        uses (a pool checkout and its reset cost more than the statement); one that raised is
-        closed, not reused."""
+        uses (a pool checkout and its reset cost more than the statement -- on PostgreSQL a
+        new connection also prepares every statement again: measured ~30 ms per floating
+        check that had to write, when each refusal or ``DeviceTouchNeeded`` raised in the
+        block closed its connection); one whose driver failed is closed, not reused."""
         try:
             connection = self._snapshot_idle.pop()
         except IndexError:
             connection = self.snapshot_engine.connect()
         try:
             yield connection
-        except BaseException:
-            connection.invalidate()
-            connection.close()
+        except BaseException as exc:
+            if isinstance(exc, Exception) and self._clean(connection):
+                self._snapshot_idle.append(connection)  # (a refusal, not the connection's)
+            else:
+                connection.invalidate()
+                connection.close()
             raise
         self._snapshot_idle.append(connection)
+
+    def _clean(self, connection: Connection) -> bool:
+        """Whether an autocommit connection is usable after an error raised while it was out:
+        open, and in no transaction (a driver error on it: not reused)."""
+        if connection.invalidated:
+            return False
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is None:
+            return False
+        if self.is_sqlite:
+            return not dbapi.in_transaction
+        return not dbapi.closed and bool(dbapi.info.transaction_status == _PG_IDLE)
 
     @property
     def dialect(self) -> Dialect:
@@ -332,13 +349,14 @@ class Database:
         dbapi = connection.connection.dbapi_connection
         assert dbapi is not None
         queued = self.is_sqlite and not queue_held
+        quiet = changes._quiet.set(False)
         try:
             with self.writer_queue.held() if queued else nullcontext():
                 if self.is_sqlite:
                     _begin_immediate(dbapi, self._fast_write_engine.dialect.loaded_dbapi, wait=wait)
                 yield dbapi
                 dbapi.commit()
-            if not self.is_sqlite:
+            if not self.is_sqlite and not changes._quiet.get():
                 # (as the write engine's commits: this process's answer cache sees it at once;
                 # SQLite's data_version moves by itself for a commit on another connection)
                 changes.committed()
@@ -349,6 +367,8 @@ class Database:
             else:
                 idle.append(connection)
             raise
+        finally:
+            changes._quiet.reset(quiet)
         idle.append(connection)
 
     def _rolled_back(self, dbapi: Any) -> bool:
