@@ -943,3 +943,36 @@ def test_local_offline_files_and_the_switch(license_api: Api, tmp_path: Path) ->
     too_long = error_text(cli("product", "update", "app", "--name", "x" * 201, code=1))
     assert "(validation_error)" in too_long and "name" in too_long
     assert cli_json("product", "update", "app", "--name", "App 2")["name"] == "App 2"
+
+
+def test_seats_and_consumptions_from_the_terminal(license_api: Api) -> None:
+    floating = cli_json(
+        "license", "create", "--product", "app", "--max-activations", "3", "--floating-users", "1"
+    )["license_key"]
+    assert activate(license_api, floating, "desk-1").status_code == 200
+    assert (
+        license_api.check(product="app", license_key=floating, hardware_id="desk-1").status_code
+        == 200
+    )
+    seats = cli_json("license", "seats", floating)
+    assert (seats["in_use"], seats["floating_users"]) == (1, 1)
+    assert seats["items"][0]["hardware_id"] == "desk-1"
+    table = cli("license", "seats", floating).stdout
+    assert "1 of 1 seats in use" in table and "desk-1" in table
+    device = str(seats["items"][0]["device_id"])
+    cli("license", "release-seat", floating, device)
+    assert cli_json("license", "seats", floating)["in_use"] == 0
+    assert "floating slot of device" in error_text(
+        cli("license", "release-seat", floating, device, code=1)
+    )
+
+    metered = cli_json(
+        "license", "create", "--product", "app", "--type", "consumption", "--max-consumptions", "9"
+    )["license_key"]
+    assert activate(license_api, metered, "meter-1").status_code == 200
+    body = {"product": "app", "license_key": metered, "hardware_id": "meter-1", "consumptions": 4}
+    assert license_api.call("POST", "/api/v4/add_consumption", json=body).status_code == 200
+    history = cli_json("license", "consumptions", metered)
+    assert history["total_consumptions"] == 4
+    assert [(e["consumptions"], e["total_after"]) for e in history["items"]] == [(4, 4)]
+    assert "4 used of 9" in cli("license", "consumptions", metered).stdout

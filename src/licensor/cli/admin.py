@@ -241,6 +241,87 @@ def add_license_commands(license_app: typer.Typer) -> None:
         )
 
 
+def add_usage_commands(license_app: typer.Typer) -> None:
+    """``license seats``, ``license release-seat`` and ``license consumptions``."""
+
+    @license_app.command("seats")
+    def license_seats(
+        id_or_key: str,
+        server: ServerOption = None,
+        company: CompanyOption = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Who holds a floating license's seats now."""
+        api = backend(server, company)
+        data = call(api, "GET", f"/licenses/{license_id(api, id_or_key)}/floating-slots")
+
+        def render() -> None:
+            out.print(f"{data['in_use']} of {data['floating_users']} seats in use")
+            table = columns("device", "hardware_id", "hostname", "since", "expires", "borrowed")
+            for s in data["items"]:
+                table.add_row(
+                    str(s["device_id"]),
+                    s["hardware_id"][:24],
+                    s["hostname"] or "",
+                    (s["taken_at"] or "")[:19],
+                    (s["expires_at"] or "")[:19],
+                    (s["borrowed_until"] or "")[:19],
+                )
+            out.print(table)
+
+        emit(as_json, data, render)
+
+    @license_app.command("release-seat")
+    def license_release_seat(
+        id_or_key: str,
+        device: Annotated[int, typer.Argument(help="Device id (license seats)")],
+        server: ServerOption = None,
+        company: CompanyOption = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Free the floating seat a device holds (a computer that is gone)."""
+        api = backend(server, company)
+        path = f"/licenses/{license_id(api, id_or_key)}/floating-slots/{device}"
+        data = call(api, "DELETE", path)
+        emit(as_json, data, lambda: out.print(f"The seat of device {device} is free."))
+
+    @license_app.command("consumptions")
+    def license_consumptions(
+        id_or_key: str,
+        limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+        server: ServerOption = None,
+        company: CompanyOption = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """A consumption license's total and its latest reports."""
+        api = backend(server, company)
+        data = call(
+            api,
+            "GET",
+            f"/licenses/{license_id(api, id_or_key)}/consumptions",
+            params={"limit": limit},
+        )
+
+        def render() -> None:
+            limit_text = (
+                "unlimited" if data["allow_unlimited_consumptions"] else data["max_consumptions"]
+            )
+            out.print(f"{data['total_consumptions']} used of {limit_text}")
+            table = columns("when", "device", "feature", "units", "total after", "event")
+            for e in data["items"]:
+                table.add_row(
+                    (e["created_at"] or "")[:19],
+                    e["hardware_id"][:24],
+                    e["feature"] or "",
+                    str(e["consumptions"]),
+                    str(e["total_after"]),
+                    e["event"],
+                )
+            out.print(table)
+
+        emit(as_json, data, render)
+
+
 @device_app.command("list")
 def device_list(
     id_or_key: Annotated[str, typer.Argument(help="License id or key")],

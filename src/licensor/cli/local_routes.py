@@ -107,6 +107,22 @@ def dispatch(
         )
     if m := match(r"/licenses/(\d+)/devices"):
         return {"items": management.list_devices(session, admin, int(m.group(1)))}
+    if method == "GET" and (m := match(r"/licenses/(\d+)/floating-slots")):
+        return management.floating_slots(session, admin, int(m.group(1)), now=now)
+    if method == "DELETE" and (m := match(r"/licenses/(\d+)/floating-slots/(\d+)")):
+        return management.release_floating_slot(
+            session, admin, int(m.group(1)), int(m.group(2)), now=now
+        )
+    if method == "GET" and (m := match(r"/licenses/(\d+)/consumptions")):
+        before = params.get("before")
+        return management.consumption_history(
+            session,
+            admin,
+            int(m.group(1)),
+            before=int(before) if before is not None else None,
+            limit=int(params.get("limit", 100)),
+            now=now,
+        )
     if m := match(r"/devices/(\d+)/deactivate"):
         return management.deactivate_device(session, admin, int(m.group(1)), now=now)
     if method == "POST" and path == "/blacklist":

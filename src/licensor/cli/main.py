@@ -510,6 +510,7 @@ def blacklist_add(
 
 
 _admin.add_license_commands(license_app)
+_admin.add_usage_commands(license_app)
 app.add_typer(_admin.device_app, name="device")
 app.add_typer(_admin.customer_app, name="customer")
 app.add_typer(_admin.token_app, name="token")

@@ -104,6 +104,7 @@ def consumption_event_view(event: ConsumptionEvent) -> dict[str, Any]:
         "event": event.event,
         "consumptions": event.consumptions,
         "total_after": event.total_after,
+        "feature": event.feature,
         "device_id": event.device_id,
         "hardware_id": event.hardware_id,
         "created_at": _iso(event.created_at),
