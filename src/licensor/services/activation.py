@@ -33,7 +33,6 @@ from licensor.core.licensing import (
     DeviceFacts,
     UserTerms,
     decide_activation,
-    decide_device_access,
     decide_offline_activation,
     decide_release,
     release_window_start,
@@ -59,6 +58,7 @@ from licensor.services.seats import (
     RateLimits,
     Transaction,
     find,
+    holding_seat,
     record_answer,
     recorded_answer,
     transaction_of,
@@ -390,12 +390,8 @@ def deactivate(
     ``consumptions``: units the device used since its last report, counted first
     (``consumption.count``: refused as a report would be)."""
     rows, caller = find(tx, keys, who, ref, limits, use="deactivate", now=now)
-    product, license_, device = rows.product, rows.license, rows.device
-    terms = terms_of(license_, product)
-    decide_device_access(
-        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
-    )
-    assert device is not None
+    product, license_ = rows.product, rows.license
+    terms, device = holding_seat(rows)
     method = "offline" if offline else "online"
     if deactivation_code is not None or product.release_requires_deactivation_code:
         if not (

@@ -24,10 +24,10 @@ from typing import Any
 from licensor.core import features as feature_rules
 from licensor.core.consumption import ConsumptionTerms, decide_consumption, effective_terms
 from licensor.core.errors import LicensorError
-from licensor.core.licensing import LicenseTerms, decide_device_access, is_expired
+from licensor.core.licensing import LicenseTerms, is_expired
 from licensor.protocol.signing import compact_json
 from licensor.services.context import Caller, ServerKeys
-from licensor.services.licensing import LicenseRef, terms_of
+from licensor.services.licensing import LicenseRef
 from licensor.services.payload import consumption_fields, total_now
 from licensor.services.seats import (
     NO_LIMITS,
@@ -35,8 +35,9 @@ from licensor.services.seats import (
     RateLimits,
     Transaction,
     find,
+    holding_seat,
     record_answer,
-    recorded_answer,
+    replayed,
 )
 from licensor.store import activation as statements
 
@@ -92,16 +93,11 @@ def add_consumption(
     rows, caller = find(
         tx, keys, who, ref, limits, use="consume", now=now, idempotency_key=idempotency_key
     )
-    if idempotency_key and rows.idempotency is not None:
-        recorded = recorded_answer(tx, keys, rows.idempotency, request_hash, now)
-        if recorded is not None:
-            return Consumed(recorded.body, replayed=True)
-    license_, device = rows.license, rows.device
-    terms = terms_of(license_, rows.product)
-    decide_device_access(
-        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
-    )
-    assert device is not None
+    recorded = replayed(tx, keys, rows, idempotency_key, request_hash, now)
+    if recorded is not None:
+        return Consumed(recorded.body, replayed=True)
+    license_ = rows.license
+    terms, device = holding_seat(rows)
     total = count(tx, terms, license_, device, report, now=now)
     body = {
         "id": license_.id,
@@ -208,16 +204,11 @@ def add_feature_consumption(
     rows, caller = find(
         tx, keys, who, ref, limits, use="consume", now=now, idempotency_key=idempotency_key
     )
-    if idempotency_key and rows.idempotency is not None:
-        recorded = recorded_answer(tx, keys, rows.idempotency, request_hash, now)
-        if recorded is not None:
-            return Consumed(recorded.body, replayed=True)
-    license_, device = rows.license, rows.device
-    terms = terms_of(license_, rows.product)
-    decide_device_access(
-        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
-    )
-    assert device is not None
+    recorded = replayed(tx, keys, rows, idempotency_key, request_hash, now)
+    if recorded is not None:
+        return Consumed(recorded.body, replayed=True)
+    license_ = rows.license
+    _, device = holding_seat(rows)
     defined = {str(d.get("code")): d for d in rows.product.features or []}
     if code not in defined or defined[code].get("feature_type") != "consumption":
         raise LicensorError("unsupported_product_feature")
@@ -293,10 +284,6 @@ def check_feature(
     refusal (the device's as for a check, then ``invalid_license_feature_code``,
     ``license_feature_expired``)."""
     rows, _ = find(tx, keys, who, ref, limits, use="check", now=now)
-    terms = terms_of(rows.license, rows.product)
-    device = rows.device
-    decide_device_access(
-        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
-    )
+    holding_seat(rows)
     feature = license_feature(rows, code, now, include_expired=include_expired)
     return feature_answer(feature, rows.license.id)

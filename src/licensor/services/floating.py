@@ -23,11 +23,18 @@ from licensor.core.floating import (
     held,
     timeout,
 )
-from licensor.core.licensing import LicenseTerms, decide_device_access, is_expired
+from licensor.core.licensing import LicenseTerms, is_expired
 from licensor.protocol.signing import compact_json, iso_ms_z
 from licensor.services.context import Caller, ServerKeys
-from licensor.services.licensing import LicenseRef, terms_of
-from licensor.services.seats import NO_LIMITS, Credentials, RateLimits, Transaction, find
+from licensor.services.licensing import LicenseRef
+from licensor.services.seats import (
+    NO_LIMITS,
+    Credentials,
+    RateLimits,
+    Transaction,
+    find,
+    holding_seat,
+)
 from licensor.store import activation as statements
 
 RELEASED = compact_json("")
@@ -40,11 +47,11 @@ class FloatingState:
     slot: Slot | None
     in_use: int
 
-    def fields(self, terms: LicenseTerms, now: datetime) -> dict[str, Any]:
+    def fields(self, now: datetime) -> dict[str, Any]:
+        """The answer's fields of the slots (``floating_users`` is the license's terms')."""
         until = self.slot.borrowed_until if self.slot is not None else None
         lent = borrowed(self.slot, now) and until is not None
         return {
-            "floating_users": terms.floating_users,
             "floating_in_use_devices": self.in_use,
             "is_borrowed": lent,
             "borrowed_until": iso_ms_z(until) if lent and until is not None else None,
@@ -124,12 +131,7 @@ def _floating_device(
     now: datetime,
 ) -> tuple[Any, Any, LicenseTerms, Caller]:
     rows, caller = find(tx, keys, who, ref, limits, use="float", now=now)
-    terms = terms_of(rows.license, rows.product)
-    device = rows.device
-    decide_device_access(
-        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
-    )
-    assert device is not None
+    terms, device = holding_seat(rows)
     return rows, device, terms, caller
 
 

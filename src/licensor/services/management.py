@@ -20,7 +20,7 @@ from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
-from licensor.services import activation, audit, catalogue, licensing, payload, views
+from licensor.services import activation, audit, catalogue, floating, licensing, payload, views
 from licensor.store import admin_repository as admin_repo
 from licensor.store import repository
 from licensor.store.models import (
@@ -565,7 +565,7 @@ def floating_slots(
     held = [
         (slot, device)
         for slot, device in repository.floating_slots(session, license_.id)
-        if floating_rules.held(floating_rules_slot(slot), now)
+        if floating_rules.held(floating.slot_of(slot), now)
     ]
     return {
         "license_id": license_.id,
@@ -585,11 +585,9 @@ def release_floating_slot(
     license_ = _owned_license(session, admin, license_id)
     repository.lock_license(session, license_.id)
     found = {d.id: (s, d) for s, d in repository.floating_slots(session, license_.id)}
-    if device_id not in found or not floating_rules.held(
-        floating_rules_slot(found[device_id][0]), now
-    ):
+    slot, device = found.get(device_id, (None, None))
+    if slot is None or device is None or not floating_rules.held(floating.slot_of(slot), now):
         raise _not_found("floating slot of device", device_id)
-    slot, device = found[device_id]
     before = views.floating_slot_view(slot, device, now)
     session.delete(slot)
     session.flush()
@@ -604,12 +602,6 @@ def release_floating_slot(
         now=now,
     )
     return {"released": True, "device_id": device_id}
-
-
-def floating_rules_slot(slot: Any) -> floating_rules.Slot:
-    return floating_rules.Slot(
-        slot.device_id, slot.taken_at, slot.refreshed_at, slot.expires_at, slot.borrowed_until
-    )
 
 
 def consumption_history(

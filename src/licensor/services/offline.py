@@ -294,13 +294,11 @@ def _replayed_meanwhile(
     """On a refusal in the write: a copy of this file taken since ``refuse_replay`` was asked
     makes the device or the license look changed; then the refusal says what happened."""
     try:
-        taken = request_id_of(found) is not None and statements.offline_request_taken(
-            tx.connection, tx.dialect, caller.company_id, request_id_of(found) or "", hardware_id
-        )
+        refuse_replay(tx, caller, found, hardware_id)
+    except LicensorError:
+        raise
     except Exception:  # (a transaction the refusal's own error aborted: keep that refusal)
         return
-    if taken:
-        raise LicensorError("offline_request_replayed")
 
 
 def _take_request_id(

@@ -279,15 +279,10 @@ def license_body(
         }
     )
     if terms.is_floating_cloud:  # (the slots: a check's; an activation takes none)
-        lent = floating.fields(terms, now) if floating is not None else {}
-        body.update(
-            {
-                "floating_users": terms.floating_users,
-                "floating_in_use_devices": lent.get("floating_in_use_devices", 0),
-                "is_borrowed": lent.get("is_borrowed", False),
-                "borrowed_until": lent.get("borrowed_until"),
-            }
-        )
+        body["floating_users"] = terms.floating_users
+        body["floating_in_use_devices"] = 0
+        if floating is not None:
+            body.update(floating.fields(now))
     body.update(release_fields(release))
     body["hardware_id"] = device.hardware_id
     if request in ("activation", "offline_activation"):

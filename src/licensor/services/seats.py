@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
-from licensor.core.licensing import AuthorizationMethod
+from licensor.core.licensing import AuthorizationMethod, LicenseTerms, decide_device_access
 from licensor.services import auth, rate_limit
 from licensor.services.context import Caller, ServerKeys
-from licensor.services.licensing import LicenseRef, password_hasher, product_refusal
+from licensor.services.licensing import LicenseRef, password_hasher, product_refusal, terms_of
 from licensor.store import activation as statements
 from licensor.store.activation import DbapiConnection
 from licensor.store.models import Product
@@ -253,6 +253,32 @@ class Recorded:
 
     status: int
     body: bytes
+
+
+def replayed(
+    tx: Transaction,
+    keys: ServerKeys,
+    rows: statements.SeatRows,
+    idempotency_key: str | None,
+    request_hash: str,
+    now: datetime,
+) -> Recorded | None:
+    """The answer recorded for the request's Idempotency-Key, if it has one still kept
+    (``recorded_answer`` on the record read with the rows)."""
+    if not idempotency_key or rows.idempotency is None:
+        return None
+    return recorded_answer(tx, keys, rows.idempotency, request_hash, now)
+
+
+def holding_seat(rows: statements.SeatRows) -> tuple[LicenseTerms, Any]:
+    """The license's terms and the device, which must hold a seat (``decide_device_access``:
+    ``license_not_enabled``, ``blacklisted``, ``license_not_active``, ``device_not_found``)."""
+    terms = terms_of(rows.license, rows.product)
+    device = rows.device
+    decide_device_access(
+        terms, device_active=device is not None and device.active, blacklisted=rows.blacklisted
+    )
+    return terms, device
 
 
 def recorded_answer(
