@@ -427,6 +427,42 @@ def test_a_floating_seat_is_held_while_the_block_runs(
     assert b.check().raw["floating_in_use_devices"] == 1
 
 
+def test_floating_and_consumption_features(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    real_server.cli(
+        "feature", "add", "app", "gpu", "--floating-users", "1", "--max-borrow-hours", "4",
+    )  # fmt: skip
+    real_server.cli(
+        "feature", "add", "app", "credits", "--type", "consumption", "--max-consumption", "3",
+        "--max-overages", "1", "--allow-negative",
+    )  # fmt: skip
+    key = real_server.new_key()
+    real_server.cli("feature", "attach", key, "gpu")
+    real_server.cli("feature", "attach", key, "credits")
+
+    def computer(name: str) -> LicenseClient:
+        return make_real_client(hardware_id=name, storage_dir=tmp_path / name)
+
+    a, b = computer("feature-a"), computer("feature-b")
+    a.activate(license_key=key)
+    b.activate(license_key=key)
+    assert a.check_feature("gpu").raw["floating_in_use_devices"] == 1
+    with pytest.raises(NoSeatAvailable):
+        b.check_feature("gpu")
+    a.release_feature("gpu")
+    until = b.borrow_feature("gpu", 2)
+    assert timedelta(hours=1.9) < until - datetime.now(UTC) <= timedelta(hours=2)
+    with pytest.raises(NoSeatAvailable):
+        a.check_feature("gpu")
+    # a consumption feature: its maximum, one overage, a refund
+    assert a.add_feature_consumption("credits", 4).total_consumptions == 4
+    with pytest.raises(LicenseRefused) as refused:
+        b.add_feature_consumption("credits")
+    assert refused.value.code == "feature_not_enough_consumptions"
+    assert b.add_feature_consumption("credits", -2).total_consumptions == 2
+
+
 def test_refusals_carry_the_servers_codes(
     make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
 ) -> None:

@@ -916,7 +916,7 @@ def feature_list(
     data = call(api, "GET", f"/products/{product}/features")
 
     def render() -> None:
-        table = columns("id", "code", "name", "type", "max consumption", "expires")
+        table = columns("id", "code", "name", "type", "max consumption", "floating", "expires")
         for f in data["items"]:
             table.add_row(
                 str(f["id"]),
@@ -924,6 +924,7 @@ def feature_list(
                 f["name"],
                 f["feature_type"],
                 str(f["max_consumption"]) if f["feature_type"] == "consumption" else "-",
+                f"{f['floating_users']} at once" if f.get("is_floating_cloud") else "-",
                 (f["expiry_date"] or "never")[:10],
             )
         out.print(table)
@@ -940,6 +941,29 @@ def feature_add(
         str, typer.Option("--type", help="activation | consumption")
     ] = "activation",
     max_consumption: Annotated[int, typer.Option(min=0)] = 0,
+    unlimited_consumptions: Annotated[
+        bool, typer.Option("--unlimited-consumptions", help="Count without a limit")
+    ] = False,
+    max_overages: Annotated[
+        int | None,
+        typer.Option(min=0, help="Allow overages beyond max-consumption (0: without limit)"),
+    ] = None,
+    allow_negative: Annotated[
+        bool, typer.Option("--allow-negative", help="Accept negative reports (refunds)")
+    ] = False,
+    consumption_period: Annotated[
+        str | None,
+        typer.Option(help="Start the total again from 0: daily | weekly | monthly | annually"),
+    ] = None,
+    floating_users: Annotated[
+        int | None, typer.Option(min=1, help="A floating feature: this many devices at once")
+    ] = None,
+    floating_timeout: Annotated[
+        int | None, typer.Option(min=1, help="Minutes before an unrefreshed slot is free")
+    ] = None,
+    max_borrow_hours: Annotated[
+        int | None, typer.Option(min=1, help="Let devices borrow a slot up to this many hours")
+    ] = None,
     expiry_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
     server: ServerOption = None,
     company: CompanyOption = None,
@@ -952,6 +976,20 @@ def feature_add(
         body["name"] = name
     if max_consumption:
         body["max_consumption"] = max_consumption
+    if unlimited_consumptions:
+        body["allow_unlimited_consumptions"] = True
+    if max_overages is not None:
+        body |= {"allow_overages": True, "max_overages": max_overages}
+    if allow_negative:
+        body["allow_negative_consumptions"] = True
+    if consumption_period is not None:
+        body |= {"reset_consumption": True, "consumption_period": consumption_period}
+    if floating_users is not None:
+        body |= {"is_floating_cloud": True, "floating_users": floating_users}
+    if floating_timeout is not None:
+        body["floating_timeout"] = floating_timeout
+    if max_borrow_hours is not None:
+        body |= {"can_borrow": True, "max_borrow_time": max_borrow_hours}
     if expiry_date is not None:
         body["expiry_date"] = expiry_date
     data = call(api, "POST", f"/products/{product}/features", body=body)
@@ -979,6 +1017,9 @@ def feature_attach(
     code: Annotated[str, typer.Argument(help="Feature code")],
     expiry_date: Annotated[str | None, typer.Option(help="This license's own expiry")] = None,
     max_consumption: Annotated[int | None, typer.Option(min=0)] = None,
+    floating_users: Annotated[
+        int | None, typer.Option(min=1, help="This license's own devices at once")
+    ] = None,
     server: ServerOption = None,
     company: CompanyOption = None,
     as_json: JsonFlag = False,
@@ -990,6 +1031,8 @@ def feature_attach(
         body["expiry_date"] = expiry_date
     if max_consumption is not None:
         body["max_consumption"] = max_consumption
+    if floating_users is not None:
+        body["floating_users"] = floating_users
     data = call(api, "POST", f"/licenses/{license_id(api, id_or_key)}/features", body=body)
     emit(as_json, data, lambda: out.print(f"Feature {code} attached to license {data['id']}."))
 

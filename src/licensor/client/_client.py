@@ -12,6 +12,7 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -237,7 +238,6 @@ class _ClientCore:
         body.update(self._device_fields())
         if variables:
             body["variables"] = dict(variables)
-        import uuid
 
         return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
 
@@ -264,6 +264,22 @@ class _ClientCore:
         if include_expired:
             params["include_expired_features"] = "true"
         return _Request("GET", "check_license_feature", params=params)
+
+    def _feature_body(self, code: str) -> dict[str, Any]:
+        body = self._identity(self._stored_for_online())
+        body["feature"] = code
+        return body
+
+    def _feature_consumption_request(self, code: str, count: int) -> _Request:
+        body = self._feature_body(code)
+        body["consumptions"] = count
+        key = str(uuid.uuid4())  # (a retry of this call counts once)
+        return _Request("POST", "add_feature_consumption", json=body, idempotency_key=key)
+
+    def _feature_borrow_request(self, code: str, hours: float | None) -> _Request:
+        body = self._feature_body(code)
+        body["borrowed_until"] = _borrow_time(self._now(), hours)
+        return _Request("POST", "floating/feature_borrow", json=body)
 
     def _consumption_request(self, stored: StoredLicense, report: Report) -> _Request:
         body = self._identity(stored)
@@ -648,7 +664,6 @@ class _ClientCore:
             if value is not None:
                 body[name] = value
         body.update(self._device_fields())
-        import uuid
 
         return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
 
@@ -1005,6 +1020,28 @@ class LicenseClient(_ClientCore):
         request = self._feature_request(code, include_expired)
         return feature_from(self._send_about_stored(request, timeout).data)
 
+    def add_feature_consumption(
+        self, code: str, count: int = 1, *, timeout: float | None = None
+    ) -> Consumption:
+        """Report ``count`` units of the consumption feature ``code`` (negative: a refund,
+        where the feature allows it), online; ``LicenseRefused``
+        (``feature_not_enough_consumptions``, ...) when it is refused."""
+        request = self._feature_consumption_request(code, count)
+        return Consumption.of(self._send_about_stored(request, timeout).data, 0)
+
+    def release_feature(self, code: str, *, timeout: float | None = None) -> None:
+        """Free this computer's seat of the floating feature ``code`` at once."""
+        request = _Request("POST", "floating/feature_release", json=self._feature_body(code))
+        self._send_about_stored(request, timeout)
+
+    def borrow_feature(
+        self, code: str, hours: float | None = None, *, timeout: float | None = None
+    ) -> datetime:
+        """Keep this computer's seat of the floating feature ``code`` for ``hours``
+        (``None``: as long as the feature allows); returns when the borrow ends."""
+        request = self._feature_borrow_request(code, hours)
+        return _borrowed_until(self._send_about_stored(request, timeout))
+
     @contextlib.contextmanager
     def floating_seat(self, *, refresh_every: float | None = None) -> Iterator[License]:
         """Hold a seat of a floating license while the block runs: a check takes it
@@ -1352,6 +1389,25 @@ class AsyncLicenseClient(_ClientCore):
         """``LicenseClient.check_feature``."""
         request = self._feature_request(code, include_expired)
         return feature_from((await self._send_about_stored(request, timeout)).data)
+
+    async def add_feature_consumption(
+        self, code: str, count: int = 1, *, timeout: float | None = None
+    ) -> Consumption:
+        """``LicenseClient.add_feature_consumption``."""
+        request = self._feature_consumption_request(code, count)
+        return Consumption.of((await self._send_about_stored(request, timeout)).data, 0)
+
+    async def release_feature(self, code: str, *, timeout: float | None = None) -> None:
+        """``LicenseClient.release_feature``."""
+        request = _Request("POST", "floating/feature_release", json=self._feature_body(code))
+        await self._send_about_stored(request, timeout)
+
+    async def borrow_feature(
+        self, code: str, hours: float | None = None, *, timeout: float | None = None
+    ) -> datetime:
+        """``LicenseClient.borrow_feature``."""
+        request = self._feature_borrow_request(code, hours)
+        return _borrowed_until(await self._send_about_stored(request, timeout))
 
     @contextlib.asynccontextmanager
     async def floating_seat(self, *, refresh_every: float | None = None) -> AsyncIterator[License]:

@@ -13,11 +13,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from licensor.core.errors import LicensorError
-from licensor.core.licensing import LicenseTerms
 
 DEFAULT_TIMEOUT_MINUTES = 5
+
+
+class FloatingTerms(Protocol):
+    """The floating settings of a license (``core.licensing.LicenseTerms``) or of one of its
+    features (``FeatureFloating``): the rules below read only these."""
+
+    @property
+    def is_floating_cloud(self) -> bool: ...
+    @property
+    def floating_users(self) -> int: ...
+    @property
+    def floating_timeout_minutes(self) -> int: ...
+    @property
+    def can_borrow(self) -> bool: ...
+    @property
+    def max_borrow_hours(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureFloating:
+    """A floating feature's settings (``core.features.floating_terms``): its slots are held
+    apart from the license's, ``floating_users`` devices at once."""
+
+    is_floating_cloud: bool
+    floating_users: int
+    floating_timeout_minutes: int
+    can_borrow: bool
+    max_borrow_hours: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +68,21 @@ def borrowed(slot: Slot | None, now: datetime) -> bool:
     return slot is not None and slot.borrowed_until is not None and slot.borrowed_until > now
 
 
-def timeout(terms: LicenseTerms) -> timedelta:
+def timeout(terms: FloatingTerms) -> timedelta:
     return timedelta(minutes=terms.floating_timeout_minutes or DEFAULT_TIMEOUT_MINUTES)
 
 
-def refresh_interval(terms: LicenseTerms) -> timedelta:
+def refresh_interval(terms: FloatingTerms) -> timedelta:
     """How often a holder's checks record a refresh (the others are answered as they are)."""
     return min(timedelta(minutes=1), timeout(terms) / 4)
 
 
-def refresh_due(slot: Slot | None, terms: LicenseTerms, now: datetime) -> bool:
+def refresh_due(slot: Slot | None, terms: FloatingTerms, now: datetime) -> bool:
     """Whether a check at ``now`` must write: to take the slot, or to refresh it."""
     return not held(slot, now) or now >= slot.refreshed_at + refresh_interval(terms)  # type: ignore[union-attr]
 
 
-def decide_take(terms: LicenseTerms, mine: Slot | None, others_held: int, now: datetime) -> None:
+def decide_take(terms: FloatingTerms, mine: Slot | None, others_held: int, now: datetime) -> None:
     """May this device hold a slot at ``now`` (``others_held``: slots other devices hold)?
     ``floating_not_available`` when every slot is taken."""
     if held(mine, now):
@@ -63,7 +91,7 @@ def decide_take(terms: LicenseTerms, mine: Slot | None, others_held: int, now: d
         raise LicensorError("floating_not_available")
 
 
-def borrow_until(terms: LicenseTerms, asked: datetime | None, now: datetime) -> datetime:
+def borrow_until(terms: FloatingTerms, asked: datetime | None, now: datetime) -> datetime:
     """Until when a borrow asked for ``asked`` (``None``: as long as allowed) keeps the slot;
     ``license_borrow_not_allowed`` or ``borrow_until_not_valid`` (in the past, or beyond
     ``max_borrow_time`` hours)."""

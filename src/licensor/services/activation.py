@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from licensor.core import features as feature_rules
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import (
     DeviceFacts,
@@ -441,8 +442,8 @@ def deactivate(
     )
     if not released:  # (cannot happen under the license's lock; named as if it had not held)
         raise LicensorError("device_not_found")
-    if terms.is_floating_cloud:
-        statements.free_slot(tx.connection, tx.dialect, device.id)
+    if terms.is_floating_cloud or feature_rules.any_floating(rows.product.features):
+        statements.free_slots(tx.connection, tx.dialect, device.id)  # (its features' too)
     if device.license_user_id is not None:
         statements.count_user_activation(tx.connection, tx.dialect, device.license_user_id, -1)
     return caller
@@ -465,7 +466,7 @@ def release_seat(session: Session, license_: License, device: Device, *, now: da
     )
     if device.license_user_id is not None:
         statements.count_user_activation(tx.connection, tx.dialect, device.license_user_id, -1)
-    statements.free_slot(tx.connection, tx.dialect, device.id)  # (a floating slot, if any)
+    statements.free_slots(tx.connection, tx.dialect, device.id)  # (floating slots, if any)
     for row in (license_, device):
         session.expire(row)
 

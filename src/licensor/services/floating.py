@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from licensor.core import features as feature_rules
 from licensor.core.errors import LicensorError
 from licensor.core.floating import (
+    FeatureFloating,
+    FloatingTerms,
     Slot,
     borrow_until,
     borrowed,
@@ -73,18 +76,22 @@ def slot_of(view: Any) -> Slot | None:
 
 def keep(
     tx: Transaction,
-    terms: LicenseTerms,
+    terms: FloatingTerms,
     license_id: int,
     device_id: int,
     now: datetime,
     *,
     lend_until: datetime | None = None,
+    feature: str = "",
 ) -> Slot:
-    """Take, or refresh, the device's slot (``lend_until``: borrowed until then), under the
-    license's lock; ``floating_not_available`` when every slot is held by others."""
+    """Take, or refresh, the device's slot of the license (``feature``: of that floating
+    feature; ``lend_until``: borrowed until then), under the license's lock;
+    ``floating_not_available`` when every slot is held by others."""
     statements.lock_license(tx.connection, tx.dialect, license_id)
-    mine = slot_of(statements.floating_slot(tx.connection, tx.dialect, device_id))
-    others = statements.slots_held(tx.connection, tx.dialect, license_id, now, other=device_id)
+    mine = slot_of(statements.floating_slot(tx.connection, tx.dialect, device_id, feature))
+    others = statements.slots_held(
+        tx.connection, tx.dialect, license_id, now, feature=feature, other=device_id
+    )
     decide_take(terms, mine, others, now)
     keeps = held(mine, now)
     slot = Slot(
@@ -102,6 +109,7 @@ def keep(
         {
             "license_id": license_id,
             "device_id": device_id,
+            "feature": feature,
             "taken_at": slot.taken_at,
             "refreshed_at": slot.refreshed_at,
             "expires_at": slot.expires_at,
@@ -112,14 +120,16 @@ def keep(
     return slot
 
 
-def in_use(tx: Transaction, license_id: int, now: datetime) -> int:
-    """How many devices hold one of the license's slots at ``now``."""
-    return statements.slots_held(tx.connection, tx.dialect, license_id, now)
+def in_use(tx: Transaction, license_id: int, now: datetime, feature: str = "") -> int:
+    """How many devices hold one of the license's slots (``feature``: of that feature) at
+    ``now``."""
+    return statements.slots_held(tx.connection, tx.dialect, license_id, now, feature=feature)
 
 
-def free(tx: Transaction, device_id: int) -> bool:
-    """Free the device's slot (a deactivation, a release); whether it had a slot row."""
-    return statements.free_slot(tx.connection, tx.dialect, device_id)
+def free(tx: Transaction, device_id: int, feature: str = "") -> bool:
+    """Free the device's slot of the license (``feature``: of that feature); whether it had a
+    slot row."""
+    return statements.free_slot(tx.connection, tx.dialect, device_id, feature)
 
 
 def _floating_device(
@@ -185,5 +195,103 @@ def borrow(
             "max_borrow_time": terms.max_borrow_hours,
             "device_id": device.id,
             "license_id": license_.id,
+        }
+    )
+
+
+# -- floating features (v4 §3.8, §3.13) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSlot:
+    """A floating feature's slot as a feature check answers it."""
+
+    slot: Slot | None
+    in_use: int
+
+
+def _floating_feature(
+    rows: Any, code: str, now: datetime
+) -> tuple[dict[str, Any], FeatureFloating]:
+    # the license's feature ``code`` (expired ones refused) and its floating terms;
+    # ``feature_not_floating`` for a feature that is not a floating one
+    feature = feature_rules.license_feature(
+        rows.product.features, rows.license.features, code, now, include_expired=False
+    )
+    terms = feature_rules.floating_terms(feature)
+    if not terms.is_floating_cloud:
+        raise LicensorError("feature_not_floating")
+    return feature, terms
+
+
+def keep_feature(
+    tx: Transaction, rows: Any, feature: dict[str, Any], device_id: int, now: datetime
+) -> FeatureSlot | None:
+    """A feature check's slot: taken or refreshed for a floating feature (``None`` for any
+    other); ``floating_not_available`` when every one is held by other devices."""
+    terms = feature_rules.floating_terms(feature)
+    if not terms.is_floating_cloud:
+        return None
+    code = str(feature["code"])
+    license_id = rows.license.id
+    slot = keep(tx, terms, license_id, device_id, now, feature=code)
+    return FeatureSlot(slot, in_use(tx, license_id, now, code))
+
+
+def feature_release(
+    tx: Transaction,
+    keys: ServerKeys,
+    who: Caller | Credentials,
+    ref: LicenseRef,
+    code: str,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+) -> bytes:
+    """Free the device's slot of the floating feature ``code`` at once
+    (``/floating/feature_release``); the answer (an empty string). Refusals:
+    ``invalid_license_feature_code``, ``feature_not_floating``,
+    ``floating_feature_device_not_in_use`` (the device holds none)."""
+    rows, device, _, _ = _floating_device(tx, keys, who, ref, limits, now)
+    _floating_feature(rows, code, now)
+    statements.lock_license(tx.connection, tx.dialect, rows.license.id)
+    mine = slot_of(statements.floating_slot(tx.connection, tx.dialect, device.id, code))
+    if not held(mine, now):
+        raise LicensorError("floating_feature_device_not_in_use")
+    free(tx, device.id, code)
+    return RELEASED
+
+
+def feature_borrow(
+    tx: Transaction,
+    keys: ServerKeys,
+    who: Caller | Credentials,
+    ref: LicenseRef,
+    code: str,
+    asked: datetime | None,
+    limits: RateLimits = NO_LIMITS,
+    *,
+    now: datetime,
+) -> bytes:
+    """Keep the device's slot of the floating feature ``code`` until ``asked`` (``None``: as
+    long as the feature's ``max_borrow_time`` allows), taking it if needed
+    (``/floating/feature_borrow``); the answer's bytes as ``borrow``'s, with the feature's
+    code. Refusals: ``license_expired``, ``invalid_license_feature_code``,
+    ``feature_not_floating``, ``license_borrow_not_allowed``, ``borrow_until_not_valid``,
+    ``floating_not_available``."""
+    rows, device, license_terms, _ = _floating_device(tx, keys, who, ref, limits, now)
+    license_ = rows.license
+    if is_expired(license_terms, license_.validity_period, now):
+        raise LicensorError("license_expired")
+    _, terms = _floating_feature(rows, code, now)
+    until = borrow_until(terms, asked, now)
+    keep(tx, terms, license_.id, device.id, now, lend_until=until, feature=code)
+    return compact_json(
+        {
+            "borrowed_until": iso_ms_z(until),
+            "max_borrow_time": terms.max_borrow_hours,
+            "device_id": device.id,
+            "license_id": license_.id,
+            "feature": code,
         }
     )

@@ -556,7 +556,8 @@ def list_devices(session: Session, admin: Admin, license_id: int) -> list[dict[s
 def floating_slots(
     session: Session, admin: Admin, license_id: int, *, now: datetime
 ) -> dict[str, Any]:
-    """The license's floating slots held at ``now``, with their devices."""
+    """The license's floating slots held at ``now``, with their devices: the license's own
+    (``feature`` null) and its floating features' (``feature``: the code)."""
     admin.require("read")
     license_ = _owned_license(session, admin, license_id)
     product = session.get(Product, license_.product_id)
@@ -572,7 +573,11 @@ def floating_slots(
         "is_floating_cloud": terms.is_floating_cloud,
         "floating_users": terms.floating_users,
         "floating_timeout": terms.floating_timeout_minutes,
-        "in_use": len(held),
+        "in_use": sum(1 for slot, _ in held if not slot.feature),
+        "features_in_use": {
+            code: sum(1 for slot, _ in held if slot.feature == code)
+            for code in sorted({slot.feature for slot, _ in held if slot.feature})
+        },
         "items": [views.floating_slot_view(slot, device, now) for slot, device in held],
     }
 
@@ -580,16 +585,21 @@ def floating_slots(
 def release_floating_slot(
     session: Session, admin: Admin, license_id: int, device_id: int, *, now: datetime
 ) -> dict[str, Any]:
-    """A vendor frees a device's floating slot (support: "the seat is stuck on a dead PC")."""
+    """A vendor frees a device's floating slots, the license's and its features' (support:
+    "the seat is stuck on a dead PC")."""
     admin.require("device")
     license_ = _owned_license(session, admin, license_id)
     repository.lock_license(session, license_.id)
-    found = {d.id: (s, d) for s, d in repository.floating_slots(session, license_.id)}
-    slot, device = found.get(device_id, (None, None))
-    if slot is None or device is None or not floating_rules.held(floating.slot_of(slot), now):
+    found = [
+        (slot, device)
+        for slot, device in repository.floating_slots(session, license_.id)
+        if device.id == device_id and floating_rules.held(floating.slot_of(slot), now)
+    ]
+    if not found:
         raise _not_found("floating slot of device", device_id)
-    before = views.floating_slot_view(slot, device, now)
-    session.delete(slot)
+    before = [views.floating_slot_view(slot, device, now) for slot, device in found]
+    for slot, _ in found:
+        session.delete(slot)
     session.flush()
     record(
         session,
@@ -597,7 +607,7 @@ def release_floating_slot(
         "floating_slot.release",
         "device",
         device_id,
-        before=before,
+        before={"slots": before},
         after=None,
         now=now,
     )

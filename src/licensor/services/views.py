@@ -91,6 +91,7 @@ def floating_slot_view(slot: FloatingSlot, device: Device, now: datetime) -> dic
         "device_id": device.id,
         "hardware_id": device.hardware_id,
         "hostname": device.hostname,
+        "feature": slot.feature or None,
         "taken_at": _iso(slot.taken_at),
         "refreshed_at": _iso(slot.refreshed_at),
         "expires_at": _iso(slot.expires_at),

@@ -343,7 +343,7 @@ def _seat_statement(read: SeatRead) -> tuple[ClauseElement, list[tuple[str, list
             i, and_(i.company_id == company_id, i.key == bindparam("idempotency_key"))
         )
     if read.with_slot:
-        statement = statement.outerjoin(fs, fs.device_id == d.id)
+        statement = statement.outerjoin(fs, and_(fs.device_id == d.id, fs.feature == ""))
     if read.by_user:
         statement = statement.limit(1)
     if read.use == "check":
@@ -547,6 +547,7 @@ def _slots_held_statement() -> ClauseElement:
         .select_from(FloatingSlot)
         .where(
             FloatingSlot.license_id == bindparam("license_id"),
+            FloatingSlot.feature == bindparam("feature"),
             FloatingSlot.device_id != bindparam("other"),
             or_(FloatingSlot.expires_at > now, FloatingSlot.borrowed_until > now),
         )
@@ -556,6 +557,7 @@ def _slots_held_statement() -> ClauseElement:
 _SLOT_COLUMNS = [
     "license_id",
     "device_id",
+    "feature",
     "taken_at",
     "refreshed_at",
     "expires_at",
@@ -571,12 +573,15 @@ def _keep_slot_statement(dialect: Dialect) -> ClauseElement:
     table = cast(Table, FloatingSlot.__table__)
     return (
         update(table)
-        .where(table.c.device_id == bindparam("b_device_id", type_=table.c.device_id.type))
+        .where(
+            table.c.device_id == bindparam("b_device_id", type_=table.c.device_id.type),
+            table.c.feature == bindparam("b_feature", type_=table.c.feature.type),
+        )
         .values(
             {
                 name: bindparam("b_" + name, type_=table.c[name].type)
                 for name in _SLOT_COLUMNS
-                if name != "device_id"
+                if name not in ("device_id", "feature")
             }
         )
     )
@@ -864,22 +869,31 @@ class _Statements:
         )
         self.slot = _Prepared(
             select(*(getattr(FloatingSlot, k) for k in _attributes(FloatingSlot))).where(
-                FloatingSlot.device_id == bindparam("device_id")
+                FloatingSlot.device_id == bindparam("device_id"),
+                FloatingSlot.feature == bindparam("feature"),
             ),
             dialect,
-            ["device_id"],
+            ["device_id", "feature"],
         )
         self.slot_names = _attributes(FloatingSlot)
         self.slots_held = _Prepared(
-            _slots_held_statement(), dialect, ["license_id", "now", "other"]
+            _slots_held_statement(), dialect, ["license_id", "feature", "now", "other"]
         )
         self.keep_slot = _Prepared(_keep_slot_statement(dialect), dialect, _SLOT_PARAMETERS)
         statement, names = _insert_all(FloatingSlot)
         self.take_slot = _Prepared(statement, dialect, names)
         self.free_slot = _Prepared(
             delete(FloatingSlot)
-            .where(FloatingSlot.device_id == bindparam("device_id"))
+            .where(
+                FloatingSlot.device_id == bindparam("device_id"),
+                FloatingSlot.feature == bindparam("feature"),
+            )
             .returning(FloatingSlot.id),
+            dialect,
+            ["device_id", "feature"],
+        )
+        self.free_slots = _Prepared(
+            delete(FloatingSlot).where(FloatingSlot.device_id == bindparam("device_id")),
             dialect,
             ["device_id"],
         )
@@ -1305,26 +1319,35 @@ def lock_license(connection: DbapiConnection, dialect: Dialect, license_id: int)
         _statements(dialect).lock_license.execute(cursor, {"id": license_id}).fetchone()
 
 
-def floating_slot(connection: DbapiConnection, dialect: Dialect, device_id: int) -> Any:
-    """The device's floating slot as it is now (a read-only view), or ``None``."""
+def floating_slot(
+    connection: DbapiConnection, dialect: Dialect, device_id: int, feature: str = ""
+) -> Any:
+    """The device's slot of its license (``feature`` '') or of one of its floating features
+    as it is now (a read-only view), or ``None``."""
     statements = _statements(dialect)
     with _cursor(connection, dialect) as cursor:
-        raw = statements.slot.execute(cursor, {"device_id": device_id}).fetchone()
+        raw = statements.slot.execute(
+            cursor, {"device_id": device_id, "feature": feature}
+        ).fetchone()
     if raw is None:
         return None
     return _view(dict(zip(statements.slot_names, statements.slot.convert(raw), strict=True)))
 
 
 def slots_held(
-    connection: DbapiConnection, dialect: Dialect, license_id: int, now: datetime, *, other: int = 0
+    connection: DbapiConnection,
+    dialect: Dialect,
+    license_id: int,
+    now: datetime,
+    *,
+    feature: str = "",
+    other: int = 0,
 ) -> int:
-    """How many of the license's slots are held at ``now``, the device ``other``'s left out."""
+    """How many of the license's slots (``feature``: of that floating feature) are held at
+    ``now``, the device ``other``'s left out."""
+    values = {"license_id": license_id, "feature": feature, "now": now, "other": other}
     with _cursor(connection, dialect) as cursor:
-        raw = (
-            _statements(dialect)
-            .slots_held.execute(cursor, {"license_id": license_id, "now": now, "other": other})
-            .fetchone()
-        )
+        raw = _statements(dialect).slots_held.execute(cursor, values).fetchone()
     return int(raw[0])
 
 
@@ -1338,13 +1361,20 @@ def keep_slot(
         (statements.keep_slot if known else statements.take_slot).execute(cursor, _prefixed(values))
 
 
-def free_slot(connection: DbapiConnection, dialect: Dialect, device_id: int) -> bool:
-    """Delete the device's slot row; whether it had one."""
+def free_slot(
+    connection: DbapiConnection, dialect: Dialect, device_id: int, feature: str = ""
+) -> bool:
+    """Delete the device's slot row of its license (``feature`` '') or of a floating feature;
+    whether it had one."""
+    values = {"device_id": device_id, "feature": feature}
     with _cursor(connection, dialect) as cursor:
-        return (
-            _statements(dialect).free_slot.execute(cursor, {"device_id": device_id}).fetchone()
-            is not None
-        )
+        return _statements(dialect).free_slot.execute(cursor, values).fetchone() is not None
+
+
+def free_slots(connection: DbapiConnection, dialect: Dialect, device_id: int) -> None:
+    """Delete every slot row of the device (its license's and its features': a seat freed)."""
+    with _cursor(connection, dialect) as cursor:
+        _statements(dialect).free_slots.execute(cursor, {"device_id": device_id})
 
 
 def record_consumption(

@@ -441,17 +441,19 @@ class BlacklistEntry(Base):
 
 
 class FloatingSlot(Base):
-    """A device's slot of a floating cloud license: held while ``expires_at`` (the last
-    refresh plus the timeout) or ``borrowed_until`` is in the future, judged when read."""
+    """A device's slot of a floating cloud license (``feature`` '') or of one of its floating
+    features (``feature``: its code): held while ``expires_at`` (the last refresh plus the
+    timeout) or ``borrowed_until`` is in the future, judged when read."""
 
     __tablename__ = "floating_slots"
     __table_args__ = (
-        UniqueConstraint("device_id"),
+        UniqueConstraint("device_id", "feature"),
         Index("ix_floating_slots_license", "license_id"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     license_id: Mapped[int] = mapped_column(ForeignKey("licenses.id", ondelete="CASCADE"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    feature: Mapped[str] = mapped_column(String(100), default="", server_default="")
     taken_at: Mapped[datetime] = mapped_column()  # when this hold began
     refreshed_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column()

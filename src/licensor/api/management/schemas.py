@@ -51,6 +51,7 @@ class FeatureOverrides(_Body):
 
     expiry_date: DateText | None = None
     max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    floating_users: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -241,8 +242,18 @@ class CreateFeature(_Body):
     code: Code
     name: Short | None = None
     feature_type: Literal["activation", "consumption"] = "activation"
-    max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] = 0
+    max_consumption: Consumptions = 0
     allow_unlimited_consumptions: bool = False
+    allow_overages: bool = False
+    max_overages: Consumptions = 0  # with allow_overages: 0 = no limit
+    allow_negative_consumptions: bool = False
+    reset_consumption: bool = False
+    consumption_period: Period | None = None
+    is_floating_cloud: bool = False
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    floating_timeout: Annotated[int, Field(ge=1, le=525_600)] | None = None  # minutes
+    can_borrow: bool = False
+    max_borrow_time: Annotated[int, Field(ge=0, le=8_760)] = 0  # hours
     expiry_date: DateText | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -250,8 +261,18 @@ class CreateFeature(_Body):
 class UpdateFeature(_Body):
     name: Short | None = None
     feature_type: Literal["activation", "consumption"] | None = None
-    max_consumption: Annotated[int, Field(ge=0, le=2_000_000_000)] | None = None
+    max_consumption: Consumptions | None = None
     allow_unlimited_consumptions: bool | None = None
+    allow_overages: bool | None = None
+    max_overages: Consumptions | None = None
+    allow_negative_consumptions: bool | None = None
+    reset_consumption: bool | None = None
+    consumption_period: Period | None = None
+    is_floating_cloud: bool | None = None
+    floating_users: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    floating_timeout: Annotated[int, Field(ge=1, le=525_600)] | None = None  # minutes
+    can_borrow: bool | None = None
+    max_borrow_time: Annotated[int, Field(ge=0, le=8_760)] | None = None  # hours
     expiry_date: DateText | None = None
     metadata: dict[str, Any] | None = None
 

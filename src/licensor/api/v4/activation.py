@@ -50,6 +50,7 @@ from licensor.services import (
     auth,
     consumption,
     floating,
+    license_features,
     licensing,
     rate_limit,
     seats,
@@ -67,6 +68,12 @@ FEATURE_CONSUME_PATHS = frozenset(
 )
 RELEASE_PATHS = frozenset({"/api/v4/floating/release", "/api/v4/floating/release/"})
 BORROW_PATHS = frozenset({"/api/v4/floating/borrow", "/api/v4/floating/borrow/"})
+FEATURE_RELEASE_PATHS = frozenset(
+    {"/api/v4/floating/feature_release", "/api/v4/floating/feature_release/"}
+)
+FEATURE_BORROW_PATHS = frozenset(
+    {"/api/v4/floating/feature_borrow", "/api/v4/floating/feature_borrow/"}
+)
 # request files sent as the body itself (multipart forms go to the routes)
 OFFLINE_PATHS = {
     "/api/v4/activate_offline": "activation",
@@ -81,6 +88,8 @@ _PATHS = (
     | FEATURE_CONSUME_PATHS
     | RELEASE_PATHS
     | BORROW_PATHS
+    | FEATURE_RELEASE_PATHS
+    | FEATURE_BORROW_PATHS
     | OFFLINE_PATHS.keys()
 )
 # what each path asks for, and the schema of its body
@@ -91,6 +100,8 @@ _USES: dict[str, tuple[str, type[schemas.LicenseIdentity]]] = {
     **dict.fromkeys(FEATURE_CONSUME_PATHS, ("consume", schemas.AddFeatureConsumptionRequest)),
     **dict.fromkeys(RELEASE_PATHS, ("release", schemas.FloatingReleaseRequest)),
     **dict.fromkeys(BORROW_PATHS, ("borrow", schemas.FloatingBorrowRequest)),
+    **dict.fromkeys(FEATURE_RELEASE_PATHS, ("release", schemas.FloatingFeatureReleaseRequest)),
+    **dict.fromkeys(FEATURE_BORROW_PATHS, ("borrow", schemas.FloatingFeatureBorrowRequest)),
 }
 # the requests these paths take, and what their write transaction gives back
 Body = (
@@ -100,6 +111,8 @@ Body = (
     | schemas.AddFeatureConsumptionRequest
     | schemas.FloatingReleaseRequest
     | schemas.FloatingBorrowRequest
+    | schemas.FloatingFeatureReleaseRequest
+    | schemas.FloatingFeatureBorrowRequest
 )
 # (bytes: an answer made in the transaction, as it is)
 Written = activation.Activated | consumption.Consumed | bytes | None
@@ -199,6 +212,114 @@ def _fingerprint(endpoint: str, data: Body, prepared: _Prepared) -> str:
     if not prepared.idempotency_key:
         return ""
     return licensing.request_fingerprint(endpoint, data.model_dump(mode="json"))
+
+
+def _write_activation(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.ActivateRequest)
+    return activation.activate(
+        tx,
+        state.keys,
+        p.who,
+        p.ref,
+        device_info(data),
+        p.limits,
+        now=p.now,
+        variables=variables_as_text(data.variables),
+        algorithm=p.algorithm,
+        idempotency_key=p.idempotency_key,
+        request_hash=_fingerprint("activate_license", data, p),
+    )
+
+
+def _write_deactivation(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.DeactivateRequest)
+    activation.deactivate(
+        tx, state.keys, p.who, p.ref, p.limits, now=p.now, consumptions=data.consumptions
+    )
+    return None
+
+
+def _write_consumption(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.AddConsumptionRequest)
+    report = consumption.Report(
+        count=data.consumptions,
+        allow_overages=data.allow_overages,
+        max_overages=data.max_overages,
+        event=data.event[0] if data.event else "consumption_add",
+    )
+    return consumption.add_consumption(
+        tx,
+        state.keys,
+        p.who,
+        p.ref,
+        report,
+        p.limits,
+        now=p.now,
+        idempotency_key=p.idempotency_key,
+        request_hash=_fingerprint("add_consumption", data, p),
+    )
+
+
+def _write_feature_consumption(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.AddFeatureConsumptionRequest)
+    report = consumption.Report(
+        count=data.consumptions, event=data.event[0] if data.event else "consumption_add"
+    )
+    return license_features.add_feature_consumption(
+        tx,
+        state.keys,
+        p.who,
+        p.ref,
+        data.feature,
+        report,
+        p.limits,
+        now=p.now,
+        idempotency_key=p.idempotency_key,
+        request_hash=_fingerprint("add_feature_consumption", data, p),
+    )
+
+
+def _write_release(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    return floating.release(tx, state.keys, p.who, p.ref, p.limits, now=p.now)
+
+
+def _write_borrow(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.FloatingBorrowRequest)
+    until = borrow_time(data.borrowed_until)
+    return floating.borrow(tx, state.keys, p.who, p.ref, until, p.limits, now=p.now)
+
+
+def _write_feature_release(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.FloatingFeatureReleaseRequest)
+    return floating.feature_release(tx, state.keys, p.who, p.ref, data.feature, p.limits, now=p.now)
+
+
+def _write_feature_borrow(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.FloatingFeatureBorrowRequest)
+    until = borrow_time(data.borrowed_until)
+    return floating.feature_borrow(
+        tx, state.keys, p.who, p.ref, data.feature, until, p.limits, now=p.now
+    )
+
+
+# each request's write transaction, by the schema of its body
+_WRITES: dict[type[Body], Callable[[seats.Transaction, AppState, _Prepared], Written]] = {
+    schemas.ActivateRequest: _write_activation,
+    schemas.DeactivateRequest: _write_deactivation,
+    schemas.AddConsumptionRequest: _write_consumption,
+    schemas.AddFeatureConsumptionRequest: _write_feature_consumption,
+    schemas.FloatingReleaseRequest: _write_release,
+    schemas.FloatingBorrowRequest: _write_borrow,
+    schemas.FloatingFeatureReleaseRequest: _write_feature_release,
+    schemas.FloatingFeatureBorrowRequest: _write_feature_borrow,
+}
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -545,91 +666,14 @@ class ActivationFront:
         """The write transaction (rolled back on a refusal: ``_Refused``); ``WriterBusy`` when
         ``wait`` is false and SQLite's write lock is taken."""
         db = state.db
-        data = prepared.data
         try:
             if prepared.file is not None:
                 return offline.write_file(
                     state, prepared.file, prepared.now, wait=wait, queue_held=queue_held
                 )
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
-                tx = seats.Transaction(connection, db.dialect)
-                if isinstance(data, schemas.FloatingReleaseRequest):
-                    return floating.release(
-                        tx,
-                        state.keys,
-                        prepared.who,
-                        prepared.ref,
-                        prepared.limits,
-                        now=prepared.now,
-                    )
-                if isinstance(data, schemas.FloatingBorrowRequest):
-                    return floating.borrow(
-                        tx,
-                        state.keys,
-                        prepared.who,
-                        prepared.ref,
-                        borrow_time(data.borrowed_until),
-                        prepared.limits,
-                        now=prepared.now,
-                    )
-                if isinstance(data, schemas.AddFeatureConsumptionRequest):
-                    return consumption.add_feature_consumption(
-                        tx,
-                        state.keys,
-                        prepared.who,
-                        prepared.ref,
-                        data.feature,
-                        consumption.Report(
-                            count=data.consumptions,
-                            event=data.event[0] if data.event else "consumption_add",
-                        ),
-                        prepared.limits,
-                        now=prepared.now,
-                        idempotency_key=prepared.idempotency_key,
-                        request_hash=_fingerprint("add_feature_consumption", data, prepared),
-                    )
-                if isinstance(data, schemas.AddConsumptionRequest):
-                    return consumption.add_consumption(
-                        tx,
-                        state.keys,
-                        prepared.who,
-                        prepared.ref,
-                        consumption.Report(
-                            count=data.consumptions,
-                            allow_overages=data.allow_overages,
-                            max_overages=data.max_overages,
-                            event=data.event[0] if data.event else "consumption_add",
-                        ),
-                        prepared.limits,
-                        now=prepared.now,
-                        idempotency_key=prepared.idempotency_key,
-                        request_hash=_fingerprint("add_consumption", data, prepared),
-                    )
-                if not prepared.activating:
-                    assert isinstance(data, schemas.DeactivateRequest)
-                    activation.deactivate(
-                        tx,
-                        state.keys,
-                        prepared.who,
-                        prepared.ref,
-                        prepared.limits,
-                        now=prepared.now,
-                        consumptions=data.consumptions,
-                    )
-                    return None
-                assert isinstance(data, schemas.ActivateRequest)
-                return activation.activate(
-                    tx,
-                    state.keys,
-                    prepared.who,
-                    prepared.ref,
-                    device_info(data),
-                    prepared.limits,
-                    now=prepared.now,
-                    variables=variables_as_text(data.variables),
-                    algorithm=prepared.algorithm,
-                    idempotency_key=prepared.idempotency_key,
-                    request_hash=_fingerprint("activate_license", data, prepared),
+                return _WRITES[type(prepared.data)](
+                    seats.Transaction(connection, db.dialect), state, prepared
                 )
         except LicensorError as exc:
             raise _Refused(exc, prepared) from None
@@ -731,4 +775,26 @@ def floating_borrow(request: Request, raw: bytes = Depends(raw_body)) -> Respons
 def add_feature_consumption(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Count ``consumptions`` units on the license's consumption feature ``feature`` (an
     Idempotency-Key makes a retry count once)."""
+    return _route_answer(request, raw)
+
+
+@route(
+    "POST",
+    "/floating/feature_release",
+    openapi_extra=body_doc(schemas.FloatingFeatureReleaseRequest),
+)
+def floating_feature_release(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Free this device's slot of the floating feature ``feature`` at once; answers an empty
+    string."""
+    return _route_answer(request, raw)
+
+
+@route(
+    "POST",
+    "/floating/feature_borrow",
+    openapi_extra=body_doc(schemas.FloatingFeatureBorrowRequest),
+)
+def floating_feature_borrow(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Keep this device's slot of the floating feature ``feature`` until ``borrowed_until``
+    (null: as long as the feature allows)."""
     return _route_answer(request, raw)

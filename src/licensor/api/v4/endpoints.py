@@ -21,7 +21,15 @@ from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.protocol.signing import compact_json
-from licensor.services import auth, consumption, licensing, rate_limit, seats, sso, variables
+from licensor.services import (
+    auth,
+    license_features,
+    licensing,
+    rate_limit,
+    seats,
+    sso,
+    variables,
+)
 from licensor.services.context import Caller
 
 router = APIRouter(prefix="/api/v4", tags=["License API v4"])
@@ -342,9 +350,9 @@ def check_license_feature(request: Request) -> Response:
     caller = request_caller(state, request, now)
     query = parse_query(request, schemas.CheckFeatureQuery)
     db = state.db
-    with failures_counted(request, state, caller, query, now), db.snapshot() as connection:
-        tx = seats.Transaction(connection.connection.dbapi_connection, db.dialect)  # type: ignore[arg-type]
-        answer = consumption.check_feature(
+
+    def checked(tx: seats.Transaction, *, may_write: bool) -> dict[str, Any]:
+        return license_features.check_feature(
             tx,
             state.keys,
             caller,
@@ -352,7 +360,17 @@ def check_license_feature(request: Request) -> Response:
             query.feature,
             now=now,
             include_expired=query.include_expired_features,
+            may_write=may_write,
         )
+
+    with failures_counted(request, state, caller, query, now):
+        try:
+            with db.snapshot() as connection:
+                dbapi = connection.connection.dbapi_connection
+                answer = checked(seats.Transaction(dbapi, db.dialect), may_write=False)  # type: ignore[arg-type]
+        except license_features.SlotWriteNeeded:  # (a floating feature's slot to take)
+            with db.fast_write() as dbapi:
+                answer = checked(seats.Transaction(dbapi, db.dialect), may_write=True)
     return json_answer(answer)
 
 

@@ -149,6 +149,19 @@ class FloatingBorrowRequest(LicenseIdentity, SsoFields):
     sdk_ver: Str64 = ""
 
 
+class FloatingFeatureReleaseRequest(FloatingReleaseRequest):
+    """``POST /api/v4/floating/feature_release`` (v4 §3.13)."""
+
+    feature: FeatureCode
+
+
+class FloatingFeatureBorrowRequest(FloatingBorrowRequest):
+    """``POST /api/v4/floating/feature_borrow`` (v4 §3.13): ``null`` borrows for as long as
+    the feature's ``max_borrow_time`` allows."""
+
+    feature: FeatureCode
+
+
 class SsoUrlQuery(_Request):
     product: ProductCode
     customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul]
