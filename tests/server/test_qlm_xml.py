@@ -141,6 +141,48 @@ def test_release_license(server: Server) -> None:
     assert error_code(server, "ReleaseLicenseHttp", is_avkey=key, is_pcid=PC) == 212
 
 
+def test_cloud_floating_seats_are_checked_out_and_in(server: Server) -> None:
+    server.product(is_floating_cloud=True, floating_users=1, can_borrow=True, max_borrow_time=8)
+    key = key_of(server, max_activations=3)
+    for pc in (PC, PC2):
+        _, activated = qlm(server, "ValidateLicenseHttp", is_avkey=key, is_pcid=pc)
+        assert "error" not in activated, activated
+    # QLM's cloud model and seats; an activation takes no seat, a checkout does
+    assert (activated["licenseModel"], activated["floatingSeats"]) == ("permanent_cloud", "1")
+    _, taken = qlm(server, "CheckoutLicenseHttp", is_avkey=key, is_pcid=PC)
+    assert taken["floatingSeatsInUse"] == "1", taken
+    assert error_code(server, "CheckoutLicenseHttp", is_avkey=key, is_pcid=PC2) == 210
+    _, first = qlm(server, "CheckinLicenseHttp", is_avkey=key, is_pcid=PC)
+    assert first["result"] == f"The floating license was checked in by computer {PC}.", first
+    _, out = qlm(server, "CheckoutLicenseHttp", is_avkey=key, is_pcid=PC2)
+    assert "error" not in out, out
+    assert (out["floatingSeats"], out["floatingSeatsInUse"], out["offlineExpiryDate"]) == (
+        "1",
+        "1",
+        "",
+    )
+    assert out["seatExpiryDate"]
+    # the seat is the License API's: a check of the other computer is refused as a checkout is
+    assert error_code(server, "CheckoutLicenseHttp", is_avkey=key, is_pcid=PC) == 210
+    refused = server.api.check(product="app", license_key=key, hardware_id=PC)
+    assert refused.json()["code"] == "floating_not_available"
+    # offline for two hours (a borrow), then checked in; a check-in of no seat is refused
+    _, offline = qlm(server, "GoOfflineHttp", is_avkey=key, is_pcid=PC2, is_period="120")
+    assert "error" not in offline, offline
+    checked = server.api.check(product="app", license_key=key, hardware_id=PC2).json()
+    assert checked["is_borrowed"] is True
+    assert error_code(server, "GoOfflineHttp", is_avkey=key, is_pcid=PC2, is_period="600") == 200
+    assert error_code(server, "GoOfflineHttp", is_avkey=key, is_pcid=PC2, is_period="x") == 208
+    qlm(server, "CheckinLicenseHttp", is_avkey=key, is_pcid=PC2)
+    assert error_code(server, "CheckinLicenseHttp", is_avkey=key, is_pcid=PC2) == 210
+    _, again = qlm(server, "CheckoutLicenseHttp", is_avkey=key, is_pcid=PC)
+    assert again["floatingSeatsInUse"] == "1", again
+    # a license that is not a floating one has no seats to check out
+    plain = key_of(server, license_key="PLAIN-QLM-1", is_floating_cloud=False)
+    qlm(server, "ValidateLicenseHttp", is_avkey=plain, is_pcid=PC)
+    assert error_code(server, "CheckoutLicenseHttp", is_avkey=plain, is_pcid=PC) == 210
+
+
 def test_ping_latest_version_and_privacy_consent(server: Server) -> None:
     server.product()
     _, ping = qlm(server, "PingHttp")

@@ -33,7 +33,7 @@ from licensor.protocol.computer_key import (
     encode_computer_key,
 )
 from licensor.protocol.signing import PublicKeySet
-from licensor.services import activation, audit, check, licensing, rate_limit
+from licensor.services import activation, audit, check, floating, licensing, rate_limit
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import (
     Activated,
@@ -43,7 +43,7 @@ from licensor.services.licensing import (
     password_hasher,
 )
 from licensor.services.mail import AuthorizationCodeMail
-from licensor.services.seats import RateLimits
+from licensor.services.seats import RateLimits, transaction_of
 from licensor.store import repository
 from licensor.store.models import AuthorizationCode, Customer, Device, License, Product
 
@@ -74,7 +74,13 @@ class ComputerKeyGrant:
 
     @property
     def license_model(self) -> LicenseModel:
-        return license_model(self.license)
+        return license_model(self.license, self.product)
+
+    @property
+    def floating_seats(self) -> int:
+        """QLM's ``FloatingSeats``: the seats in use at once of a cloud floating license."""
+        terms = licensing.terms_of(self.license, self.product)
+        return terms.floating_users if terms.is_floating_cloud else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +103,15 @@ class CustomerDetails:
 # -- Computer Keys -----------------------------------------------------------------------------
 
 
-def license_model(license_: License) -> LicenseModel:
+def license_model(license_: License, product: Product) -> LicenseModel:
+    """QLM's model of a license: trial, subscription or permanent, ``*_cloud`` for a floating
+    cloud license (its seats are Licensor's floating slots)."""
+    cloud = licensing.terms_of(license_, product).is_floating_cloud
     if license_.is_trial:
-        return LicenseModel.TRIAL
+        return LicenseModel.TRIAL_CLOUD if cloud else LicenseModel.TRIAL
     if license_.license_type in (LicenseType.SUBSCRIPTION, LicenseType.TIME_LIMITED):
-        return LicenseModel.SUBSCRIPTION
-    return LicenseModel.PERMANENT
+        return LicenseModel.SUBSCRIPTION_CLOUD if cloud else LicenseModel.SUBSCRIPTION
+    return LicenseModel.PERMANENT_CLOUD if cloud else LicenseModel.PERMANENT
 
 
 def trusted_keys(keys: ServerKeys) -> PublicKeySet:
@@ -130,7 +139,7 @@ def issue_computer_key(
             license_id=license_.id,
             product=product.short_code,
             computer_hash=computer_id_hash(device.hardware_id),
-            license_model=license_model(license_),
+            license_model=license_model(license_, product),
             license_type=license_.license_type,
             features=license_.feature_flags,
             issued_at=issued,
@@ -641,6 +650,79 @@ def release(
     activation.deactivate_in_session(
         session, caller, ref, now=now, deactivation_code=deactivation_code
     )
+
+
+# -- cloud floating seats (qlm-reference §1.11: CheckoutLicense, CheckinLicense, GoOffline) ------
+
+
+@dataclass(frozen=True, slots=True)
+class FloatingSeat:
+    """A computer's seat of a cloud floating license, as QLM's floating calls answer it."""
+
+    floating_seats: int  # seats in use at once
+    in_use: int
+    held_until: datetime  # free again then unless checked out again (or borrowed longer)
+    borrowed_until: datetime | None
+
+
+def _seat(checked: check.Checked, now: datetime) -> FloatingSeat:
+    state = checked.floating
+    if not checked.terms.is_floating_cloud:
+        raise LicensorError("floating_not_available", "This license is not a floating license")
+    if state is None or state.slot is None:  # (expired: no slot is taken)
+        raise LicensorError("license_expired")
+    slot = state.slot
+    lent = slot.borrowed_until if slot.borrowed_until and slot.borrowed_until > now else None
+    return FloatingSeat(
+        floating_seats=checked.terms.floating_users,
+        in_use=state.in_use,
+        held_until=max(slot.expires_at, lent) if lent is not None else slot.expires_at,
+        borrowed_until=lent,
+    )
+
+
+def checkout(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    ref: LicenseRef,
+    info: DeviceInfo,
+    *,
+    now: datetime,
+) -> FloatingSeat:
+    """QLM's ``CheckoutLicense``: the computer (activated) takes or keeps one of the license's
+    floating seats -- the check's slot (``services.floating``), so a License API check and a
+    QLM checkout share the seats. ``floating_not_available`` when all are held."""
+    checked = check.check(transaction_of(session), keys, caller, ref, info, now=now, may_write=True)
+    session.expire_all()
+    return _seat(checked, now)
+
+
+def checkin(
+    session: Session, caller: Caller, keys: ServerKeys, ref: LicenseRef, *, now: datetime
+) -> None:
+    """QLM's ``CheckinLicense``: the computer's floating seat is free at once."""
+    floating.release(transaction_of(session), keys, caller, ref, now=now)
+    session.expire_all()
+
+
+def go_offline(
+    session: Session,
+    caller: Caller,
+    keys: ServerKeys,
+    ref: LicenseRef,
+    minutes: int,
+    *,
+    now: datetime,
+) -> datetime:
+    """QLM's ``GoOffline(period)``: keep the computer's seat for ``minutes`` without checking
+    in (a borrow, within the license's ``max_borrow_time``); until when."""
+    if minutes <= 0:
+        raise LicensorError("borrow_until_not_valid", "The offline period must be positive")
+    until = now + timedelta(minutes=minutes)
+    floating.borrow(transaction_of(session), keys, caller, ref, until, now=now)
+    session.expire_all()
+    return until
 
 
 # -- another computer's browser: the public /offline page ----------------------------------------

@@ -32,7 +32,7 @@ from licensor.protocol.errors import ERROR_CODES
 from licensor.protocol.signing import iso_ms_z
 from licensor.services import auth, mail, qlm, rate_limit
 from licensor.services.context import Caller
-from licensor.services.licensing import ActivationExtras, DeviceInfo
+from licensor.services.licensing import ActivationExtras, DeviceInfo, LicenseRef
 
 log = logging.getLogger("licensor.api.qlm")
 router = APIRouter(prefix="/qlmservice.asmx", tags=["QLM HTTP methods"])
@@ -202,7 +202,7 @@ def license_elements(call: Call, grant: qlm.ComputerKeyGrant, result: str) -> El
         ("status", status),
         ("features", features_text(license_.feature_flags)),
         ("duration", license_.validity_days if license_.validity_days else -1),
-        ("floatingSeats", 0),
+        ("floatingSeats", grant.floating_seats),
         (
             "numActivationsAllowed",
             -1 if license_.allow_unlimited_activations else license_.max_activations,
@@ -350,6 +350,65 @@ def release_license(call: Call) -> Elements:
     return [("result", f"Activation Key {license_key} has been released from computer {computer}.")]
 
 
+def _floating_ref(call: Call, session: Session, caller: Caller) -> LicenseRef:
+    args = call.args
+    return qlm.key_ref(
+        session,
+        caller,
+        license_key=args.text("is_avkey", required=True, code="license_key_required"),
+        hardware_id=args.text("is_pcid", required=True, code="missing_hardware_id"),
+        product=args.optional("is_productid"),
+    )
+
+
+def checkout_license(call: Call) -> Elements:
+    """A cloud floating license's seat taken (or kept) by this computer at start-up."""
+    with call.state.db.transaction(write=True) as session:
+        caller = call.caller(session)
+        ref = _floating_ref(call, session, caller)
+        seat = qlm.checkout(session, caller, call.state.keys, ref, call.device_info(), now=call.now)
+    return [
+        ("result", "The floating license was checked out."),
+        ("activationKey", call.args.text("is_avkey")),
+        ("computerID", ref.hardware_id),
+        ("floatingSeats", seat.floating_seats),
+        ("floatingSeatsInUse", seat.in_use),
+        ("seatExpiryDate", qlm_datetime(seat.held_until)),
+        ("offlineExpiryDate", qlm_datetime(seat.borrowed_until) if seat.borrowed_until else ""),
+        ("serverDate", iso_seconds(call.now)),
+    ]
+
+
+def checkin_license(call: Call) -> Elements:
+    """This computer's seat of a cloud floating license given back (at exit)."""
+    with call.state.db.transaction(write=True) as session:
+        caller = call.caller(session)
+        ref = _floating_ref(call, session, caller)
+        qlm.checkin(session, caller, call.state.keys, ref, now=call.now)
+    return [
+        ("result", f"The floating license was checked in by computer {ref.hardware_id}."),
+        ("computerID", ref.hardware_id),
+    ]
+
+
+def go_offline(call: Call) -> Elements:
+    """Keep this computer's floating seat for ``is_period`` minutes without the server."""
+    raw = call.args.text("is_period", required=True)
+    try:
+        minutes = int(raw)
+    except ValueError:
+        raise LicensorError("validation_error", "is_period: minutes, a whole number") from None
+    with call.state.db.transaction(write=True) as session:
+        caller = call.caller(session)
+        ref = _floating_ref(call, session, caller)
+        until = qlm.go_offline(session, caller, call.state.keys, ref, minutes, now=call.now)
+    return [
+        ("result", f"The floating license is checked out offline until {qlm_datetime(until)}."),
+        ("computerID", ref.hardware_id),
+        ("offlineExpiryDate", qlm_datetime(until)),
+    ]
+
+
 def ping(call: Call) -> Elements:
     with call.state.db.transaction() as session:
         call.caller(session)
@@ -414,6 +473,9 @@ METHODS: dict[str, Callable[[Call], Elements]] = {
     "ActivateKeyByAuthorizationCodeHttp": activate_by_authorization_code,
     "RequestAuthorizationCodeForActivationHttp": request_authorization_code,
     "ReleaseLicenseHttp": release_license,
+    "CheckoutLicenseHttp": checkout_license,
+    "CheckinLicenseHttp": checkin_license,
+    "GoOfflineHttp": go_offline,
     "PingHttp": ping,
     "GetLatestVersionHttp": latest_version,
     "UpdatePrivacyConsentHttp": update_privacy_consent,

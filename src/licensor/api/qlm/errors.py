@@ -56,6 +56,7 @@ SERVER_ERROR_CODES: dict[str, int] = {
     "license_expired": 209,
     "trial_expired": 209,
     "license_activated_max_times": 210,
+    "floating_not_available": 210,
     "license_user_activated_max_times": 210,
     "product_version_not_supported": 211,
     "license_exceeded_max_releases": 212,
