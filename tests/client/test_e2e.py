@@ -552,6 +552,7 @@ def test_terminal_wizard_against_the_real_server(real_server: RealServer, tmp_pa
         session.send("2")
         session.expect(r"Status\s+Active")
         session.expect(rf"License\s+{key}")
+        session.expect(r"Computers\s+1 activated \(of \d+\)")
         session.expect(r"Choose: ")
         session.send("3")
         session.expect(r"\[y/N\] ")

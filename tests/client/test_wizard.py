@@ -17,6 +17,7 @@ from _fake_license_server import FakeLicenseServer
 from _terminal import TerminalSession
 
 from licensor.client import LicenseClient
+from licensor.client._wizard_text import seats
 from licensor.client.wizard import PLAIN_MESSAGES, explain
 from licensor.protocol.errors import ERROR_CODES
 
@@ -203,6 +204,31 @@ def test_config_file(live: str, key_file: Path, tmp_path: Path) -> None:
     result = run_wizard(["--config", str(config), "activate", "--key", "KEY-1111"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert list((tmp_path / "from-config").glob("*.license.json"))
+
+
+def test_the_status_page_shows_the_seats_in_use() -> None:
+    floating = {
+        "times_activated": 3,
+        "max_activations": 10,
+        "is_floating_cloud": True,
+        "floating_users": 2,
+        "floating_in_use_devices": 2,
+        "is_borrowed": True,
+        "borrowed_until": "2026-12-08T09:30:00.000Z",
+    }
+    assert seats(floating) == [
+        ("Computers", "3 activated (of 10)"),
+        ("Seats", "2 of 2 in use at once; this computer borrowed one until 2026-12-08 09:30 UTC"),
+    ]
+    metered = {
+        "times_activated": 1,
+        "allow_unlimited_activations": True,
+        "license_type": "consumption",
+        "total_consumptions": 40,
+        "max_consumptions": 100,
+    }
+    assert seats(metered) == [("Computers", "1 activated (no limit)"), ("Used", "40 (of 100)")]
+    assert seats({}) == []
 
 
 def test_every_seed_error_code_has_plain_words() -> None:

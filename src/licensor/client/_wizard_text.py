@@ -3,6 +3,9 @@ server refusals and local errors in plain words, and the lines of the status pag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from licensor.client._errors import (
     BindingUnavailable,
     ClockTamperingDetected,
@@ -153,8 +156,37 @@ def describe(license_: License) -> list[tuple[str, str]]:
         ("Computer", license_.hardware_id[:16] + "…"),
         ("Last online check", f"{license_.last_online_check:%Y-%m-%d %H:%M} UTC"),
     ]
+    rows += seats(license_.raw)
     if license_.features:
         rows.append(("Features", ", ".join(f.code for f in license_.features)))
     if license_.offline_reason:
         rows.append(("Note", "working offline: the server could not be asked"))
+    return rows
+
+
+def _number(raw: Mapping[str, Any], name: str) -> int | None:
+    value = raw.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def seats(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The status page's lines of seats (as of the last answer from the server): computers
+    activated, floating seats in use, consumption used."""
+    rows = []
+    taken, allowed = _number(raw, "times_activated"), _number(raw, "max_activations")
+    if taken is not None:
+        unlimited = raw.get("allow_unlimited_activations") is True
+        of = "no limit" if unlimited or allowed is None else f"of {allowed}"
+        rows.append(("Computers", f"{taken} activated ({of})"))
+    if raw.get("is_floating_cloud") is True:
+        in_use, users = _number(raw, "floating_in_use_devices"), _number(raw, "floating_users")
+        text = f"{in_use if in_use is not None else '?'} of {users or '?'} in use at once"
+        lent = raw.get("borrowed_until")
+        if raw.get("is_borrowed") is True and isinstance(lent, str):
+            text += f"; this computer borrowed one until {lent[:16].replace('T', ' ')} UTC"
+        rows.append(("Seats", text))
+    if raw.get("license_type") == "consumption":
+        used, most = _number(raw, "total_consumptions"), _number(raw, "max_consumptions")
+        limit = "no limit" if raw.get("allow_unlimited_consumptions") is True else f"of {most}"
+        rows.append(("Used", f"{used if used is not None else '?'} ({limit})"))
     return rows
