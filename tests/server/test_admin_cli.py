@@ -664,6 +664,37 @@ def test_local_catalogue_and_credential_commands(license_api: Api) -> None:
         5,
     )
     assert (shown["features"], shown["policy_id"]) == ({"export": {}}, annual["id"])
+    # a policy carries consumption and floating terms too
+    metered = cli_json(
+        "policy", "create", "app", "metered", "--type", "consumption", "--max-consumptions", "100",
+        "--overages", "10", "--negative-consumptions", "--consumption-period", "monthly",
+        "--floating-users", "4", "--floating-timeout", "15", "--max-borrow-hours", "12",
+    )  # fmt: skip
+    assert (metered["max_consumptions"], metered["max_overages"], metered["floating_users"]) == (
+        100,
+        10,
+        4,
+    )
+    issued = cli_json("license", "show", cli_json(
+        "license", "create", "--product", "app", "--policy", "metered", "--floating-users", "6",
+    )["license_key"])  # fmt: skip
+    assert (issued["license_type"], issued["max_consumptions"], issued["allow_overages"]) == (
+        "consumption",
+        100,
+        True,
+    )
+    assert (issued["consumption_period"], issued["allow_negative_consumptions"]) == (
+        "monthly",
+        True,
+    )
+    assert (issued["is_floating_cloud"], issued["floating_users"], issued["max_borrow_time"]) == (
+        True,
+        6,  # (the request's own value wins)
+        12,
+    )
+    assert "only a consumption policy" in error_text(
+        cli("policy", "create", "app", "bad", "--max-consumptions", "5", code=1)
+    )
     by_default = cli_json(
         "license", "show", cli_json("license", "create", "--product", "app")["license_key"]
     )

@@ -16,7 +16,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from licensor.cli.backend import Backend, BackendError, choose
-from licensor.cli.common import JsonFlag, err, fail, out
+from licensor.cli.common import (
+    ConsumptionPeriodOption,
+    FloatingTimeoutOption,
+    FloatingUsersOption,
+    JsonFlag,
+    MaxBorrowHoursOption,
+    MaxConsumptionsOption,
+    NegativeConsumptionsFlag,
+    OveragesOption,
+    UnlimitedConsumptionsFlag,
+    err,
+    fail,
+    out,
+    usage_terms,
+)
 from licensor.protocol.offline import MAX_FILE_BYTES
 
 device_app = typer.Typer(help="Devices of licenses.", no_args_is_help=True)
@@ -1135,6 +1149,14 @@ def policy_create(
     ] = False,
     grace_period: Annotated[int, typer.Option(min=0, help="Grace hours after expiry")] = 0,
     maintenance_days: Annotated[int | None, typer.Option(min=1)] = None,
+    max_consumptions: MaxConsumptionsOption = None,
+    unlimited_consumptions: UnlimitedConsumptionsFlag = False,
+    overages: OveragesOption = None,
+    negative_consumptions: NegativeConsumptionsFlag = False,
+    consumption_period: ConsumptionPeriodOption = None,
+    floating_users: FloatingUsersOption = None,
+    floating_timeout: FloatingTimeoutOption = None,
+    max_borrow_hours: MaxBorrowHoursOption = None,
     feature: Annotated[list[str] | None, typer.Option(help="Attach this feature")] = None,
     custom_field: Annotated[list[str] | None, typer.Option(help="NAME=VALUE")] = None,
     default: Annotated[bool, typer.Option("--default", help="The product's default")] = False,
@@ -1161,6 +1183,16 @@ def policy_create(
         "maintenance_days": maintenance_days,
         "prevent_vm": True if prevent_vm else None,
         "allow_offline_activation": False if no_offline else None,
+        **usage_terms(
+            max_consumptions=max_consumptions,
+            unlimited_consumptions=unlimited_consumptions,
+            overages=overages,
+            negative_consumptions=negative_consumptions,
+            consumption_period=consumption_period,
+            floating_users=floating_users,
+            floating_timeout=floating_timeout,
+            max_borrow_hours=max_borrow_hours,
+        ),
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if trial_days is not None:

@@ -25,6 +25,59 @@ from licensor.store.db import Database
 out = Console()
 err = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# The usage terms of a license or a policy: consumption and floating seats (``usage_terms``).
+MaxConsumptionsOption = Annotated[
+    int | None, typer.Option(min=0, help="Units a consumption license may count")
+]
+UnlimitedConsumptionsFlag = Annotated[bool, typer.Option("--unlimited-consumptions")]
+OveragesOption = Annotated[
+    int | None, typer.Option(min=0, help="Allow this many units past the maximum (0: no limit)")
+]
+NegativeConsumptionsFlag = Annotated[
+    bool, typer.Option("--negative-consumptions", help="Accept refunds (negative reports)")
+]
+ConsumptionPeriodOption = Annotated[
+    str | None,
+    typer.Option(help="Reset the total: daily | weekly | monthly | annually (00:00 UTC)"),
+]
+FloatingUsersOption = Annotated[
+    int | None, typer.Option(min=1, help="A floating cloud license: at most N computers at once")
+]
+FloatingTimeoutOption = Annotated[
+    int | None, typer.Option(min=1, help="Minutes a seat stays held without a check [5]")
+]
+MaxBorrowHoursOption = Annotated[
+    int | None, typer.Option(min=1, help="Allow borrowing a seat for up to N hours")
+]
+
+
+def usage_terms(
+    *,
+    max_consumptions: int | None,
+    unlimited_consumptions: bool,
+    overages: int | None,
+    negative_consumptions: bool,
+    consumption_period: str | None,
+    floating_users: int | None,
+    floating_timeout: int | None,
+    max_borrow_hours: int | None,
+) -> dict[str, Any]:
+    """The fields those options give (None: not given: the policy's or the product's)."""
+    return {
+        "max_consumptions": max_consumptions,
+        "allow_unlimited_consumptions": True if unlimited_consumptions else None,
+        "allow_overages": True if overages is not None else None,
+        "max_overages": overages,
+        "allow_negative_consumptions": True if negative_consumptions else None,
+        "consumption_period": consumption_period,
+        "is_floating_cloud": True if floating_users is not None else None,
+        "floating_users": floating_users,
+        "floating_timeout": floating_timeout,
+        "can_borrow": True if max_borrow_hours is not None else None,
+        "max_borrow_time": max_borrow_hours,
+    }
+
+
 CompanyOption = Annotated[
     str | None, typer.Option("--company", help="Company name or id (default: the only one).")
 ]

@@ -13,8 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from licensor.cli import admin as _admin
 from licensor.cli.common import (
     CompanyOption,
+    ConsumptionPeriodOption,
+    FloatingTimeoutOption,
+    FloatingUsersOption,
     JsonFlag,
+    MaxBorrowHoursOption,
+    MaxConsumptionsOption,
+    NegativeConsumptionsFlag,
+    OveragesOption,
     ServerOption,
+    UnlimitedConsumptionsFlag,
     emit,
     err,
     fail,
@@ -23,6 +31,7 @@ from licensor.cli.common import (
     prepare,
     settings,
     transaction,
+    usage_terms,
 )
 from licensor.cli.qlm import qlm_app as _qlm_app
 from licensor.cli.sso import customer_account_app as _sso_app
@@ -329,31 +338,14 @@ def license_create(
     ] = None,
     maintenance_until: Annotated[str | None, typer.Option(help="Maintenance end (ISO)")] = None,
     versions: Annotated[str | None, typer.Option(help="Allowed versions, e.g. '>=1,<2'")] = None,
-    max_consumptions: Annotated[
-        int | None, typer.Option(min=0, help="Units a consumption license may count")
-    ] = None,
-    unlimited_consumptions: Annotated[bool, typer.Option("--unlimited-consumptions")] = False,
-    overages: Annotated[
-        int | None,
-        typer.Option(min=0, help="Allow this many units past the maximum (0: no limit)"),
-    ] = None,
-    negative_consumptions: Annotated[
-        bool, typer.Option("--negative-consumptions", help="Accept refunds (negative reports)")
-    ] = False,
-    consumption_period: Annotated[
-        str | None,
-        typer.Option(help="Reset the total: daily | weekly | monthly | annually (00:00 UTC)"),
-    ] = None,
-    floating_users: Annotated[
-        int | None,
-        typer.Option(min=1, help="A floating cloud license: at most N computers at once"),
-    ] = None,
-    floating_timeout: Annotated[
-        int | None, typer.Option(min=1, help="Minutes a seat stays held without a check [5]")
-    ] = None,
-    max_borrow_hours: Annotated[
-        int | None, typer.Option(min=1, help="Allow borrowing a seat for up to N hours")
-    ] = None,
+    max_consumptions: MaxConsumptionsOption = None,
+    unlimited_consumptions: UnlimitedConsumptionsFlag = False,
+    overages: OveragesOption = None,
+    negative_consumptions: NegativeConsumptionsFlag = False,
+    consumption_period: ConsumptionPeriodOption = None,
+    floating_users: FloatingUsersOption = None,
+    floating_timeout: FloatingTimeoutOption = None,
+    max_borrow_hours: MaxBorrowHoursOption = None,
     user: Annotated[str | None, typer.Option(help="License user e-mail (user products)")] = None,
     password: Annotated[str | None, typer.Option(help="License user password")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer e-mail")] = None,
@@ -383,17 +375,16 @@ def license_create(
         "trial_days": trial_days,
         "grace_period": grace_period,
         "version_spec": versions,
-        "max_consumptions": max_consumptions,
-        "allow_unlimited_consumptions": True if unlimited_consumptions else None,
-        "allow_overages": True if overages is not None else None,
-        "max_overages": overages,
-        "allow_negative_consumptions": True if negative_consumptions else None,
-        "consumption_period": consumption_period,
-        "is_floating_cloud": True if floating_users is not None else None,
-        "floating_users": floating_users,
-        "floating_timeout": floating_timeout,
-        "can_borrow": True if max_borrow_hours is not None else None,
-        "max_borrow_time": max_borrow_hours,
+        **usage_terms(
+            max_consumptions=max_consumptions,
+            unlimited_consumptions=unlimited_consumptions,
+            overages=overages,
+            negative_consumptions=negative_consumptions,
+            consumption_period=consumption_period,
+            floating_users=floating_users,
+            floating_timeout=floating_timeout,
+            max_borrow_hours=max_borrow_hours,
+        ),
         "customer_email": customer,
         "license_key": key,
         "user_email": user,

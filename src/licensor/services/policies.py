@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from licensor.core import custom_fields as custom_field_rules
 from licensor.core import features as feature_rules
+from licensor.core.consumption import MAX_TOTAL as MAX_CONSUMPTIONS
+from licensor.core.consumption import PERIODS
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import LicenseType
 from licensor.services import catalogue, management, views
@@ -36,6 +38,17 @@ SETTINGS: dict[str, Any] = {
     "allow_offline_activation": None,
     "grace_period": 0,
     "maintenance_days": None,
+    "max_consumptions": 0,
+    "allow_unlimited_consumptions": False,
+    "allow_overages": False,
+    "max_overages": 0,
+    "allow_negative_consumptions": False,
+    "consumption_period": None,
+    "is_floating_cloud": None,
+    "floating_users": None,
+    "floating_timeout": None,
+    "can_borrow": None,
+    "max_borrow_time": None,
     "custom_fields": {},
     "features": {},
     "metadata": {},
@@ -74,8 +87,27 @@ def _checked_settings(product: Product, values: Mapping[str, Any]) -> dict[str, 
         clean[name] = _whole(clean[name], name, 1, MAX_DAYS, optional=True)
     for name in ("allow_unlimited_activations", "is_trial"):
         clean[name] = _flag(clean[name], name)
-    for name in ("prevent_vm", "allow_offline_activation"):
+    for name in ("prevent_vm", "allow_offline_activation", "is_floating_cloud", "can_borrow"):
         clean[name] = _flag(clean[name], name, optional=True)
+    for name in ("allow_unlimited_consumptions", "allow_overages", "allow_negative_consumptions"):
+        clean[name] = _flag(clean[name], name)
+    for name in ("max_consumptions", "max_overages"):
+        clean[name] = _whole(clean[name], name, 0, MAX_CONSUMPTIONS)
+    clean["floating_users"] = _whole(
+        clean["floating_users"], "floating_users", 1, 1_000_000, optional=True
+    )
+    clean["floating_timeout"] = _whole(
+        clean["floating_timeout"], "floating_timeout", 1, MAX_DAYS, optional=True
+    )
+    clean["max_borrow_time"] = _whole(
+        clean["max_borrow_time"], "max_borrow_time", 0, MAX_DAYS, optional=True
+    )
+    if clean["consumption_period"] not in (None, *PERIODS):
+        raise _fail("consumption_period", f"one of {', '.join(PERIODS)}, or null")
+    if clean["license_type"] != "consumption" and (
+        clean["max_consumptions"] or clean["allow_unlimited_consumptions"]
+    ):
+        raise _fail("max_consumptions", "only a consumption policy counts consumptions")
     if clean["validity_period"] is not None and not isinstance(clean["validity_period"], datetime):
         raise _fail("validity_period", "must be a date")
     if clean["validity_days"] is not None and clean["validity_period"] is not None:

@@ -303,6 +303,17 @@ class PolicySettings(_Body):
     allow_offline_activation: bool | None = None
     grace_period: Annotated[int, Field(ge=0, le=100_000)] | None = None
     maintenance_days: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    max_consumptions: Consumptions | None = None
+    allow_unlimited_consumptions: bool | None = None
+    allow_overages: bool | None = None
+    max_overages: Consumptions | None = None
+    allow_negative_consumptions: bool | None = None
+    consumption_period: Period | None = None
+    is_floating_cloud: bool | None = None
+    floating_users: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    floating_timeout: Annotated[int, Field(ge=1, le=100_000)] | None = None  # minutes
+    can_borrow: bool | None = None
+    max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] | None = None  # hours
     custom_fields: dict[str, FieldValue] | None = None
     features: dict[str, FeatureOverrides | None] | None = None
     metadata: dict[str, Any] | None = None
