@@ -463,6 +463,34 @@ def test_floating_and_consumption_features(
     assert b.add_feature_consumption("credits", -2).total_consumptions == 2
 
 
+def test_versions_and_installation_files(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer
+) -> None:
+    real_server.cli(
+        "release", "add", "app", "1.0", "--date", "2024-01-10", "--environment", "linux"
+    )
+    real_server.cli(
+        "release", "add", "app", "1.1", "--date", "2024-06-01", "--environment", "linux",
+        "--download", "https://dl.example.com/app-1.1.tar.gz", "--md5", "B" * 32,
+        "--size", "2048", "--requires-version", "1.0",
+    )  # fmt: skip
+    real_server.cli("release", "add", "app", "2.0", "--date", "2024-09-01", "--disabled")
+    client = make_real_client()
+    client.activate(license_key=real_server.new_key())
+    assert [r.version for r in client.versions(env="linux")] == ["1.0", "1.1"]
+    latest = client.installation_file(env="linux")
+    assert (latest.version, latest.url, latest.hash_md5, latest.size) == (
+        "1.1",
+        "https://dl.example.com/app-1.1.tar.gz",
+        "b" * 32,
+        "2048",
+    )
+    assert latest.raw["requires_version"] == "1.0"
+    with pytest.raises(LicenseRefused) as missing:
+        client.installation_file("2.0")
+    assert missing.value.code == "version_not_found"
+
+
 def test_refusals_carry_the_servers_codes(
     make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
 ) -> None:

@@ -769,6 +769,9 @@ def release_add(
     download: Annotated[str, typer.Option(help="Link to the installer")] = "",
     release_notes: Annotated[str, typer.Option(help="Link to the release notes")] = "",
     eula: Annotated[str, typer.Option(help="Link to the EULA")] = "",
+    md5: Annotated[str, typer.Option(help="MD5 of the installer (32 hex digits)")] = "",
+    size: Annotated[str, typer.Option(help="Size of the installer in bytes")] = "",
+    requires_version: Annotated[str, typer.Option(help="Version an upgrade needs first")] = "",
     server: ServerOption = None,
     company: CompanyOption = None,
     as_json: JsonFlag = False,
@@ -786,6 +789,9 @@ def release_add(
             "channel": channel,
             "enabled": not disabled,
             "links": {"full": download, "release_notes": release_notes, "eula": eula},
+            "hash_md5": md5,
+            "size": size,
+            "requires_version": requires_version,
         },
     )
     emit(as_json, data, lambda: out.print(f"Release {data['version']} of {product} recorded."))

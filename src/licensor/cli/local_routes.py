@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from licensor.api.errors import describe_validation
-from licensor.api.management.schemas import UpdateProduct
+from licensor.api.management.schemas import CreateRelease, UpdateProduct
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.secrets_at_rest import MasterKey
@@ -152,18 +152,22 @@ def dispatch(
     if m := match(r"/products/([^/]+)/releases"):
         if method == "GET":
             return {"items": management.list_releases(session, admin, m.group(1))}
-        released = _date(body.get("release_date"))
-        if released is None:
-            raise LicensorError("validation_error", "release_date: required")
+        release = _validated(CreateRelease, body)  # (the API's schema: the same refusals)
         return management.add_release(
             session,
             admin,
             m.group(1),
-            version=str(body.get("version", "")),
-            release_date=released,
-            environment=body.get("environment", ""),
-            channel=body.get("channel", ""),
-            links=body.get("links"),
+            version=release.version,
+            release_date=release.release_date,
+            environment=release.environment,
+            channel=release.channel,
+            links=release.links.model_dump(),
+            enabled=release.enabled,
+            file={
+                "hash_md5": release.hash_md5.lower(),
+                "size": release.size,
+                "requires_version": release.requires_version,
+            },
             now=now,
         )
     if method == "POST" and (m := match(r"/licenses/(\d+)/users")):

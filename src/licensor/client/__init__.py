@@ -26,7 +26,15 @@ from licensor.client._errors import (
     UntrustedResponse,
     WrongComputer,
 )
-from licensor.client._license import DeviceVariable, Feature, License, ProductDetails, Trial
+from licensor.client._license import (
+    DeviceVariable,
+    Feature,
+    InstallationFile,
+    License,
+    ProductDetails,
+    Release,
+    Trial,
+)
 from licensor.client.hardware import Binding
 from licensor.protocol.signing import PublicKeySet
 
@@ -73,6 +81,7 @@ __all__ = [
     "DeviceVariable",
     "Feature",
     "HmacCredentials",
+    "InstallationFile",
     "InvalidLicenseFile",
     "License",
     "LicenseClient",
@@ -88,6 +97,7 @@ __all__ = [
     "OfflineTooLong",
     "ProductDetails",
     "PublicKeySet",
+    "Release",
     "ServerUnreachable",
     "SsoLoginFailed",
     "TamperedLicense",

@@ -54,12 +54,16 @@ from licensor.client._errors import (
 from licensor.client._license import (
     DeviceVariable,
     Feature,
+    InstallationFile,
     License,
     ProductDetails,
+    Release,
     Trial,
     evaluate,
     feature_from,
+    installation_file_from,
     product_details_from,
+    releases_from,
     server_date,
     trial_from,
     variables_from,
@@ -264,6 +268,15 @@ class _ClientCore:
         if include_expired:
             params["include_expired_features"] = "true"
         return _Request("GET", "check_license_feature", params=params)
+
+    def _release_request(
+        self, path: str, env: str | None, channel: str | None, version: str | None = None
+    ) -> _Request:
+        params = self._identity(self._stored_for_online())
+        for name, value in (("env", env), ("channel", channel), ("version", version)):
+            if value:
+                params[name] = value
+        return _Request("GET", path, params=params)
 
     def _feature_body(self, code: str) -> dict[str, Any]:
         body = self._identity(self._stored_for_online())
@@ -1029,6 +1042,28 @@ class LicenseClient(_ClientCore):
         request = self._feature_consumption_request(code, count)
         return Consumption.of(self._send_about_stored(request, timeout).data, 0)
 
+    def versions(
+        self, *, env: str | None = None, channel: str | None = None, timeout: float | None = None
+    ) -> list[Release]:
+        """The product's versions this license covers (released before its maintenance or
+        validity end), oldest first; ``env`` (``linux``, ``win64``...) and ``channel`` narrow
+        them."""
+        request = self._release_request("versions", env, channel)
+        return releases_from(self._send_about_stored(request, timeout).data)
+
+    def installation_file(
+        self,
+        version: str | None = None,
+        *,
+        env: str | None = None,
+        channel: str | None = None,
+        timeout: float | None = None,
+    ) -> InstallationFile:
+        """Where to download ``version`` (``None``: the latest this license covers), with its
+        MD5 hash and size; ``LicenseRefused`` (``version_not_found``) when it is not covered."""
+        request = self._release_request("installation_file", env, channel, version)
+        return installation_file_from(self._send_about_stored(request, timeout).data)
+
     def release_feature(self, code: str, *, timeout: float | None = None) -> None:
         """Free this computer's seat of the floating feature ``code`` at once."""
         request = _Request("POST", "floating/feature_release", json=self._feature_body(code))
@@ -1396,6 +1431,25 @@ class AsyncLicenseClient(_ClientCore):
         """``LicenseClient.add_feature_consumption``."""
         request = self._feature_consumption_request(code, count)
         return Consumption.of((await self._send_about_stored(request, timeout)).data, 0)
+
+    async def versions(
+        self, *, env: str | None = None, channel: str | None = None, timeout: float | None = None
+    ) -> list[Release]:
+        """``LicenseClient.versions``."""
+        request = self._release_request("versions", env, channel)
+        return releases_from((await self._send_about_stored(request, timeout)).data)
+
+    async def installation_file(
+        self,
+        version: str | None = None,
+        *,
+        env: str | None = None,
+        channel: str | None = None,
+        timeout: float | None = None,
+    ) -> InstallationFile:
+        """``LicenseClient.installation_file``."""
+        request = self._release_request("installation_file", env, channel, version)
+        return installation_file_from((await self._send_about_stored(request, timeout)).data)
 
     async def release_feature(self, code: str, *, timeout: float | None = None) -> None:
         """``LicenseClient.release_feature``."""

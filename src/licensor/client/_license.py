@@ -159,6 +159,60 @@ def feature_from(data: Any) -> Feature:
     )
 
 
+class Release(NamedTuple):
+    """A version of the product the license covers (``versions()``)."""
+
+    version: str
+    release_date: datetime | None
+
+
+class InstallationFile(NamedTuple):
+    """Where to download a version the license covers (``installation_file()``)."""
+
+    url: str | None
+    version: str
+    environment: str
+    hash_md5: str | None
+    size: str | None
+    release_date: datetime | None
+    raw: Mapping[str, Any]
+
+
+def _untrusted(what: str) -> Exception:
+    from licensor.client._errors import UntrustedResponse
+
+    return UntrustedResponse(f"unexpected {what} answer")
+
+
+def releases_from(data: Any) -> list[Release]:
+    """The ``versions`` answer."""
+    if not isinstance(data, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("version"), str) for item in data
+    ):
+        raise _untrusted("versions")
+    return [Release(item["version"], _optional_datetime(item.get("release_date"))) for item in data]
+
+
+def installation_file_from(data: Any) -> InstallationFile:
+    """The ``installation_file`` answer."""
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        raise _untrusted("installation file")
+
+    def text(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) else None
+
+    return InstallationFile(
+        url=text("installation_file"),
+        version=data["version"],
+        environment=text("environment") or "",
+        hash_md5=text("hash_md5"),
+        size=text("size"),
+        release_date=_optional_datetime(data.get("release_date")),
+        raw=data,
+    )
+
+
 def _custom_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     raw = body.get("custom_fields") or []
     if isinstance(raw, dict):

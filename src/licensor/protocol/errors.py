@@ -104,6 +104,8 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "device_not_found": ErrorSpec(400, "Device not found on the license"),
     # floating cloud (v4 §3.4, §3.11-3.12, §5.5)
     "floating_not_available": ErrorSpec(400, "No available slots for floating license."),
+    "active_license_required": ErrorSpec(400, "An active license is required"),
+    "version_not_found": ErrorSpec(404, "file at requested version does not exist"),
     "license_borrow_not_allowed": ErrorSpec(400, "License does not allow borrowing"),
     "borrow_until_not_valid": ErrorSpec(400, "Borrow until field is not valid"),
     # features (v4 §3.8, §3.10; license_feature_expired is Licensor's)

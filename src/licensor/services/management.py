@@ -6,7 +6,7 @@ Every change is written to the audit log with the state before and after.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -817,9 +817,12 @@ def add_release(
     channel: str = "",
     links: dict[str, str] | None = None,
     enabled: bool = True,
+    file: Mapping[str, str] | None = None,
     now: datetime,
 ) -> dict[str, Any]:
-    """A release (version) of a product, e.g. for QLM's GetLatestVersion."""
+    """A release (version) of a product, for ``/versions``, ``/installation_file`` and QLM's
+    GetLatestVersion; ``file``: its installer's ``hash_md5``, ``size`` (bytes) and the
+    ``requires_version`` an upgrade needs."""
     admin.require("write")
     product = _owned_product(session, admin, code)
     version = version.strip()
@@ -843,6 +846,9 @@ def add_release(
         full_link=links.get("full", ""),
         release_notes_link=links.get("release_notes", ""),
         eula_link=links.get("eula", ""),
+        hash_md5=(file or {}).get("hash_md5", ""),
+        size=(file or {}).get("size", ""),
+        requires_version=(file or {}).get("requires_version", ""),
         created_at=now,
     )
     view = views.release_view(release, product.short_code)

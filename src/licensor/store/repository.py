@@ -82,6 +82,29 @@ def latest_release_id(product_id: Any) -> Any:
     )
 
 
+def releases(
+    session: Session,
+    product_id: int,
+    *,
+    env: str | None,
+    channel: str | None,
+    released_by: datetime | None,
+) -> Sequence[ProductRelease]:
+    """A product's enabled releases, newest first: of one environment and channel if given,
+    published at or before ``released_by`` if given."""
+    query = select(ProductRelease).where(
+        ProductRelease.product_id == product_id, ProductRelease.enabled.is_(True)
+    )
+    if env:
+        query = query.where(ProductRelease.environment == env)
+    if channel:
+        query = query.where(ProductRelease.channel == channel)
+    if released_by is not None:
+        query = query.where(ProductRelease.release_date <= released_by)
+    order = (ProductRelease.release_date.desc(), ProductRelease.id.desc())
+    return session.scalars(query.order_by(*order)).all()
+
+
 def latest_release(session: Session, product_id: int) -> ProductRelease | None:
     return session.scalars(
         select(ProductRelease).where(ProductRelease.id == latest_release_id(product_id))

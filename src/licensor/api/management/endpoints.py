@@ -407,6 +407,11 @@ def add_release(request: Request, code: str, body: schemas.CreateRelease) -> Res
             channel=body.channel,
             links=body.links.model_dump(),
             enabled=body.enabled,
+            file={
+                "hash_md5": body.hash_md5.lower(),
+                "size": body.size,
+                "requires_version": body.requires_version,
+            },
             now=now(),
         ),
         status=201,

@@ -236,6 +236,9 @@ class CreateRelease(_Body):
     channel: Annotated[str, Field(max_length=50), NoNul] = ""
     enabled: bool = True
     links: ReleaseLinks = Field(default_factory=ReleaseLinks)
+    hash_md5: Annotated[str, Field(pattern="^([0-9a-fA-F]{32})?$")] = ""
+    size: Annotated[str, Field(pattern="^[0-9]{0,20}$")] = ""  # bytes
+    requires_version: Annotated[str, Field(max_length=50), NoNul] = ""
 
 
 class CreateFeature(_Body):

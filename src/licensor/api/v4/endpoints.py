@@ -26,6 +26,7 @@ from licensor.services import (
     license_features,
     licensing,
     rate_limit,
+    releases,
     seats,
     sso,
     variables,
@@ -371,6 +372,48 @@ def check_license_feature(request: Request) -> Response:
         except license_features.SlotWriteNeeded:  # (a floating feature's slot to take)
             with db.fast_write() as dbapi:
                 answer = checked(seats.Transaction(dbapi, db.dialect), may_write=True)
+    return json_answer(answer)
+
+
+@route("GET", "/versions", openapi_extra=query_doc(schemas.VersionsQuery))
+def versions(request: Request) -> Response:
+    """The versions this device's license covers (released before its maintenance or
+    validity end), oldest first."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.VersionsQuery)
+    with failures_counted(request, state, caller, query, now), state.db.transaction() as session:
+        answer = releases.versions(
+            session,
+            state.keys,
+            caller,
+            license_ref(query),
+            env=query.env,
+            channel=query.channel,
+            now=now,
+        )
+    return json_answer(answer)
+
+
+@route("GET", "/installation_file", openapi_extra=query_doc(schemas.InstallationFileQuery))
+def installation_file(request: Request) -> Response:
+    """The links of a version this device's license covers (``version``, else the latest)."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.InstallationFileQuery)
+    with failures_counted(request, state, caller, query, now), state.db.transaction() as session:
+        answer = releases.installation_file(
+            session,
+            state.keys,
+            caller,
+            license_ref(query),
+            version=query.version,
+            env=query.env,
+            channel=query.channel,
+            now=now,
+        )
     return json_answer(answer)
 
 

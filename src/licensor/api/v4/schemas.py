@@ -177,6 +177,20 @@ class GetVariablesQuery(LicenseIdentity):
     pass
 
 
+class VersionsQuery(LicenseIdentity):
+    """``GET /api/v4/versions`` (v4 §3.18): an environment and a channel to keep to."""
+
+    env: Str50 | None = None
+    channel: Str50 | None = None
+
+
+class InstallationFileQuery(VersionsQuery):
+    """``GET /api/v4/installation_file`` (v4 §3.19): ``version`` (default: the latest the
+    license covers)."""
+
+    version: Str50 | None = None
+
+
 class ProductDetailsQuery(_Request):
     product: ProductCode
     include_latest_version: bool = False
