@@ -202,14 +202,6 @@ def borrow(
 # -- floating features (v4 §3.8, §3.13) -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureSlot:
-    """A floating feature's slot as a feature check answers it."""
-
-    slot: Slot | None
-    in_use: int
-
-
 def _floating_feature(
     rows: Any, code: str, now: datetime
 ) -> tuple[dict[str, Any], FeatureFloating]:
@@ -226,7 +218,7 @@ def _floating_feature(
 
 def keep_feature(
     tx: Transaction, rows: Any, feature: dict[str, Any], device_id: int, now: datetime
-) -> FeatureSlot | None:
+) -> FloatingState | None:
     """A feature check's slot: taken or refreshed for a floating feature (``None`` for any
     other); ``floating_not_available`` when every one is held by other devices."""
     terms = feature_rules.floating_terms(feature)
@@ -235,7 +227,7 @@ def keep_feature(
     code = str(feature["code"])
     license_id = rows.license.id
     slot = keep(tx, terms, license_id, device_id, now, feature=code)
-    return FeatureSlot(slot, in_use(tx, license_id, now, code))
+    return FloatingState(slot, in_use(tx, license_id, now, code))
 
 
 def feature_release(

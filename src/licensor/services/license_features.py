@@ -11,16 +11,15 @@ slots are ``floating_slots`` rows naming it, taken by a feature check, freed and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from licensor.core import features as feature_rules
 from licensor.core.consumption import decide_consumption, effective_terms
 from licensor.core.errors import LicensorError
-from licensor.core.floating import borrowed, refresh_due
+from licensor.core.floating import refresh_due
 from licensor.core.licensing import is_expired
-from licensor.protocol.signing import compact_json, iso_ms_z
+from licensor.protocol.signing import compact_json
 from licensor.services import floating
 from licensor.services.consumption import Consumed, Report
 from licensor.services.context import Caller, ServerKeys
@@ -43,11 +42,6 @@ class SlotWriteNeeded(Exception):
     write transaction (``may_write``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedFeature:
-    body: dict[str, Any]
-
-
 def _feature(rows: Any, code: str, now: datetime, *, include_expired: bool) -> dict[str, Any]:
     return feature_rules.license_feature(
         rows.product.features, rows.license.features, code, now, include_expired=include_expired
@@ -55,20 +49,14 @@ def _feature(rows: Any, code: str, now: datetime, *, include_expired: bool) -> d
 
 
 def feature_answer(
-    feature: dict[str, Any], license_id: int, slot: floating.FeatureSlot | None, now: datetime
+    feature: dict[str, Any], license_id: int, slot: floating.FloatingState | None, now: datetime
 ) -> dict[str, Any]:
     """A feature as ``check_license_feature`` answers it (v4 §3.8): with the slots in use and
-    the device's borrow when it is a floating one."""
+    the device's borrow when it is a floating one (``FloatingState.fields``, as a check's)."""
     body = feature_rules.feature_object(feature, feature["total_consumptions"])
     answer = {"id": body.pop("id"), "license_id": license_id, **body}
     if slot is not None:
-        lent = borrowed(slot.slot, now) and slot.slot is not None
-        until = slot.slot.borrowed_until if slot.slot is not None else None
-        answer |= {
-            "floating_in_use_devices": slot.in_use,
-            "is_borrowed": lent,
-            "borrowed_until": iso_ms_z(until) if lent and until is not None else None,
-        }
+        answer |= slot.fields(now)
     return answer
 
 
@@ -105,7 +93,7 @@ def check_feature(
                 raise SlotWriteNeeded
             slot = floating.keep_feature(tx, rows, feature, device.id, now)
         else:
-            slot = floating.FeatureSlot(mine, floating.in_use(tx, rows.license.id, now, code))
+            slot = floating.FloatingState(mine, floating.in_use(tx, rows.license.id, now, code))
     return feature_answer(feature, rows.license.id, slot, now)
 
 
