@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 # Crockford-style: no I, L, O, U (and no 0/1 confusion with O/I/L since those letters are absent).
@@ -26,3 +27,13 @@ def normalize_license_key(key: str) -> str:
     """
     cleaned = "".join(ch for ch in key.upper() if ch not in "- \t")
     return cleaned.translate(_CONFUSABLE)
+
+
+def bundle_key_lookup(key_lookup: str, bundle_code: str, product_code: str) -> str:
+    """The lookup form of a bundle's sub-license: the sub-license of product ``product_code``
+    in the bundle ``bundle_code`` whose license has the key ``key_lookup`` (normalised). A
+    sub-license shows its bundle's key; this keeps the company's lookups unique (one per key
+    and sub-product), and a key typed by a customer does not reach it unless it is this very
+    text."""
+    digest = hashlib.sha256(f"{key_lookup}\0{bundle_code}\0{product_code}".encode()).hexdigest()
+    return "~" + digest[:60]

@@ -153,6 +153,14 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         400, "The Computer Key belongs to another computer or license"
     ),
     "email_not_sent": ErrorSpec(503, "The e-mail could not be sent; try again later"),
+    # license users and customers (v4 §3.17, §3.20-3.21)
+    "change_password_not_allowed": ErrorSpec(400, "Change password not allowed for the company"),
+    "customer_does_not_exist": ErrorSpec(400, "No customer with this e-mail address"),
+    # bundles (v4 §3.7)
+    "not_a_bundle": ErrorSpec(400, "This product is not a bundle"),
+    "bundle_activation_required": ErrorSpec(
+        400, "This product is a bundle: use the bundle endpoints (activate_bundle, check_bundle)"
+    ),
     # single sign-on (OpenID Connect)
     "customer_account_not_found": ErrorSpec(400, "No customer account with this code"),
     "sso_not_configured": ErrorSpec(

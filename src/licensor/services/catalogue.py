@@ -16,7 +16,7 @@ from licensor.core import custom_fields as custom_field_rules
 from licensor.core import features as feature_rules
 from licensor.core.consumption import MAX_TOTAL, PERIODS
 from licensor.core.errors import LicensorError
-from licensor.core.keys import generate_license_key, normalize_license_key
+from licensor.core.keys import bundle_key_lookup, generate_license_key, normalize_license_key
 from licensor.core.licensing import AuthorizationMethod, LicenseType, valid_version_spec
 from licensor.secrets_at_rest import MasterKey
 from licensor.services.auth import OAUTH_SECRET_CONTEXT, SHARED_KEY_CONTEXT
@@ -162,6 +162,33 @@ class ProductSpec:
     floating_timeout: int = 0  # minutes; 0 = 5
     can_borrow: bool = False
     max_borrow_time: int = 0  # hours
+    # a bundle product: the short codes of its sub-products (key-based products, no bundles)
+    bundle: list[str] | None = None
+
+
+MAX_BUNDLE = 50
+
+
+def _bundle_items(session: Session, company_id: int, spec: ProductSpec) -> list[str] | None:
+    """The checked sub-product codes of a bundle product's ``spec`` (``None``: no bundle)."""
+    if spec.bundle is None:
+        return None
+    codes = [code.strip() for code in spec.bundle]
+    if not 1 <= len(codes) <= MAX_BUNDLE or len(set(codes)) != len(codes):
+        raise LicensorError("validation_error", f"bundle: 1-{MAX_BUNDLE} different product codes")
+    if spec.authorization_method != AuthorizationMethod.LICENSE_KEY:
+        raise LicensorError("validation_error", "bundle: bundles are of key-based products")
+    for code in codes:
+        found = repository.product_by_code(session, company_id, code)
+        if found is None:
+            raise LicensorError("validation_error", f"bundle: no product {code!r}")
+        if found.bundle_items is not None:
+            raise LicensorError("validation_error", f"bundle: {code!r} is a bundle itself")
+        if found.authorization_method != AuthorizationMethod.LICENSE_KEY:
+            raise LicensorError(
+                "validation_error", f"bundle: {code!r} uses license users, not keys"
+            )
+    return codes
 
 
 def create_product(session: Session, company_id: int, spec: ProductSpec) -> Product:
@@ -181,6 +208,7 @@ def create_product(session: Session, company_id: int, spec: ProductSpec) -> Prod
         raise LicensorError(
             "validation_error", f"short_code: product {code!r} already exists", status=409
         )
+    bundle_items = _bundle_items(session, company_id, spec)
     product = Product(
         company_id=company_id,
         short_code=code,
@@ -199,6 +227,7 @@ def create_product(session: Session, company_id: int, spec: ProductSpec) -> Prod
         floating_timeout=spec.floating_timeout,
         can_borrow=spec.can_borrow,
         max_borrow_time=spec.max_borrow_time,
+        bundle_items=bundle_items,
     )
     session.add(product)
     session.flush()
@@ -439,6 +468,8 @@ def create_licenses(
             for _ in range(batch)
         ]
         ids.extend(session.scalars(insert(License).returning(License.id), rows).all())
+        if product.bundle_items is not None:
+            _add_sub_licenses(session, company_id, product, spec, customer_id, rows, now)
         if on_progress is not None:
             on_progress(batch)
     if user_based:
@@ -453,6 +484,34 @@ def create_licenses(
         )
     session.flush()
     return ids
+
+
+def _add_sub_licenses(
+    session: Session,
+    company_id: int,
+    bundle: Product,
+    spec: LicenseSpec,
+    customer_id: int | None,
+    bundle_rows: list[dict[str, Any]],
+    now: datetime,
+) -> None:
+    """One license of each sub-product for each new license of the bundle product ``bundle``:
+    the bundle's terms and key (found by ``bundle_key_lookup``), no features or custom fields
+    of the bundle's own (those are the bundle product's)."""
+    assert bundle.bundle_items is not None
+    sub_spec = replace(spec, custom_fields={}, features={}, policy_id=None)
+    rows = []
+    for code in bundle.bundle_items:
+        product = repository.product_by_code(session, company_id, code)
+        assert product is not None  # (checked when the bundle was made; products stay)
+        for bundle_row in bundle_rows:
+            key = bundle_row["license_key"]
+            row = _license_row(company_id, product, sub_spec, customer_id, key, now)
+            row["key_lookup"] = bundle_key_lookup(
+                normalize_license_key(key), bundle.short_code, product.short_code
+            )
+            rows.append(row)
+    session.execute(insert(License), rows)
 
 
 def create_license(

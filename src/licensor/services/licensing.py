@@ -52,6 +52,8 @@ class LicenseRef:
     username: str | None = None
     password: str | None = None
     license_id: int | None = None
+    # A bundle's sub-license: the bundle's product code (``license_key`` is the bundle's key).
+    bundle_code: str | None = None
     # Set only by a verified single sign-on (services.sso): the user proved who they are at their
     # organisation's identity provider, so no password is asked.
     verified_username: str | None = None

@@ -367,17 +367,23 @@ def update_license(
     return after
 
 
+def _sub_licenses(session: Session, license_: License) -> Sequence[License]:
+    """A bundle license's sub-licenses (none for another license)."""
+    product = session.get(Product, license_.product_id)
+    assert product is not None
+    return repository.sub_licenses(session, license_, product)
+
+
 def set_enabled(
     session: Session, admin: Admin, license_id: int, enabled: bool, *, now: datetime
 ) -> dict[str, Any]:
-    return update_license(
-        session,
-        admin,
-        license_id,
-        LicenseChanges(enabled=enabled),
-        now=now,
-        action="license.enable" if enabled else "license.disable",
-    )
+    """Enable or disable a license (a bundle license: with its sub-licenses)."""
+    action = "license.enable" if enabled else "license.disable"
+    changes = LicenseChanges(enabled=enabled)
+    answer = update_license(session, admin, license_id, changes, now=now, action=action)
+    for sub in _sub_licenses(session, _owned_license(session, admin, license_id)):
+        update_license(session, admin, sub.id, changes, now=now, action=action)
+    return answer
 
 
 def extend_license(
@@ -434,18 +440,22 @@ def reset_license(
 def delete_license(
     session: Session, admin: Admin, license_id: int, *, force: bool, now: datetime
 ) -> None:
+    """Delete a license (a bundle license: with its sub-licenses), refused while one of them
+    holds a device unless ``force``."""
     admin.require("write")
     license_ = repository.lock_license(session, _owned_license(session, admin, license_id).id)
-    if license_.times_activated > 0 and not force:
-        raise LicensorError(
-            "license_has_active_devices",
-            f"License {license_id} has {license_.times_activated} active "
-            "device(s); deactivate them or use force",
-        )
-    before = _license_out(session, license_)
-    session.delete(license_)
-    session.flush()
-    record(session, admin, "license.delete", "license", license_id, before=before, now=now)
+    for row in [license_, *_sub_licenses(session, license_)]:
+        if row.times_activated > 0 and not force:
+            raise LicensorError(
+                "license_has_active_devices",
+                f"License {row.id} has {row.times_activated} active "
+                "device(s); deactivate them or use force",
+            )
+    for row in [*_sub_licenses(session, license_), license_]:
+        before = _license_out(session, row)
+        session.delete(row)
+        session.flush()
+        record(session, admin, "license.delete", "license", row.id, before=before, now=now)
 
 
 def get_order(session: Session, admin: Admin, order_id: str) -> dict[str, Any]:
@@ -745,6 +755,36 @@ def create_customer(
     view = views.customer_view(customer)
     record(session, admin, "customer.create", "customer", customer.id, after=view, now=now)
     return view
+
+
+def get_company(session: Session, admin: Admin) -> dict[str, Any]:
+    """The caller's company and its settings."""
+    admin.require("read")
+    company = repository.company(session, admin.company_id)
+    assert company is not None
+    return views.company_view(company)
+
+
+COMPANY_CHANGES = ("allow_password_change",)
+
+
+def update_company(
+    session: Session, admin: Admin, changes: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    """Change the company's settings (``allow_password_change``)."""
+    admin.require("write")
+    company = repository.company(session, admin.company_id)
+    assert company is not None
+    before = views.company_view(company)
+    for name, value in changes.items():
+        assert name in COMPANY_CHANGES, name
+        setattr(company, name, value)
+    session.flush()
+    after = views.company_view(company)
+    record(
+        session, admin, "company.update", "company", company.id, before=before, after=after, now=now
+    )
+    return after
 
 
 def list_products(session: Session, admin: Admin) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from licensor.services.auth import (
     in_overlap,
     storable,
 )
-from licensor.services.check import device_in_session
+from licensor.services.check import Checked, device_in_session
 from licensor.services.context import Caller, ServerKeys
 from licensor.services.licensing import DeviceInfo, LicenseRef
 from licensor.services.seats import NO_LIMITS, RateLimits, Transaction, transaction_of
@@ -262,9 +262,7 @@ def deactivate(
     request_id = request_id_of(found)
     tx = transaction_of(session)
     try:
-        checked = device_in_session(session, keys, caller, ref, now=now)
-        if variables:
-            statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
+        checked = record_variables(session, keys, caller, ref, variables, now=now)
         activation.deactivate(
             tx, keys, caller, ref, limits, now=now, offline=True, consumptions=consumptions
         )
@@ -272,6 +270,37 @@ def deactivate(
         _replayed_meanwhile(tx, caller, found, ref.hardware_id)
         raise
     _take_request_id(tx, checked.rows.license.id, request_id, "deactivation", ref.hardware_id, now)
+
+
+def record_variables(
+    session: Session,
+    keys: ServerKeys,
+    caller: Caller,
+    ref: LicenseRef,
+    variables: dict[str, str] | None,
+    *,
+    now: datetime,
+) -> Checked:
+    """Record the device variables a deactivation file carries on ``ref``'s device (which
+    must hold its seat), before the seat is freed."""
+    checked = device_in_session(session, keys, caller, ref, now=now)
+    if variables:
+        tx = transaction_of(session)
+        statements.set_variables(tx.connection, tx.dialect, checked.device.id, variables, now)
+    return checked
+
+
+def take_request_id(
+    tx: Transaction,
+    license_id: int,
+    found: RequestFile,
+    request: str,
+    ref: LicenseRef,
+    now: datetime,
+) -> None:
+    """Take the file's ``request_id`` on ``license_id`` (a bundle's: its bundle license), or
+    ``offline_request_replayed``."""
+    _take_request_id(tx, license_id, request_id_of(found), request, ref.hardware_id, now)
 
 
 def refuse_replay(tx: Transaction, caller: Caller, found: RequestFile, hardware_id: str) -> None:

@@ -204,28 +204,18 @@ def license_signing_bytes(license_: Any, user: Any, hardware_id: str) -> bytes:
     ).encode()
 
 
-def license_body(
+def license_object(
     *,
-    request: str,
-    caller: Caller,
-    keyring: Keyring,
-    algorithm: SignatureAlgorithm,
     terms: LicenseTerms,
-    license_: License,
-    product: Product,
-    customer: Customer | None,
-    user: LicenseUser | None,
-    device: Device,
-    release: ProductRelease | None,
-    variables: list[DeviceVariable] | None,
+    license_: Any,
+    product: Any,
+    customer: Any,
+    user: Any,
     now: datetime,
     include_expired_features: bool = False,
-    date_step_seconds: int = 0,
-    floating: Any = None,
 ) -> dict[str, Any]:
-    """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks).
-    Its ``date`` is ``answer_date(now, ...)``; everything else is computed at ``now``."""
-    key_or_user = user.email if user is not None else (license_.license_key or "")
+    """The license's own fields of a license object (v4 §3.30), no device's: the start of
+    every activation and check answer, and a license of ``/user_licenses``."""
     validity = iso_or_none(license_.validity_period)
     body: dict[str, Any] = {
         "id": license_.id,
@@ -272,6 +262,44 @@ def license_body(
             "product_details": product_details(product),
             "metadata": license_.metadata_,
             **consumption_fields(license_, now),
+        }
+    )
+    return body
+
+
+def license_body(
+    *,
+    request: str,
+    caller: Caller,
+    keyring: Keyring,
+    algorithm: SignatureAlgorithm,
+    terms: LicenseTerms,
+    license_: License,
+    product: Product,
+    customer: Customer | None,
+    user: LicenseUser | None,
+    device: Device,
+    release: ProductRelease | None,
+    variables: list[DeviceVariable] | None,
+    now: datetime,
+    include_expired_features: bool = False,
+    date_step_seconds: int = 0,
+    floating: Any = None,
+) -> dict[str, Any]:
+    """The activation or check answer, with ``license_signature`` (and ``_v2`` for checks).
+    Its ``date`` is ``answer_date(now, ...)``; everything else is computed at ``now``."""
+    key_or_user = user.email if user is not None else (license_.license_key or "")
+    body = license_object(
+        terms=terms,
+        license_=license_,
+        product=product,
+        customer=customer,
+        user=user,
+        now=now,
+        include_expired_features=include_expired_features,
+    )
+    body.update(
+        {
             "device_id": device.id,
             "is_borrowed": False,
             "borrowed_until": None,

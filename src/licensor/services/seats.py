@@ -16,7 +16,7 @@ from sqlalchemy import Dialect
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
-from licensor.core.keys import normalize_license_key
+from licensor.core.keys import bundle_key_lookup, normalize_license_key
 from licensor.core.licensing import AuthorizationMethod, LicenseTerms, decide_device_access
 from licensor.services import auth, rate_limit
 from licensor.services.context import Caller, ServerKeys
@@ -104,7 +104,7 @@ def _read(
     if by_user:
         lookup: dict[str, Any] = {"email": _username(ref)}
     else:
-        lookup = {"key_lookup": normalize_license_key(ref.license_key or "")}
+        lookup = {"key_lookup": key_lookup_of(ref)}
     return statements.seat_rows(
         tx.connection,
         tx.dialect,
@@ -121,6 +121,15 @@ def _read(
         api_key=who.pairs["apikey"] if isinstance(who, Credentials) else None,
         **lookup,
     )
+
+
+def key_lookup_of(ref: LicenseRef) -> str:
+    """The lookup form of the license key ``ref`` names: of its bundle's sub-license for its
+    product when it names a ``bundle_code``."""
+    found = normalize_license_key(ref.license_key or "")
+    if ref.bundle_code:
+        return bundle_key_lookup(found, ref.bundle_code, ref.product)
+    return found
 
 
 def over_limits(
@@ -215,6 +224,8 @@ def _named(
     refusal = product_refusal(product, caller)
     if refusal is not None:
         raise LicensorError(refusal)
+    if product.bundle_items is not None:
+        raise LicensorError("bundle_activation_required")
     user_based = product.authorization_method == AuthorizationMethod.USER
     if user_based:
         if username is None:

@@ -12,6 +12,7 @@ from licensor.store.models import (
     ApiKey,
     AuditEntry,
     BlacklistEntry,
+    Company,
     ConsumptionEvent,
     Customer,
     Device,
@@ -176,8 +177,18 @@ def product_view(product: Product) -> dict[str, Any]:
         "archived": product.archived,
         "custom_fields": product.custom_fields,
         "features": product.features,
+        "bundle": product.bundle_items,
         "metadata": product.metadata_,
         "created_at": _iso(product.created_at),
+    }
+
+
+def company_view(company: Company) -> dict[str, Any]:
+    return {
+        "id": company.id,
+        "name": company.name,
+        "oauth_required": company.oauth_required,
+        "allow_password_change": company.allow_password_change,
     }
 
 

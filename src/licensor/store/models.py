@@ -76,6 +76,10 @@ class Company(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     oauth_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # License users may change their password (POST /api/v4/change_password).
+    allow_password_change: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -173,6 +177,9 @@ class Product(Base):
     activation_lookup_fields: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     # Feature definitions (core.features): read with the product, no extra query on checks.
     features: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+    # A bundle product: the short codes of its sub-products, in order (null: not a bundle). Its
+    # licenses hold one sub-license per sub-product (core.keys.bundle_key_lookup).
+    bundle_items: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ProductRelease(Base):

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from licensor.core.keys import bundle_key_lookup
 from licensor.store.models import (
     ApiKey,
     AuthorizationCode,
@@ -154,6 +155,24 @@ def license_by_key(
         statement = statement.with_for_update()
     result: License | None = session.scalars(statement).one_or_none()
     return result
+
+
+def sub_licenses(session: Session, bundle: License, bundle_product: Product) -> Sequence[License]:
+    """The sub-licenses of a bundle license (``core.keys.bundle_key_lookup``), in the bundle's
+    product order."""
+    if bundle_product.bundle_items is None or not bundle.key_lookup:
+        return []
+    lookups = [
+        bundle_key_lookup(bundle.key_lookup, bundle_product.short_code, code)
+        for code in bundle_product.bundle_items
+    ]
+    found = session.scalars(
+        select(License).where(
+            License.company_id == bundle.company_id, License.key_lookup.in_(lookups)
+        )
+    ).all()
+    order = {lookup: i for i, lookup in enumerate(lookups)}
+    return sorted(found, key=lambda row: order[row.key_lookup or ""])
 
 
 def lock_license(session: Session, license_id: int) -> License:
@@ -374,6 +393,53 @@ def license_user_on_license(session: Session, license_id: int, email: str) -> Li
     return session.scalars(
         select(LicenseUser).where(LicenseUser.license_id == license_id, LicenseUser.email == email)
     ).one_or_none()
+
+
+USERS_PER_EMAIL = 100  # (the licenses one user may hold in one company: read at most this many)
+
+
+def users_by_email(
+    session: Session,
+    company_id: int,
+    email: str,
+    *,
+    product_id: int | None = None,
+    customer_id: int | None = None,
+    license_id: int | None = None,
+    lock: bool = False,
+) -> Sequence[tuple[LicenseUser, License]]:
+    """The license-user rows of ``email`` in the company (of a product's, a customer's or one
+    license's licenses when given), with their licenses, oldest first."""
+    statement = (
+        select(LicenseUser, License)
+        .join(License, License.id == LicenseUser.license_id)
+        .where(License.company_id == company_id, LicenseUser.email == email)
+    )
+    if product_id is not None:
+        statement = statement.where(License.product_id == product_id)
+    if customer_id is not None:
+        statement = statement.where(License.customer_id == customer_id)
+    if license_id is not None:
+        statement = statement.where(License.id == license_id)
+    statement = statement.order_by(License.id).limit(USERS_PER_EMAIL)
+    if lock:
+        statement = statement.with_for_update(of=LicenseUser)
+    return [(user, license_) for user, license_ in session.execute(statement).tuples()]
+
+
+def users_of_customer(
+    session: Session, product_id: int, customer_id: int, *, license_id: int | None = None
+) -> Sequence[tuple[LicenseUser, License]]:
+    """The license users of the customer's licenses of a product, with their licenses."""
+    statement = (
+        select(LicenseUser, License)
+        .join(License, License.id == LicenseUser.license_id)
+        .where(License.product_id == product_id, License.customer_id == customer_id)
+    )
+    if license_id is not None:
+        statement = statement.where(License.id == license_id)
+    statement = statement.order_by(License.id, LicenseUser.id)
+    return [(user, license_) for user, license_ in session.execute(statement).tuples()]
 
 
 # -- rate limits -------------------------------------------------------------------------------

@@ -351,6 +351,20 @@ def get_customer(request: Request, customer_id: RowId) -> Response:
     return _run(request, lambda s, a, _: management.get_customer(s, a, customer_id))
 
 
+@router.get("/company", dependencies=READ)
+def get_company(request: Request) -> Response:
+    """The caller's company and its settings."""
+    return _run(request, lambda s, a, _: management.get_company(s, a))
+
+
+@router.patch("/company", dependencies=WRITE)
+def update_company(request: Request, body: schemas.UpdateCompany) -> Response:
+    """Change the company's settings: ``allow_password_change`` (license users' passwords
+    through ``/api/v4/change_password``)."""
+    changes = body.changes()
+    return _run(request, lambda s, a, _: management.update_company(s, a, changes, now=now()))
+
+
 @router.get("/products", dependencies=READ)
 def list_products(request: Request) -> Response:
     return _run(request, lambda s, a, _: {"items": management.list_products(s, a)})
@@ -373,6 +387,7 @@ def create_product(request: Request, body: schemas.CreateProduct) -> Response:
         floating_timeout=body.floating_timeout,
         can_borrow=body.can_borrow,
         max_borrow_time=body.max_borrow_time,
+        bundle=body.bundle,
     )
     return _run(
         request, lambda s, a, _: management.create_product(s, a, spec, now=now()), status=201

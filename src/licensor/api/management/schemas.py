@@ -172,6 +172,22 @@ class CreateProduct(_Body):
     can_borrow: bool = False
     max_borrow_time: Annotated[int, Field(ge=0, le=100_000)] = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # a bundle product: the short codes of its (key-based) sub-products
+    bundle: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=100), NoNul]],
+            Field(min_length=1, max_length=50),
+        ]
+        | None
+    ) = None
+
+
+class UpdateCompany(_Body):
+    allow_password_change: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given (``management.update_company``'s ``changes``)."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
 
 
 class UpdateProduct(_Body):

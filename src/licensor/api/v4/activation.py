@@ -668,9 +668,11 @@ class ActivationFront:
         db = state.db
         try:
             if prepared.file is not None:
-                return offline.write_file(
+                written = offline.write_file(
                     state, prepared.file, prepared.now, wait=wait, queue_held=queue_held
                 )
+                assert not isinstance(written, list)  # (a bundle's file is the route's)
+                return written
             with db.fast_write(wait=wait, queue_held=queue_held) as connection:
                 return _WRITES[type(prepared.data)](
                     seats.Transaction(connection, db.dialect), state, prepared

@@ -16,14 +16,18 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from licensor.api.errors import describe_validation
+from licensor.api.middleware import accepted_algorithm
 from licensor.api.state import AppState, app_state
 from licensor.api.v4 import schemas
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
-from licensor.protocol.signing import compact_json
+from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import (
     auth,
+    bundles,
+    check,
     license_features,
+    license_users,
     licensing,
     rate_limit,
     releases,
@@ -210,10 +214,13 @@ def license_ref(data: schemas.LicenseIdentity, password: str | None = None) -> l
         username=data.username,
         password=password,
         license_id=data.license_id,
+        bundle_code=data.bundle_code,
     )
 
 
-def sso_user(state: AppState, caller: Caller, data: schemas.LicenseIdentity) -> sso.SsoUser | None:
+def sso_user(
+    state: AppState, caller: Caller, data: schemas.LicenseIdentity | schemas.UserLicensesQuery
+) -> sso.SsoUser | None:
     """The user single sign-on credentials name, or ``None`` when none came. Called before the
     write transaction, in a read one of its own: it may ask the identity provider, over the
     network, and SQLite's write lock must not wait for it."""
@@ -414,6 +421,151 @@ def installation_file(request: Request) -> Response:
             channel=query.channel,
             now=now,
         )
+    return json_answer(answer)
+
+
+def signature_algorithm(request: Request) -> SignatureAlgorithm:
+    """The algorithm of the license signatures in the answer (``Licensor-Accept-Signature``)."""
+    return accepted_algorithm(request.headers.get("licensor-accept-signature", ""))
+
+
+@route("POST", "/activate_bundle", openapi_extra=body_doc(schemas.ActivateRequest))
+def activate_bundle(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Activate every sub-license of a bundle on this device, or none: an array of license
+    objects, one per sub-product."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    data = parse_json(raw, schemas.ActivateRequest)
+    algorithm = signature_algorithm(request)
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
+        done = bundles.activate(
+            session,
+            state.keys,
+            caller,
+            license_ref(data, data.password),
+            device_info(data),
+            now=now,
+            variables=variables_as_text(data.variables),
+            algorithm=algorithm,
+        )
+    return json_answer(bundles.answer(done, state.keys, algorithm))
+
+
+@route("GET", "/check_bundle", openapi_extra=query_doc(schemas.CheckQuery))
+def check_bundle(request: Request) -> Response:
+    """The check answer of every sub-license of a bundle on this device (an array)."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.CheckQuery)
+    algorithm = signature_algorithm(request)
+
+    def checked(session: Session, *, may_write: bool) -> list[dict[str, Any]]:
+        return bundles.checked(
+            session,
+            state.keys,
+            caller,
+            license_ref(query),
+            device_info(query),
+            now=now,
+            algorithm=algorithm,
+            include_expired_features=query.include_expired_features,
+            may_write=may_write,
+        )
+
+    with failures_counted(request, state, caller, query, now):
+        try:
+            with state.db.transaction() as session:
+                answer = checked(session, may_write=False)
+        except check.DeviceTouchNeeded:  # (device facts or a floating slot to record)
+            with state.db.transaction(write=True) as session:
+                answer = checked(session, may_write=True)
+    return json_answer(answer)
+
+
+@route("POST", "/deactivate_bundle", openapi_extra=body_doc(schemas.DeactivateRequest))
+def deactivate_bundle(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Free this device's seat on every sub-license of a bundle that holds it."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    data = parse_json(raw, schemas.DeactivateRequest)
+    if data.consumptions is not None:
+        raise LicensorError(
+            "validation_error", "consumptions: report them on each sub-license (add_consumption)"
+        )
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
+        answer = bundles.deactivate(session, state.keys, caller, license_ref(data), now=now)
+    return json_answer(answer)
+
+
+@route("POST", "/change_password", openapi_extra=body_doc(schemas.ChangePasswordRequest))
+def change_password(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """A license user's new password, on the licenses their current one opens."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    data = parse_json(raw, schemas.ChangePasswordRequest)
+    with (
+        failures_counted(request, state, caller, data, now),
+        state.db.transaction(write=True) as session,
+    ):
+        answer = license_users.change_password(
+            session,
+            caller,
+            username=data.username,
+            password=data.password,
+            new_password=data.new_password,
+            now=now,
+        )
+    return json_answer(answer)
+
+
+@route("GET", "/customer_license_users", openapi_extra=query_doc(schemas.CustomerLicenseUsersQuery))
+def customer_license_users(request: Request) -> Response:
+    """A customer (by e-mail) and the license users of its licenses of a user-based product."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.CustomerLicenseUsersQuery)
+    with state.db.transaction() as session:
+        answer = license_users.customer_license_users(
+            session, caller, product=query.product, customer=query.customer
+        )
+    return json_answer(answer)
+
+
+@route("GET", "/user_licenses", openapi_extra=query_doc(schemas.UserLicensesQuery))
+def user_licenses(request: Request) -> Response:
+    """The licenses of a product a license user holds (by password or single sign-on)."""
+    state = app_state(request)
+    now = utcnow()
+    caller = request_caller(state, request, now)
+    query = parse_query(request, schemas.UserLicensesQuery)
+    with failures_counted(request, state, caller, query, now):
+        user = sso_user(state, caller, query)
+        if user is None and not (query.username and query.password):
+            missing = [n for n in ("username", "password") if not getattr(query, n)]
+            raise LicensorError(
+                "missing_parameters",
+                "Some parameters are missing in the request: " + ", ".join(missing) + ".",
+            )
+        with state.db.transaction() as session:
+            answer = license_users.user_licenses(
+                session,
+                caller,
+                product=query.product,
+                username=user.email if user is not None else query.username or "",
+                password=None if user is not None else query.password,
+                now=now,
+            )
     return json_answer(answer)
 
 

@@ -37,13 +37,16 @@ from licensor.api.v4.endpoints import (
 )
 from licensor.core.errors import LicensorError
 from licensor.protocol.offline import MAX_FILE_BYTES, RequestFile, license_file
-from licensor.services import activation, offline, rate_limit, seats
+from licensor.services import activation, bundles, offline, rate_limit, seats
 from licensor.services.context import Caller
 from licensor.services.licensing import LicenseRef
 
 log = logging.getLogger("licensor.api")
 
 DEACTIVATED = b'"license_deactivated"'
+# what a file's write transaction made: an activation, a bundle's activations, or None (a
+# deactivation)
+Written = activation.Activated | list[activation.Activated] | None
 
 FILE_DOC: dict[str, Any] = {
     "requestBody": {
@@ -96,12 +99,13 @@ class FileRequest:
     caller: Caller
     ref: LicenseRef
     limits: seats.RateLimits
+    bundle: bool = False  # a bundle's file (``/activate_bundle_offline``, ...)
 
     @property
     def slow(self) -> bool:
         """Whether the write must not hold the event loop: a deactivation (an ORM
         transaction) or a password to verify (Argon2)."""
-        return self.kind == "deactivation" or bool(self.data.password)
+        return self.kind == "deactivation" or self.bundle or bool(self.data.password)
 
 
 def read_file(
@@ -114,6 +118,7 @@ def read_file(
     company_id: int | None = None,
     actor: str | None = None,
     known: Caller | None = None,
+    bundle: bool = False,
 ) -> FileRequest:
     """Read the request file ``content`` -- ``request`` "activation" or "deactivation", or
     ``None`` for whichever the file asks -- and authenticate the caller it names (one
@@ -140,7 +145,8 @@ def read_file(
         caller = replace(caller, actor=actor)
     policy = rate_limit.Policy.of(state.settings)
     limits = seats.RateLimits(policy, failure_buckets(policy, host, caller.company_id, data))
-    return FileRequest(kind, found, data, caller, license_ref(data, data.password), limits)
+    ref = license_ref(data, data.password)
+    return FileRequest(kind, found, data, caller, ref, limits, bundle)
 
 
 def write_file(
@@ -150,12 +156,37 @@ def write_file(
     *,
     wait: bool = True,
     queue_held: bool = False,
-) -> activation.Activated | None:
-    """The file's write transaction: the activation (``Activated``: its answer is signed after
-    the commit by ``file_body``) or the deactivation (``None``). A refusal
+) -> Written:
+    """The file's write transaction: the activation (``Activated``, a bundle's a list of them:
+    its answer is signed after the commit by ``file_body``) or the deactivation (``None``).
+    A refusal
     (``LicensorError``) leaves nothing written (counting it is the caller's: ``limits``);
     ``wait`` and ``queue_held`` as for ``Database.fast_write`` (an activation only)."""
     data = file.data
+    if file.bundle:
+        with state.db.transaction(write=True) as session:
+            if isinstance(data, schemas.ActivateRequest):
+                return bundles.activate(
+                    session,
+                    state.keys,
+                    file.caller,
+                    file.ref,
+                    device_info(data),
+                    now=now,
+                    variables=variables_as_text(data.variables),
+                    algorithm=offline.algorithm_of(file.found),
+                    offline_file=file.found,
+                )
+            bundles.deactivate(
+                session,
+                state.keys,
+                file.caller,
+                file.ref,
+                now=now,
+                offline_file=file.found,
+                variables=variables_as_text(data.variables),
+            )
+        return None
     if isinstance(data, schemas.ActivateRequest):
         with state.db.fast_write(wait=wait, queue_held=queue_held) as connection:
             return offline.activate(
@@ -184,11 +215,13 @@ def write_file(
     return None
 
 
-def file_body(state: AppState, file: FileRequest, written: activation.Activated | None) -> bytes:
+def file_body(state: AppState, file: FileRequest, written: Written) -> bytes:
     """The answer's body: the license file's JSON, signed now (committed), or
     ``"license_deactivated"``."""
     if written is None:
         return DEACTIVATED
+    if isinstance(written, list):
+        return bundles.answer_file(written, state.keys, offline.algorithm_of(file.found))
     return offline.answer_file(written, state.keys, file.found)
 
 
@@ -202,6 +235,7 @@ def take_file(
     company_id: int | None = None,
     actor: str | None = None,
     known: Caller | None = None,
+    bundle: bool = False,
 ) -> TakenFile:
     """Take the request file ``content`` in this thread (``read_file``, ``write_file``,
     ``file_body``). A refusal (``LicensorError``) leaves nothing written but its rate-limit
@@ -215,6 +249,7 @@ def take_file(
         company_id=company_id,
         actor=actor,
         known=known,
+        bundle=bundle,
     )
     try:
         written = write_file(state, file, now)
@@ -250,7 +285,7 @@ async def file_of(request: Request) -> bytes:
     return part.encode()
 
 
-async def _answer(request: Request, kind: str) -> Response:
+async def _answer(request: Request, kind: str, *, bundle: bool = False) -> Response:
     state = app_state(request)
     now = utcnow()
 
@@ -258,7 +293,7 @@ async def _answer(request: Request, kind: str) -> Response:
     content = await file_of(request)
     host = request.client.host if request.client else None
     taken = await run_in_threadpool(
-        take_file, state, content, kind, host=host, now=now, known=caller
+        take_file, state, content, kind, host=host, now=now, known=caller, bundle=bundle
     )
     return Response(taken.body, media_type="application/json")
 
@@ -273,3 +308,16 @@ async def activate_offline(request: Request) -> Response:
 async def deactivate_offline(request: Request) -> Response:
     """Free a device's seat from its deactivation request file."""
     return await _answer(request, "deactivation")
+
+
+@route("POST", "/activate_bundle_offline", openapi_extra=FILE_DOC)
+async def activate_bundle_offline(request: Request) -> Response:
+    """Activate every sub-license of a bundle from a request file (all or none); the answer
+    is the bundle's license file: ``licenses`` and ``bundle_signature_v2``."""
+    return await _answer(request, "activation", bundle=True)
+
+
+@route("POST", "/deactivate_bundle_offline", openapi_extra=FILE_DOC)
+async def deactivate_bundle_offline(request: Request) -> Response:
+    """Free a device's seat on every sub-license of a bundle from a deactivation file."""
+    return await _answer(request, "deactivation", bundle=True)

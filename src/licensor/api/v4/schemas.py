@@ -52,6 +52,8 @@ class LicenseIdentity(_Request):
     license_key: LicenseKey | None = None
     username: Username | None = None
     license_id: LicenseId | None = None
+    # a bundle's sub-license: the bundle's product code, with the bundle's key (v4 §3.7)
+    bundle_code: ProductCode | None = None
 
 
 class DeviceFields(_Request):
@@ -206,3 +208,28 @@ class TrialKeyQuery(_Request):
     first_name: Str200 = ""
     last_name: Str200 = ""
     phone: Str50 = ""
+
+
+class ChangePasswordRequest(_Request):
+    """``POST /api/v4/change_password`` (v4 §3.17): a license user's new password."""
+
+    username: Username
+    password: Password
+    new_password: Password
+
+
+class CustomerLicenseUsersQuery(_Request):
+    """``GET /api/v4/customer_license_users`` (v4 §3.20): the license users of a customer's
+    licenses of a user-based product."""
+
+    product: ProductCode
+    customer: Email
+
+
+class UserLicensesQuery(SsoFields):
+    """``GET /api/v4/user_licenses`` (v4 §3.21): a license user's licenses, the user named by
+    ``username`` + ``password`` or by single sign-on."""
+
+    product: ProductCode
+    username: Username | None = None
+    password: Password | None = None
