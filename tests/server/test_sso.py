@@ -433,3 +433,13 @@ def test_client_library_sso_flow(
         client.deactivate()
     with pytest.raises(SsoLoginFailed):
         sso_activate(client, ACCOUNT, open_url=lambda url: None, timeout=0.5)
+
+
+def test_user_licenses_by_single_sign_on(sso_server: Server, provider: OidcProvider) -> None:
+    params, nonce = login(sso_server, "token", "http://127.0.0.1:8123/callback")
+    sso = {"customer_account_code": ACCOUNT, "id_token": params["id_token"], "nonce": nonce}
+    answer = sso_server.api.call("GET", "/api/v4/user_licenses", params={"product": "sso", **sso})
+    assert answer.status_code == 200, answer.text
+    (item,) = answer.json()
+    assert item["user"]["email"] == EMAIL and item["license"]["username"] == EMAIL
+    assert item["license"]["max_activations"] == 3

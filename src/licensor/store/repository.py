@@ -424,7 +424,7 @@ def users_by_email(
     statement = statement.order_by(License.id).limit(USERS_PER_EMAIL)
     if lock:
         statement = statement.with_for_update(of=LicenseUser)
-    return [(user, license_) for user, license_ in session.execute(statement).tuples()]
+    return [(user, license_) for user, license_ in session.execute(statement)]
 
 
 def users_of_customer(
@@ -439,7 +439,7 @@ def users_of_customer(
     if license_id is not None:
         statement = statement.where(License.id == license_id)
     statement = statement.order_by(License.id, LicenseUser.id)
-    return [(user, license_) for user, license_ in session.execute(statement).tuples()]
+    return [(user, license_) for user, license_ in session.execute(statement)]
 
 
 # -- rate limits -------------------------------------------------------------------------------
