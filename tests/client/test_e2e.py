@@ -861,3 +861,56 @@ def test_tk_wizard_without_internet(
     release = (tmp_path / "ls_deactivation.req").read_bytes()
     assert _hand_in(real_server, "deactivate", release).json() == "license_deactivated"
     assert _active_devices(real_server, key) == []
+
+
+def test_bundles_through_the_client(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer
+) -> None:
+    for code in ("editor", "viewer"):
+        real_server.cli("product", "create", code, "--name", code.title())
+    made = real_server.cli(
+        "product", "create", "suite", "--name", "Suite", "--bundle", "editor,viewer"
+    )
+    assert made["bundle"] == ["editor", "viewer"]
+    key = real_server.cli("license", "create", "--product", "suite")["license_key"]
+    suite = make_real_client(product="suite")
+    licenses = suite.activate_bundle(key)
+    assert sorted(licenses) == ["editor", "viewer"]
+    assert all(found.status == "active" and found.license_key == key for found in licenses.values())
+    # each product of the bundle validates at start-up as any license, online too
+    editor = make_real_client(product="editor", bundle="suite")
+    assert editor.validate(online=False).status == "active"
+    assert editor.check().checked_online
+    # a second computer cannot take the bundle's only seat, on any product
+    other = make_real_client(product="suite", hardware_id="another-computer")
+    with pytest.raises(LicenseRefused) as refused:
+        other.activate_bundle(key)
+    assert refused.value.code == "license_activated_max_times"
+    suite.deactivate_bundle(key)
+    assert editor.stored_license() is None
+    assert make_real_client(product="viewer", bundle="suite").stored_license() is None
+    assert other.activate_bundle(key)["viewer"].status == "active"
+
+
+def test_license_users_through_the_client(
+    make_real_client: Callable[..., LicenseClient], real_server: RealServer, tmp_path: Path
+) -> None:
+    for _ in range(2):
+        real_server.cli(
+            "license", "create", "--product", "team", "--user", "bea@example.com",
+            "--password", "pw-initial-1", "--max-activations", "2",
+        )  # fmt: skip
+    team = make_real_client(product="team", storage_dir=tmp_path / "bea")
+    team.change_password("bea@example.com", "pw-initial-1", "pw-changed-2")
+    with pytest.raises(LicenseRefused) as wrong:
+        team.change_password("bea@example.com", "pw-initial-1", "pw-changed-3")
+    assert wrong.value.code == "invalid_credentials"
+    held = team.user_licenses("bea@example.com", "pw-changed-2")
+    assert len(held) == 2 and all(h.enabled and h.user_max_activations == 2 for h in held)
+    # the second license, picked: its checks stay on it
+    picked = team.activate(
+        username="bea@example.com", password="pw-changed-2", license_id=held[1].id
+    )
+    assert picked.raw["id"] == held[1].id
+    assert team.check().raw["id"] == held[1].id
+    team.deactivate()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from licensor.api.errors import describe_validation
-from licensor.api.management.schemas import CreateRelease, UpdateProduct
+from licensor.api.management.schemas import CreateRelease, UpdateCompany, UpdateProduct
 from licensor.core.errors import LicensorError
 from licensor.protocol.signing import parse_iso_datetime
 from licensor.secrets_at_rest import MasterKey
@@ -146,6 +146,11 @@ def dispatch(
         return management.get_customer(session, admin, int(m.group(1)))
     if method == "GET" and (m := match(r"/orders/(.+)")):
         return management.get_order(session, admin, m.group(1))
+    if path == "/company":
+        if method == "GET":
+            return management.get_company(session, admin)
+        changes = _validated(UpdateCompany, body).changes()
+        return management.update_company(session, admin, changes, now=now)
     if method == "PATCH" and (m := match(r"/products/([^/]+)")):
         changes = _validated(UpdateProduct, body).changes()
         return management.update_product(session, admin, m.group(1), changes, now=now)

@@ -166,6 +166,30 @@ def company_create(name: str, as_json: JsonFlag = False) -> None:
     emit(as_json, data, f"Company {name} created (id {data['id']}).")
 
 
+@company_app.command("settings")
+def company_settings(
+    company: CompanyOption = None,
+    allow_password_change: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-password-change/--no-allow-password-change",
+            help="License users may change their password (/api/v4/change_password)",
+        ),
+    ] = None,
+    server: ServerOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the company's settings, or change them."""
+    api = _admin.backend(server, company)
+    if allow_password_change is None:
+        found = _admin.call(api, "GET", "/company")
+    else:
+        body = {"allow_password_change": allow_password_change}
+        found = _admin.call(api, "PATCH", "/company", body=body)
+    text = "\n".join(f"{name:24} {value}" for name, value in found.items())
+    emit(as_json, found, text)
+
+
 @api_key_app.command("create")
 def api_key_create(
     company: CompanyOption = None,
@@ -242,9 +266,14 @@ def product_create(
     max_borrow_hours: Annotated[
         int | None, typer.Option(min=1, help="Allow borrowing a seat for up to N hours")
     ] = None,
+    bundle: Annotated[
+        list[str] | None,
+        typer.Option(help="A bundle of these products (repeat, or comma-separated)"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a product."""
+    """Create a product (``--bundle``: a bundle product; its licenses hold one license of each
+    product in it, under one key)."""
     current = settings()
     with transaction(current) as session:
         owner = catalogue.resolve_company(session, company)
@@ -265,6 +294,9 @@ def product_create(
                 floating_timeout=floating_timeout or 0,
                 can_borrow=max_borrow_hours is not None,
                 max_borrow_time=max_borrow_hours or 0,
+                bundle=[c.strip() for item in bundle for c in item.split(",") if c.strip()]
+                if bundle
+                else None,
             ),
         )
         data = {
@@ -272,6 +304,7 @@ def product_create(
             "short_code": product.short_code,
             "name": product.name,
             "authorization_method": product.authorization_method,
+            "bundle": product.bundle_items,
         }
     emit(as_json, data, f"Product {code} created (id {data['id']}).")
 

@@ -34,6 +34,7 @@ from licensor.client._license import (
     ProductDetails,
     Release,
     Trial,
+    UserLicense,
 )
 from licensor.client.hardware import Binding
 from licensor.protocol.signing import PublicKeySet
@@ -103,6 +104,7 @@ __all__ = [
     "TamperedLicense",
     "Trial",
     "UntrustedResponse",
+    "UserLicense",
     "WrongComputer",
     "load_public_keys",
     "sso_activate",

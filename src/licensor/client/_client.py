@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import os
 import threading
 import time
@@ -59,6 +60,7 @@ from licensor.client._license import (
     ProductDetails,
     Release,
     Trial,
+    UserLicense,
     evaluate,
     feature_from,
     installation_file_from,
@@ -66,6 +68,7 @@ from licensor.client._license import (
     releases_from,
     server_date,
     trial_from,
+    user_licenses_from,
     variables_from,
 )
 from licensor.client._store import (
@@ -170,6 +173,7 @@ class _ClientCore:
         app_ver: str | None = None,
         send_device_facts: bool = True,
         clock: Callable[[], datetime] | None = None,
+        bundle: str | None = None,
     ) -> None:
         if not isinstance(credentials, HmacCredentials | OAuthCredentials):
             raise TypeError("credentials must be HmacCredentials or OAuthCredentials")
@@ -191,6 +195,7 @@ class _ClientCore:
         self.app_ver = app_ver
         self.send_device_facts = send_device_facts
         self._clock = clock or _utc_now
+        self.bundle = bundle
         self._tokens = TokenCache()
         self._store: LicenseStore | None = None
 
@@ -228,6 +233,8 @@ class _ClientCore:
         username: str | None,
         password: str | None,
         variables: Mapping[str, Any] | None,
+        path: str = "activate_license",
+        license_id: int | None = None,
     ) -> _Request:
         if (license_key is None) == (username is None):
             raise ValueError("give either license_key or username (with password)")
@@ -239,24 +246,75 @@ class _ClientCore:
         else:
             body["username"] = username
             body["password"] = password
+        if self.bundle is not None:
+            body["bundle_code"] = self.bundle
+        if license_id is not None:
+            body["license_id"] = license_id
         body.update(self._device_fields())
         if variables:
             body["variables"] = dict(variables)
-
-        return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
+        return _Request("POST", path, json=body, idempotency_key=str(uuid.uuid4()))
 
     def _identity(self, holder: StoredLicense | Mapping[str, Any]) -> dict[str, Any]:
         """``hardware_id``, ``product`` and ``license_key`` or ``username`` for a request."""
         if isinstance(holder, StoredLicense):
             license_key, username = holder.license_key, holder.username
+            license_id = _license_id(holder) if username is not None else None
         else:
             license_key, username = holder.get("license_key"), holder.get("username")
+            license_id = holder.get("license_id")
         identity: dict[str, Any] = {"hardware_id": self.hardware_id, "product": self.product}
         if license_key is not None:
             identity["license_key"] = license_key
         else:
             identity["username"] = username
+            if license_id is not None:  # (a user of several licenses: the one activated)
+                identity["license_id"] = license_id
+        if self.bundle is not None:
+            identity["bundle_code"] = self.bundle
         return identity
+
+    # ------------------------------------------------------------------ bundles, users
+
+    def _sub_client(self, product: str) -> Self:
+        """This client for one product of the bundle ``self.product`` (same server, keys,
+        credentials, storage and HTTP client)."""
+        sub = copy.copy(self)
+        sub.product, sub.bundle, sub._store = product, self.product, None
+        return sub
+
+    def _bundle_products(self, answer: VerifiedAnswer) -> list[str]:
+        """The products of a bundle answer (an array of license objects for this computer)."""
+        items = answer.data
+        if not isinstance(items, list) or not items:
+            raise UntrustedResponse("the bundle answer is not a list of licenses")
+        codes = []
+        for item in items:
+            details = item.get("product_details") if isinstance(item, dict) else None
+            code = details.get("short_code") if isinstance(details, dict) else None
+            if not isinstance(code, str) or item.get("hardware_id") != self.hardware_id:
+                raise UntrustedResponse("the bundle answer is not for this computer")
+            codes.append(code)
+        return codes
+
+    def _bundle_request(self, path: str, license_key: str) -> _Request:
+        identity: dict[str, Any] = {
+            "hardware_id": self.hardware_id,
+            "product": self.product,
+            "license_key": license_key,
+        }
+        if path == "check_bundle":
+            identity.update(self._device_fields())
+            return _Request("GET", path, params={k: _query_value(v) for k, v in identity.items()})
+        return _Request("POST", path, json=identity)
+
+    def _change_password_request(self, username: str, password: str, new: str) -> _Request:
+        body = {"username": username, "password": password, "new_password": new}
+        return _Request("POST", "change_password", json=body)
+
+    def _user_licenses_request(self, username: str, password: str) -> _Request:
+        params = {"product": self.product, "username": username, "password": password}
+        return _Request("GET", "user_licenses", params=params)
 
     @property
     def _journal(self) -> Journal:
@@ -681,6 +739,13 @@ class _ClientCore:
         return _Request("POST", "activate_license", json=body, idempotency_key=str(uuid.uuid4()))
 
 
+def _license_id(stored: StoredLicense) -> int | None:
+    """The id of the license a stored activation is of."""
+    body = _json(stored.activation.body)
+    found = body.get("id") if isinstance(body, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
 def _refusal(error: LicenseRefused) -> LicenseRefused:
     """The refusal to raise: ``NoSeatAvailable`` for a floating license's "no seat free"."""
     if error.code == "floating_not_available" and not isinstance(error, NoSeatAvailable):
@@ -912,11 +977,14 @@ class LicenseClient(_ClientCore):
         username: str | None = None,
         password: str | None = None,
         variables: Mapping[str, Any] | None = None,
+        license_id: int | None = None,
         timeout: float | None = None,
     ) -> License:
         """Activate this computer online and store the computer-bound license."""
-        request = self._activate_request(license_key, username, password, variables)
-        identity = {"license_key": license_key, "username": username}
+        request = self._activate_request(
+            license_key, username, password, variables, license_id=license_id
+        )
+        identity = {"license_key": license_key, "username": username, "license_id": license_id}
         with self.store.lock:
             try:
                 answer = self._send(request, timeout)
@@ -996,6 +1064,59 @@ class LicenseClient(_ClientCore):
             if answer.data != "license_deactivated":
                 raise UntrustedResponse("unexpected deactivation answer")
         self._forget()
+
+    def activate_bundle(
+        self,
+        license_key: str,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, License]:
+        """Activate this computer on every product of the bundle ``product`` (all of them or
+        none) and store each product's license: a client of one of them
+        (``LicenseClient(..., product="editor", bundle="suite")``) then validates it at
+        start-up as any other. The licenses by product code."""
+        request = self._activate_request(license_key, None, None, variables, "activate_bundle")
+        codes = self._bundle_products(self._send(request, timeout))
+        identity = {"license_key": license_key, "username": None}
+        licenses = {}
+        for code in codes:
+            sub = self._sub_client(code)
+            with sub.store.lock:
+                answer = sub._send(sub._check_request(identity), timeout)
+                licenses[code] = sub._save_activation(answer, identity)
+        return licenses
+
+    def deactivate_bundle(self, license_key: str, *, timeout: float | None = None) -> None:
+        """Free this computer's seat on every product of the bundle and remove their stored
+        licenses."""
+        codes = self._bundle_products(
+            self._send(self._bundle_request("check_bundle", license_key), timeout)
+        )
+        answer = self._send(self._bundle_request("deactivate_bundle", license_key), timeout)
+        if answer.data != "license_deactivated":
+            raise UntrustedResponse("unexpected deactivation answer")
+        for code in codes:
+            self._sub_client(code)._forget()
+
+    def change_password(
+        self, username: str, password: str, new_password: str, *, timeout: float | None = None
+    ) -> None:
+        """Give the license user ``username`` a new password (``LicenseRefused``:
+        ``invalid_credentials`` for a wrong one, ``change_password_not_allowed``)."""
+        answer = self._send(
+            self._change_password_request(username, password, new_password), timeout
+        )
+        if answer.data != "password_changed":
+            raise UntrustedResponse("unexpected answer to a password change")
+
+    def user_licenses(
+        self, username: str, password: str, *, timeout: float | None = None
+    ) -> list[UserLicense]:
+        """The licenses of this product the user ``username`` holds, to pick one from (its
+        ``id`` then goes to ``activate(..., license_id=...)``)."""
+        answer = self._send(self._user_licenses_request(username, password), timeout)
+        return user_licenses_from(answer.data)
 
     def trial(
         self, *, email: str | None = None, timeout: float | None = None, **fields: str
@@ -1302,10 +1423,13 @@ class AsyncLicenseClient(_ClientCore):
         username: str | None = None,
         password: str | None = None,
         variables: Mapping[str, Any] | None = None,
+        license_id: int | None = None,
         timeout: float | None = None,
     ) -> License:
-        request = self._activate_request(license_key, username, password, variables)
-        identity = {"license_key": license_key, "username": username}
+        request = self._activate_request(
+            license_key, username, password, variables, license_id=license_id
+        )
+        identity = {"license_key": license_key, "username": username, "license_id": license_id}
         import asyncio
 
         await asyncio.to_thread(self.store.lock.acquire)
@@ -1384,6 +1508,52 @@ class AsyncLicenseClient(_ClientCore):
             if answer.data != "license_deactivated":
                 raise UntrustedResponse("unexpected deactivation answer")
         self._forget()
+
+    async def activate_bundle(
+        self,
+        license_key: str,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, License]:
+        request = self._activate_request(license_key, None, None, variables, "activate_bundle")
+        codes = self._bundle_products(await self._send(request, timeout))
+        identity = {"license_key": license_key, "username": None}
+        licenses = {}
+        import asyncio
+
+        for code in codes:
+            sub = self._sub_client(code)
+            await asyncio.to_thread(sub.store.lock.acquire)
+            try:
+                answer = await sub._send(sub._check_request(identity), timeout)
+                licenses[code] = sub._save_activation(answer, identity)
+            finally:
+                sub.store.lock.release()
+        return licenses
+
+    async def deactivate_bundle(self, license_key: str, *, timeout: float | None = None) -> None:
+        checked = await self._send(self._bundle_request("check_bundle", license_key), timeout)
+        codes = self._bundle_products(checked)
+        answer = await self._send(self._bundle_request("deactivate_bundle", license_key), timeout)
+        if answer.data != "license_deactivated":
+            raise UntrustedResponse("unexpected deactivation answer")
+        for code in codes:
+            self._sub_client(code)._forget()
+
+    async def change_password(
+        self, username: str, password: str, new_password: str, *, timeout: float | None = None
+    ) -> None:
+        request = self._change_password_request(username, password, new_password)
+        answer = await self._send(request, timeout)
+        if answer.data != "password_changed":
+            raise UntrustedResponse("unexpected answer to a password change")
+
+    async def user_licenses(
+        self, username: str, password: str, *, timeout: float | None = None
+    ) -> list[UserLicense]:
+        answer = await self._send(self._user_licenses_request(username, password), timeout)
+        return user_licenses_from(answer.data)
 
     async def trial(
         self, *, email: str | None = None, timeout: float | None = None, **fields: str

@@ -213,6 +213,46 @@ def installation_file_from(data: Any) -> InstallationFile:
     )
 
 
+class UserLicense(NamedTuple):
+    """A license a license user holds (``user_licenses()``): what a picker shows."""
+
+    id: int
+    license_type: str
+    enabled: bool
+    validity_period: datetime | None
+    max_activations: int
+    total_activations: int  # (this user's, on this license)
+    user_max_activations: int
+    raw: Mapping[str, Any]
+
+
+def user_licenses_from(data: Any) -> list[UserLicense]:
+    """The ``user_licenses`` answer."""
+    if not isinstance(data, list):
+        raise _untrusted("user licenses")
+    found = []
+    for item in data:
+        license_ = item.get("license") if isinstance(item, dict) else None
+        user = item.get("user") if isinstance(item, dict) else None
+        if not isinstance(license_, dict) or not isinstance(user, dict):
+            raise _untrusted("user licenses")
+        if not isinstance(license_.get("id"), int) or isinstance(license_.get("id"), bool):
+            raise _untrusted("user licenses")
+        found.append(
+            UserLicense(
+                id=license_["id"],
+                license_type=str(license_.get("license_type", "")),
+                enabled=bool(license_.get("license_enabled", False)),
+                validity_period=_optional_datetime(license_.get("validity_period")),
+                max_activations=int(license_.get("max_activations") or 0),
+                total_activations=int(user.get("total_activations") or 0),
+                user_max_activations=int(user.get("max_activations") or 0),
+                raw=item,
+            )
+        )
+    return found
+
+
 def _custom_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     raw = body.get("custom_fields") or []
     if isinstance(raw, dict):
