@@ -914,3 +914,82 @@ def test_license_users_through_the_client(
     assert picked.raw["id"] == held[1].id
     assert team.check().raw["id"] == held[1].id
     team.deactivate()
+
+
+def _two_team_licenses(real_server: RealServer, email: str) -> list[int]:
+    """Two licenses of the user-based product "team" for ``email``: their ids."""
+    made = [
+        real_server.cli(
+            "license", "create", "--product", "team", "--user", email,
+            "--password", "pw-picker-1", "--max-activations", "2",
+        )["id"]
+        for _ in range(2)
+    ]  # fmt: skip
+    return sorted(made)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_terminal_wizard_lets_a_user_of_several_licenses_pick_one(
+    real_server: RealServer, make_real_client: Callable[..., LicenseClient], tmp_path: Path
+) -> None:
+    first, second = _two_team_licenses(real_server, "dan@example.com")
+    env = {k: v for k, v in real_server.env.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    argv = wizard_argv(real_server, tmp_path)
+    argv[argv.index("app")] = "team"
+    session = TerminalSession([*argv, "activate"], env)
+    try:
+        session.expect(r"Username \(e-mail\): ")
+        session.send("dan@example.com")
+        session.expect(r"Password: ")
+        session.send("pw-picker-1")
+        session.expect(r"You hold 2 licenses of this product")
+        session.expect(rf"2\. License {second}: perpetual, does not expire, 0 of 2")
+        session.expect(r"Which one should this computer use\? \[1-2, 1\]: ")
+        session.send("7")
+        session.expect(r"Please type a number from 1 to 2")
+        session.send("2")
+        session.expect(r"This computer is activated")
+        assert session.wait() == 0
+    finally:
+        session.kill()
+    stored = make_real_client(product="team", storage_dir=tmp_path / "wizard").stored_license()
+    assert stored is not None and stored.raw["id"] == second != first
+
+
+def test_tk_wizard_lets_a_user_of_several_licenses_pick_one(
+    display: str,
+    real_server: RealServer,
+    make_real_client: Callable[..., LicenseClient],
+    tmp_path: Path,
+) -> None:
+    tk = pytest.importorskip("tkinter")
+    from _display import screenshot, settle
+
+    from licensor.client._wizard_tk import WizardWindow
+
+    first, second = _two_team_licenses(real_server, "eve@example.com")
+    client = make_real_client(product="team", storage_dir=tmp_path / "gui")
+    root = tk.Tk()
+    try:
+        window = WizardWindow(root, client)
+        window.use_user_login(True)
+        window.key_entry.insert(0, "eve@example.com")
+        window.password_entry.insert(0, "pw-picker-1")
+        window.activate_button.invoke()
+        settle(root, window)
+        assert "You hold 2 licenses" in str(window.activate_message.cget("text"))
+        choices = list(window.choice_box.cget("values"))
+        assert [c.split(":")[0] for c in choices] == [f"License {first}", f"License {second}"]
+        assert client.stored_license() is None  # (nothing activated before the pick)
+        window.choice_box.current(1)
+        root.update()
+        screenshot(display, "tk-wizard-license-picker")
+        window.activate_button.invoke()
+        settle(root, window)
+        assert "This computer is activated" in str(window.activate_message.cget("text"))
+        assert window.last_exit == 0
+    finally:
+        root.destroy()
+    stored = client.stored_license()
+    assert stored is not None and stored.raw["id"] == second

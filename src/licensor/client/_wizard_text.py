@@ -21,7 +21,7 @@ from licensor.client._errors import (
     TamperedLicense,
     WrongComputer,
 )
-from licensor.client._license import License
+from licensor.client._license import License, UserLicense
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -190,3 +190,12 @@ def seats(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         limit = "no limit" if raw.get("allow_unlimited_consumptions") is True else f"of {most}"
         rows.append(("Used", f"{used if used is not None else '?'} ({limit})"))
     return rows
+
+
+def license_choice(held: UserLicense) -> str:
+    """One line of the license picker (a user of several licenses picks the one to use)."""
+    kind = held.license_type or "license"
+    until = f"until {held.validity_period:%Y-%m-%d}" if held.validity_period else "does not expire"
+    state = "" if held.enabled else ", disabled"
+    used = f"{held.total_activations} of {held.user_max_activations} of your computers"
+    return f"License {held.id}: {kind}, {until}, {used}{state}"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from licensor.client._client import LicenseClient
 from licensor.client._errors import LicenseRefused, LicensorError
-from licensor.client._license import License
+from licensor.client._license import License, UserLicense
 from licensor.client._wizard_text import (
     EXIT_OK,
     EXIT_USAGE,
@@ -26,6 +26,7 @@ from licensor.client._wizard_text import (
     describe,
     exit_code,
     explain,
+    license_choice,
 )
 
 T = TypeVar("T")
@@ -67,16 +68,21 @@ class WizardWindow:
 
         self.activate_page = ttk.Frame(self.pages)
         self.pages.add(self.activate_page, text="Activate online")
-        ttk.Label(
+        self.intro = ttk.Label(
             self.activate_page,
             text="Enter the license key you received, then press Activate.",
-        ).grid(row=0, column=0, columnspan=2, sticky="w", padx=12, pady=6)
+        )
+        self.intro.grid(row=0, column=0, columnspan=2, sticky="w", padx=12, pady=6)
         self.key_label = ttk.Label(self.activate_page, text="License key")
         self.key_label.grid(row=1, column=0, sticky="w", padx=12, pady=6)
         self.key_entry = ttk.Entry(self.activate_page, width=40)
         self.key_entry.grid(row=1, column=1, sticky="we", padx=12, pady=6)
         self.password_label = ttk.Label(self.activate_page, text="Password")
         self.password_entry = ttk.Entry(self.activate_page, width=40, show="•")
+        # a user of several licenses picks one (shown once the server listed them)
+        self.choice_label = ttk.Label(self.activate_page, text="License")
+        self.choice_box = ttk.Combobox(self.activate_page, width=56, state="readonly")
+        self.held: list[UserLicense] = []
         self.activate_button = ttk.Button(
             self.activate_page, text="Activate", command=self.activate
         )
@@ -143,13 +149,32 @@ class WizardWindow:
         """User-based products ask for a username and password instead of a key."""
         self.user_based = user_based
         if user_based:
+            self.intro.configure(
+                text="Sign in with your username and password, then press Activate."
+            )
             self.key_label.configure(text="Username (e-mail)")
             self.password_label.grid(row=2, column=0, sticky="w", padx=12, pady=6)
             self.password_entry.grid(row=2, column=1, sticky="we", padx=12, pady=6)
         else:
+            self.intro.configure(text="Enter the license key you received, then press Activate.")
             self.key_label.configure(text="License key")
             self.password_label.grid_remove()
             self.password_entry.grid_remove()
+
+    def show_choices(self, held: list[UserLicense]) -> None:
+        """List the user's licenses to pick from (the first one selected)."""
+        self.held = held
+        self.choice_box.configure(values=[license_choice(found) for found in held])
+        self.choice_box.current(0)
+        self.choice_label.grid(row=3, column=0, sticky="w", padx=12, pady=6)
+        self.choice_box.grid(row=3, column=1, sticky="we", padx=12, pady=6)
+        self.activate_button.grid(row=5, column=1, sticky="e", padx=12, pady=6)
+        self.activate_message.grid(row=6, column=0, columnspan=2, sticky="w", padx=12, pady=6)
+        self.activate_message.configure(
+            text=f"You hold {len(held)} licenses of this product: pick the one this "
+            "computer should use, then press Activate.",
+            foreground="",
+        )
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -214,13 +239,21 @@ class WizardWindow:
 
         # (the thread gets the client, not the window: Tk objects must die on Tk's thread)
         client, user_based = self.client, self.user_based
+        chosen = self.held[self.choice_box.current()].id if self.held else None
 
-        def work() -> License:
-            if user_based:
-                return client.activate(username=value, password=password)
-            return client.activate(license_key=value)
+        def work() -> License | list[UserLicense]:
+            if not user_based:
+                return client.activate(license_key=value)
+            if chosen is None:
+                held = _held_licenses(client, value, password)
+                if len(held) > 1:
+                    return held  # (the person picks one, then presses Activate again)
+            return client.activate(username=value, password=password, license_id=chosen)
 
-        def done(license_: License | None, error: LicensorError | None) -> None:
+        def done(license_: License | list[UserLicense] | None, error: LicensorError | None) -> None:
+            if isinstance(license_, list):
+                self.show_choices(license_)
+                return
             if error is not None:
                 self.last_exit = exit_code(error)
                 code = f" (server code: {error.code})" if isinstance(error, LicenseRefused) else ""
@@ -356,6 +389,17 @@ class WizardWindow:
             "computer with internet to free its seat.",
             ok=True,
         )
+
+
+def _held_licenses(client: LicenseClient, username: str, password: str) -> list[UserLicense]:
+    """The user's licenses of the product (none when the server cannot list them: then the
+    activation picks); a wrong password is the activation's refusal to show."""
+    try:
+        return client.user_licenses(username, password, timeout=10)
+    except LicensorError as exc:
+        if isinstance(exc, LicenseRefused) and exc.code == "invalid_credentials":
+            raise
+        return []
 
 
 def run_window(client: LicenseClient) -> int:

@@ -52,6 +52,7 @@ from licensor.client._wizard_text import (
     describe,
     exit_code,
     explain,
+    license_choice,
 )
 
 __all__ = [
@@ -290,7 +291,12 @@ def activate_page(
         return EXIT_USAGE
     term.say("Contacting the license server…")
     try:
-        license_ = client.activate(license_key=key, username=username, password=password)
+        license_id = None
+        if username and password:
+            license_id = pick_license(client, term, username, password)
+        license_ = client.activate(
+            license_key=key, username=username, password=password, license_id=license_id
+        )
     except LicensorError as exc:
         term.say(explain(exc), style="red")
         if isinstance(exc, LicenseRefused):
@@ -300,6 +306,29 @@ def activate_page(
     for name, value in describe(license_):
         term.say(f"  {name:<18} {value}")
     return EXIT_OK
+
+
+def pick_license(client: LicenseClient, term: Terminal, username: str, password: str) -> int | None:
+    """The license a user of several picks (``None``: the one they hold, or the server's
+    choice when it cannot list them)."""
+    try:
+        held = client.user_licenses(username, password, timeout=10)
+    except LicensorError as exc:  # (a server that cannot list them: the activation picks)
+        if isinstance(exc, LicenseRefused) and exc.code == "invalid_credentials":
+            raise
+        return None
+    if len(held) < 2:
+        return None
+    term.say(f"You hold {len(held)} licenses of this product:")
+    for number, found in enumerate(held, 1):
+        term.say(f"  {number}. {license_choice(found)}")
+    while True:
+        answer = term.ask(f"Which one should this computer use? [1-{len(held)}, 1]: ").strip()
+        if not answer:
+            return held[0].id
+        if answer.isdigit() and 1 <= int(answer) <= len(held):
+            return held[int(answer) - 1].id
+        term.say(f"Please type a number from 1 to {len(held)}.", style="yellow")
 
 
 def status_page(client: LicenseClient, term: Terminal) -> int:
