@@ -4,6 +4,8 @@
 --
 -- MODE  get:        each line of FILE is a path (with its query string), taken in turn
 --       activate:   each line is a license key; POST a fresh hardware_id "act-TAG-N" every request
+--       bundle:     each line is a key of a license of the bundle "bench-suite"; POST
+--                   /api/v4/activate_bundle with a fresh hardware_id "bundle-TAG-N"
 --       deactivate: each line is "license_key hardware_id"; each pair is used once (then errors)
 --       offline:    each line is an offline activation request file (base64), POSTed once each
 --                   to /api/v4/activate_offline (then the last again: offline_request_replayed)
@@ -61,6 +63,11 @@ function request()
       '","hardware_id":"act-' .. tag .. '-' .. sent ..
       '","is_vm":false,"os_ver":"Linux","hostname":"bench","app_ver":"1.0","sdk_ver":"bench"}'
     return wrk.format("POST", "/api/v4/activate_license", nil, body)
+  elseif mode == "bundle" then
+    local body = '{"product":"bench-suite","license_key":"' .. take() ..
+      '","hardware_id":"bundle-' .. tag .. '-' .. sent ..
+      '","is_vm":false,"os_ver":"Linux","hostname":"bench","app_ver":"1.0","sdk_ver":"bench"}'
+    return wrk.format("POST", "/api/v4/activate_bundle", nil, body)
   elseif mode == "offline" then
     return wrk.format("POST", "/api/v4/activate_offline", nil, take())
   elseif mode == "consume" then

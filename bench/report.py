@@ -32,6 +32,9 @@ TAIL_LIMIT = 4.0  # p99 <= 4 x p50 at saturation
 OFFLINE_LIMIT = 1.2  # an offline activation costs at most 1.2 x an online one (issue 19)
 CONSUME_LIMIT = 1.2  # a consumption report costs at most 1.2 x an activation (issue 20)
 FLOATING_LIMIT = 1.2  # a floating check-in within 1.2 x of a plain check (issue 20)
+BUNDLE_SIZE = (
+    2  # sub-licenses of the bench's bundle: its activation costs at most 2 x one (issue 21)
+)
 OPEN_LOOP_P99_MS = 50.0
 TARGET_WORKERS = 2
 LABELS = {
@@ -44,6 +47,7 @@ LABELS = {
     ("activate_offline", "ed25519"): "offline activate Ed25519",
     ("add_consumption", "rsa"): "add_consumption RSA",
     ("check_license_floating", "rsa"): "floating check RSA",
+    ("activate_bundle", "rsa"): "bundle activate RSA (2 products)",
     ("check_license_cold", "rsa"): "check RSA, cold",
     ("check_license_cold", "ed25519"): "check Ed25519, cold",
     ("reference", "-"): "reference",
@@ -199,6 +203,20 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                     " req/s)",
                     slower <= CONSUME_LIMIT,
                     _validity(consume),
+                )
+            bundle = _find(results, db, licenses, TARGET_WORKERS, "activate_bundle", "rsa")
+            name = f"bundle activate RSA ({BUNDLE_SIZE} products) within {BUNDLE_SIZE}x of activate RSA"
+            if bundle is None or online is None or not bundle["throughput"]:
+                add(name, where, "not measured", None)
+            else:
+                slower = online["throughput"] / bundle["throughput"]
+                add(
+                    name,
+                    where,
+                    f"{slower:.2f}x ({bundle['throughput']:.0f} / {online['throughput']:.0f}"
+                    " req/s)",
+                    slower <= BUNDLE_SIZE,
+                    _validity(bundle),
                 )
             floating = _find(results, db, licenses, TARGET_WORKERS, "check_license_floating", "rsa")
             plain = _find(results, db, licenses, TARGET_WORKERS, "check_license", "rsa")

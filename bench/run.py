@@ -58,6 +58,7 @@ ENDPOINTS = (
     "activate_offline",
     "add_consumption",
     "check_license_floating",
+    "activate_bundle",
 )
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
@@ -679,6 +680,10 @@ def block_steps(
         [check_path(k, h) for k, h in deployment.floating_pool] or ["/none"],
     )
     plan.append(("check_license_floating", "rsa", rsa, "get", same(floating_file)))
+    bundle_file = write_lines(
+        ctx.work / f"bundle-{db}-{deployment.licenses}.txt", deployment.bundle_pool or ["none"]
+    )
+    plan.append(("activate_bundle", "rsa", rsa, "bundle", same(bundle_file)))
     # (the answer's header signed as the online rows sign theirs: Ed25519 for the Ed25519 row)
     plan += [
         (

@@ -46,6 +46,9 @@ ACTIVATE_POOL = 10_000
 DEACTIVATE_POOL = 200_000
 CONSUME_POOL = 1_000
 FLOAT_POOL = 1_000
+BUNDLE_POOL = 1_000
+BUNDLE = "bench-suite"  # a bundle of two products: its activation is two activations
+BUNDLE_ITEMS = ("bench-a", "bench-b")
 PRODUCT = "bench"
 MASTER_KEY = base64.b64encode(b"bench-master-key-not-a-secret!!!").decode()
 SEED_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -80,6 +83,7 @@ class Deployment:
     deactivate_pool: list[tuple[str, str]] = field(default_factory=list)
     consume_pool: list[tuple[str, str]] = field(default_factory=list)
     floating_pool: list[tuple[str, str]] = field(default_factory=list)
+    bundle_pool: list[str] = field(default_factory=list)  # keys of bundle licenses
     _deactivate_next: int = 0
 
     def take_deactivations(self, count: int) -> list[tuple[str, str]]:
@@ -182,9 +186,36 @@ def prepare(
         LicenseSpec(is_floating_cloud=True, floating_users=10, max_activations=10),
         "floater",
     )
+    deployment.bundle_pool = _bundle_licenses(database_url, company_id, BUNDLE_POOL)
     _keep_signatures(database_url, Keyring.load(settings.resolved_keys_dir), deployment)
     deployment.seed_seconds += time.monotonic() - started
     return deployment
+
+
+def _bundle_licenses(database_url: str, company_id: int, count: int) -> list[str]:
+    """``count`` licenses (unlimited activations) of the bundle ``BUNDLE`` of the products
+    ``BUNDLE_ITEMS`` (made with the server's own code); their keys."""
+    from licensor.services import catalogue
+    from licensor.store.db import Database
+    from licensor.store.models import License
+
+    db = Database(database_url)
+    try:
+        with db.transaction(write=True) as session:
+            for code in BUNDLE_ITEMS:
+                catalogue.create_product(session, company_id, catalogue.ProductSpec(code, code))
+            catalogue.create_product(
+                session,
+                company_id,
+                catalogue.ProductSpec(BUNDLE, BUNDLE, bundle=list(BUNDLE_ITEMS)),
+            )
+            spec = catalogue.LicenseSpec(allow_unlimited_activations=True)
+            ids = catalogue.create_licenses(
+                session, company_id, BUNDLE, spec, count=count, now=SEED_TIME
+            )
+            return [session.get(License, i).license_key or "" for i in ids]  # type: ignore[union-attr]
+    finally:
+        db.dispose()
 
 
 def _licenses_with_a_device(

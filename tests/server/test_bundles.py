@@ -220,3 +220,47 @@ def test_offline_bundle_files(server: Server, bundle: str) -> None:
     assert seats(server) == {"editor": 0, "suite": 0, "viewer": 0}
     variables = server.sql("select count(*) from device_variables")[0][0]
     assert variables == 2  # (recorded on each sub-license's device before its seat was freed)
+
+
+def test_a_floating_sub_license_is_borrowed_with_its_bundle_code(server: Server) -> None:
+    server.product(
+        "float", is_floating_cloud=True, floating_users=1, can_borrow=True, max_borrow_time=8
+    )
+    server.product("plain")
+    admin = mgmt(server)
+    made = admin.post(
+        "/products", {"short_code": "suite", "name": "Suite", "bundle": ["float", "plain"]}
+    )
+    assert made.status_code == 201, made.text
+    key = admin.post("/licenses", {"product": "suite", "max_activations": 3}).json()["items"][0][
+        "license_key"
+    ]
+    assert post(server, "activate_bundle", body(key)).status_code == 200
+    sub = {"product": "float", "license_key": key, "hardware_id": HW, "bundle_code": "suite"}
+    checked = server.api.check(**sub)
+    assert checked.status_code == 200 and checked.json()["floating_in_use_devices"] == 1
+    borrowed = post(server, "floating/borrow", {**sub, "borrowed_until": None})
+    assert borrowed.status_code == 200, borrowed.text
+    assert borrowed.json()["borrowed_until"]
+    # the bundle's check shows the seat taken; a second computer finds none free
+    assert post(server, "activate_bundle", body(key, "second")).status_code == 200
+    refused = server.api.check(**{**sub, "hardware_id": "second"})
+    assert error_of(refused) == (400, "floating_not_available")
+
+
+def test_a_bundle_licenses_terms_are_its_sub_licenses(server: Server, bundle: str) -> None:
+    admin = mgmt(server)
+    (bundle_id,) = server.sql(
+        "select id from licenses where key_lookup = :k", k=bundle.replace("-", "")
+    )[0]
+    changed = admin.patch(f"/licenses/{bundle_id}", {"max_activations": 1, "enabled": False})
+    assert changed.status_code == 200, changed.text
+    rows = server.sql("select max_activations, enabled from licenses order by id")
+    assert [(m, bool(e)) for m, e in rows] == [(1, False)] * 3
+    assert error_of(post(server, "activate_bundle", body(bundle))) == (400, "license_not_enabled")
+    assert admin.post(f"/licenses/{bundle_id}/enable").status_code == 200
+    assert post(server, "activate_bundle", body(bundle)).status_code == 200
+    assert error_of(post(server, "activate_bundle", body(bundle, "second"))) == (
+        400,
+        "license_activated_max_times",
+    )

@@ -18,72 +18,108 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from licensor.core.errors import LicensorError
-from licensor.core.keys import normalize_license_key
 from licensor.protocol.offline import RequestFile
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
-from licensor.services import activation, check, offline
+from licensor.services import activation, auth, check, offline
 from licensor.services.context import Caller, ServerKeys
-from licensor.services.licensing import DeviceInfo, LicenseRef, resolve_product
-from licensor.services.seats import transaction_of
-from licensor.store import repository
-from licensor.store.models import License
+from licensor.services.licensing import DeviceInfo, LicenseRef, product_refusal
+from licensor.services.offline import record_variables
+from licensor.services.seats import (
+    NO_LIMITS,
+    Credentials,
+    RateLimits,
+    Transaction,
+    over_limits,
+    transaction_of,
+)
+from licensor.store import activation as statements
 
 
-@dataclass(frozen=True, slots=True)
-class Bundle:
-    """A bundle license found for a request: the license and the refs of its sub-licenses
-    (the bundle's product order)."""
-
-    license: License
-    refs: list[LicenseRef]
-
-
-def find(session: Session, caller: Caller, ref: LicenseRef, *, writes: bool) -> Bundle:
-    """The bundle license ``ref`` names (``ref.product`` the bundle's code, with its key), or
-    the refusal: the product's (unknown, disabled, archived, not allowed to this key), not a
-    bundle, a read-only key for a write, no key, no such license, a disabled bundle."""
-    product = resolve_product(session, caller, ref.product)
+def find(
+    tx: Transaction,
+    caller: Caller,
+    ref: LicenseRef,
+    *,
+    writes: bool,
+    limits: RateLimits = NO_LIMITS,
+    now: datetime,
+) -> list[LicenseRef]:
+    """The refs of the sub-licenses of the bundle ``ref`` names (``ref.product`` the
+    bundle's code, with its key), in the bundle's order, or the refusal: too many failures
+    (429, ``limits``), the product's (unknown, disabled, archived, not allowed to this key),
+    not a bundle, a read-only key for a write, no key. One prepared read: the sub-licenses'
+    own reads then find the license (``license_not_found``, ``license_not_enabled``: a
+    bundle license's switch is its sub-licenses')."""
+    found = statements.product_rows(
+        tx.connection,
+        tx.dialect,
+        company_id=caller.company_id,
+        product=ref.product,
+        buckets=[bucket for bucket, _ in limits.buckets],
+    )
+    refused = over_limits(limits, found.rate_counters, now)
+    if refused is not None:
+        raise refused
+    product = found.product
+    if product is None:
+        raise LicensorError(
+            "unknown_product", f"Provided product code '{ref.product}' was not found."
+        )
+    refusal = product_refusal(product, caller)
+    if refusal is not None:
+        raise LicensorError(refusal)
     if product.bundle_items is None:
         raise LicensorError("not_a_bundle", f"Product '{ref.product}' is not a bundle")
     if writes and caller.read_only:
         raise LicensorError("read_only_api_key")
     if not ref.license_key:
         raise LicensorError("license_key_required")
-    scope = repository.LicenseScope(
-        caller.company_id, product.id, caller.scope_customer_id, pinned_id=ref.license_id
-    )
-    found = repository.license_by_key(
-        session, scope, normalize_license_key(ref.license_key), lock=writes
-    )
-    if found is None:
-        raise LicensorError("license_not_found", "License not found")
-    if not found.enabled:
-        raise LicensorError("license_not_enabled")
-    refs = [
+    return [
         replace(ref, product=code, bundle_code=product.short_code, license_id=None)
         for code in product.bundle_items
     ]
-    return Bundle(found, refs)
+
+
+@dataclass(frozen=True, slots=True)
+class Activations:
+    """A committed bundle activation: each sub-license's (``render`` makes the answer, as
+    ``activation.Activated.render`` does)."""
+
+    items: list[activation.Activated]
+    status: int = 200
+    replayed: bool = False
+
+    def render(self, keys: ServerKeys, algorithm: SignatureAlgorithm) -> bytes:
+        """``/activate_bundle``'s answer: the activation license object of each sub-license."""
+        return compact_json([item.body(keys, algorithm) for item in self.items])
 
 
 def activate(
-    session: Session,
+    tx: Transaction,
     keys: ServerKeys,
-    caller: Caller,
+    who: Caller | Credentials,
     ref: LicenseRef,
     info: DeviceInfo,
+    limits: RateLimits = NO_LIMITS,
     *,
     now: datetime,
     variables: dict[str, str] | None = None,
     algorithm: SignatureAlgorithm = "rsa-sha256",
     offline_file: RequestFile | None = None,
-) -> list[activation.Activated]:
-    """Activate every sub-license of the bundle on ``ref``'s device inside the session's
-    write transaction (a refusal: the caller rolls back, nothing is taken). ``offline_file``:
+) -> Activations:
+    """Activate every sub-license of the bundle on ``ref``'s device inside the write
+    transaction ``tx`` (a refusal: the caller rolls back, nothing is taken). ``offline_file``:
     from a request file (refused where offline activation is not; its ``request_id`` taken
-    on the bundle license)."""
-    bundle = find(session, caller, ref, writes=True)
-    tx = transaction_of(session)
+    on the bundle license). ``limits``: the request's rate limits (their counters read in
+    the transaction; counting a refusal is the caller's)."""
+    caller = (
+        who
+        if isinstance(who, Caller)
+        else auth.hmac_request_caller(
+            tx.connection, tx.dialect, keys, pairs=who.pairs, date_value=who.date_value, now=now
+        )
+    )
+    refs = find(tx, caller, ref, writes=True, limits=limits, now=now)
     done = [
         activation.activate(
             tx,
@@ -94,37 +130,33 @@ def activate(
             now=now,
             variables=variables,
             algorithm=algorithm,
+            # (signed when the answer is rendered, after the commit: n signatures inside the
+            # write transaction would hold SQLite's lock n times as long)
+            keeps_signature=False,
             offline=offline_file is not None,
         )
-        for sub in bundle.refs
+        for sub in refs
     ]
-    if offline_file is not None:
-        offline.take_request_id(tx, bundle.license.id, offline_file, "activation", ref, now)
-    return done
+    if offline_file is not None:  # (on the first sub-license: one file, one request id)
+        offline.take_request_id(tx, done[0].license.id, offline_file, "activation", ref, now)
+    return Activations(done)
 
 
-def answer(
-    done: list[activation.Activated], keys: ServerKeys, algorithm: SignatureAlgorithm
-) -> list[dict[str, Any]]:
-    """``/activate_bundle``'s answer: the activation license object of each sub-license."""
-    return [item.body(keys, algorithm) for item in done]
-
-
-def answer_file(
-    done: list[activation.Activated], keys: ServerKeys, algorithm: SignatureAlgorithm
-) -> bytes:
+def answer_file(done: Activations, keys: ServerKeys, algorithm: SignatureAlgorithm) -> bytes:
     """The license file of a bundle (``/activate_bundle_offline``): ``licenses``, each an
     offline license object (``date``, ``offline_signature``, both license signatures), and
     ``bundle_signature_v2`` over ``{"licenses": [...]}`` (v4 §2.3)."""
     body: dict[str, Any] = {
-        "licenses": [item.body(keys, algorithm, request="offline_activation") for item in done]
+        "licenses": [
+            item.body(keys, algorithm, request="offline_activation") for item in done.items
+        ]
     }
     body["bundle_signature_v2"] = keys.keyring.sign_body(algorithm, compact_json(body))
     return compact_json(body)
 
 
 def checked(
-    session: Session,
+    tx: Transaction,
     keys: ServerKeys,
     caller: Caller,
     ref: LicenseRef,
@@ -136,11 +168,9 @@ def checked(
     may_write: bool = False,
 ) -> list[dict[str, Any]]:
     """The check answer of every sub-license on ``ref``'s device (``check.check`` each, in
-    the session's transaction; ``check.DeviceTouchNeeded`` unless ``may_write``)."""
-    bundle = find(session, caller, ref, writes=False)
-    tx = transaction_of(session)
+    the transaction ``tx``; ``check.DeviceTouchNeeded`` unless ``may_write``)."""
     answers = []
-    for sub in bundle.refs:
+    for sub in find(tx, caller, ref, writes=False, now=now):
         found = check.check(tx, keys, caller, sub, info, now=now, may_write=may_write)
         answers.append(
             found.body(
@@ -169,23 +199,21 @@ def deactivate(
 ) -> str:
     """Free the device's seat on every sub-license that holds it, inside the session's write
     transaction; ``device_not_found`` when none does. ``offline_file``: from a deactivation
-    request file (its ``request_id`` taken on the bundle license, its device variables
-    recorded first)."""
-    bundle = find(session, caller, ref, writes=True)
+    request file (its ``request_id`` taken on the first sub-license freed, its device
+    variables recorded first)."""
     tx = transaction_of(session)
-    freed = 0
-    for sub in bundle.refs:
+    freed: list[int] = []
+    for sub in find(tx, caller, ref, writes=True, now=now):
         try:
-            if variables:
-                offline.record_variables(session, keys, caller, sub, variables, now=now)
+            held = record_variables(session, keys, caller, sub, variables, now=now)
             activation.deactivate(tx, keys, caller, sub, now=now, offline=offline_file is not None)
         except LicensorError as exc:
             if exc.code not in _NOT_HELD:
                 raise
             continue
-        freed += 1
+        freed.append(held.rows.license.id)
     if not freed:
         raise LicensorError("device_not_found")
     if offline_file is not None:
-        offline.take_request_id(tx, bundle.license.id, offline_file, "deactivation", ref, now)
+        offline.take_request_id(tx, freed[0], offline_file, "deactivation", ref, now)
     return "license_deactivated"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -364,6 +364,10 @@ def update_license(
     session.flush()
     after = _license_out(session, license_)
     record(session, admin, action, "license", license_id, before=before, after=after, now=now)
+    # a bundle license's terms are its sub-licenses' (its custom fields are its product's)
+    for sub in _sub_licenses(session, license_):
+        sub_changes = replace(changes, custom_fields=None)
+        update_license(session, admin, sub.id, sub_changes, now=now, action=action)
     return after
 
 
@@ -379,11 +383,9 @@ def set_enabled(
 ) -> dict[str, Any]:
     """Enable or disable a license (a bundle license: with its sub-licenses)."""
     action = "license.enable" if enabled else "license.disable"
-    changes = LicenseChanges(enabled=enabled)
-    answer = update_license(session, admin, license_id, changes, now=now, action=action)
-    for sub in _sub_licenses(session, _owned_license(session, admin, license_id)):
-        update_license(session, admin, sub.id, changes, now=now, action=action)
-    return answer
+    return update_license(
+        session, admin, license_id, LicenseChanges(enabled=enabled), now=now, action=action
+    )
 
 
 def extend_license(

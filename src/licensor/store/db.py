@@ -382,18 +382,22 @@ class Database:
         return bool(dbapi.info.transaction_status == _PG_IDLE)
 
     @contextmanager
-    def transaction(self, *, write: bool = False) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back on any exception."""
+    def transaction(self, *, write: bool = False, queued: bool = False) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any exception. ``queued`` (a
+        write of the License API's use cases, under load): on SQLite behind the writer queue,
+        as ``fast_write``, so writers take turns instead of racing for the lock (the queue is
+        not re-entrant: never inside ``fast_write``)."""
         engine = self.write_engine if write else self.read_engine
-        session = Session(bind=engine, expire_on_commit=False, autoflush=False)
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        with self.writer_queue.held() if queued and write and self.is_sqlite else nullcontext():
+            session = Session(bind=engine, expire_on_commit=False, autoflush=False)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
 
     def dispose(self) -> None:
         if self.checkpointer is not None:

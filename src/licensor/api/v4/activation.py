@@ -48,6 +48,7 @@ from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import (
     activation,
     auth,
+    bundles,
     consumption,
     floating,
     license_features,
@@ -61,6 +62,7 @@ from licensor.store.db import WriterBusy
 log = logging.getLogger("licensor.api")
 
 ACTIVATE_PATHS = frozenset({"/api/v4/activate_license", "/api/v4/activate_license/"})
+BUNDLE_PATHS = frozenset({"/api/v4/activate_bundle", "/api/v4/activate_bundle/"})
 DEACTIVATE_PATHS = frozenset({"/api/v4/deactivate_license", "/api/v4/deactivate_license/"})
 CONSUME_PATHS = frozenset({"/api/v4/add_consumption", "/api/v4/add_consumption/"})
 FEATURE_CONSUME_PATHS = frozenset(
@@ -83,6 +85,7 @@ OFFLINE_PATHS = {
 }
 _PATHS = (
     ACTIVATE_PATHS
+    | BUNDLE_PATHS
     | DEACTIVATE_PATHS
     | CONSUME_PATHS
     | FEATURE_CONSUME_PATHS
@@ -95,6 +98,7 @@ _PATHS = (
 # what each path asks for, and the schema of its body
 _USES: dict[str, tuple[str, type[schemas.LicenseIdentity]]] = {
     **dict.fromkeys(ACTIVATE_PATHS, ("activate", schemas.ActivateRequest)),
+    **dict.fromkeys(BUNDLE_PATHS, ("activate", schemas.ActivateBundleRequest)),
     **dict.fromkeys(DEACTIVATE_PATHS, ("deactivate", schemas.DeactivateRequest)),
     **dict.fromkeys(CONSUME_PATHS, ("consume", schemas.AddConsumptionRequest)),
     **dict.fromkeys(FEATURE_CONSUME_PATHS, ("consume", schemas.AddFeatureConsumptionRequest)),
@@ -115,7 +119,7 @@ Body = (
     | schemas.FloatingFeatureBorrowRequest
 )
 # (bytes: an answer made in the transaction, as it is)
-Written = activation.Activated | consumption.Consumed | bytes | None
+Written = activation.Activated | bundles.Activations | consumption.Consumed | bytes | None
 _DEACTIVATED = compact_json("license_deactivated")
 
 # status, body, headers (without the signature headers)
@@ -232,6 +236,22 @@ def _write_activation(tx: seats.Transaction, state: AppState, p: _Prepared) -> W
     )
 
 
+def _write_bundle(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
+    data = p.data
+    assert isinstance(data, schemas.ActivateBundleRequest)
+    return bundles.activate(
+        tx,
+        state.keys,
+        p.who,
+        p.ref,
+        device_info(data),
+        p.limits,
+        now=p.now,
+        variables=variables_as_text(data.variables),
+        algorithm=p.algorithm,
+    )
+
+
 def _write_deactivation(tx: seats.Transaction, state: AppState, p: _Prepared) -> Written:
     data = p.data
     assert isinstance(data, schemas.DeactivateRequest)
@@ -312,6 +332,7 @@ def _write_feature_borrow(tx: seats.Transaction, state: AppState, p: _Prepared) 
 # each request's write transaction, by the schema of its body
 _WRITES: dict[type[Body], Callable[[seats.Transaction, AppState, _Prepared], Written]] = {
     schemas.ActivateRequest: _write_activation,
+    schemas.ActivateBundleRequest: _write_bundle,
     schemas.DeactivateRequest: _write_deactivation,
     schemas.AddConsumptionRequest: _write_consumption,
     schemas.AddFeatureConsumptionRequest: _write_feature_consumption,
@@ -740,6 +761,13 @@ def _route_answer(request: Request, raw: bytes) -> Response:
 @route("POST", "/activate_license", openapi_extra=body_doc(schemas.ActivateRequest))
 def activate_license(request: Request, raw: bytes = Depends(raw_body)) -> Response:
     """Bind the license to ``hardware_id`` and answer with the signed license."""
+    return _route_answer(request, raw)
+
+
+@route("POST", "/activate_bundle", openapi_extra=body_doc(schemas.ActivateBundleRequest))
+def activate_bundle(request: Request, raw: bytes = Depends(raw_body)) -> Response:
+    """Activate every sub-license of a bundle on this device, or none (one refused: nothing
+    taken); an array of license objects, one per sub-product."""
     return _route_answer(request, raw)
 
 

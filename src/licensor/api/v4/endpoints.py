@@ -429,32 +429,6 @@ def signature_algorithm(request: Request) -> SignatureAlgorithm:
     return accepted_algorithm(request.headers.get("licensor-accept-signature", ""))
 
 
-@route("POST", "/activate_bundle", openapi_extra=body_doc(schemas.ActivateRequest))
-def activate_bundle(request: Request, raw: bytes = Depends(raw_body)) -> Response:
-    """Activate every sub-license of a bundle on this device, or none: an array of license
-    objects, one per sub-product."""
-    state = app_state(request)
-    now = utcnow()
-    caller = request_caller(state, request, now)
-    data = parse_json(raw, schemas.ActivateRequest)
-    algorithm = signature_algorithm(request)
-    with (
-        failures_counted(request, state, caller, data, now),
-        state.db.transaction(write=True) as session,
-    ):
-        done = bundles.activate(
-            session,
-            state.keys,
-            caller,
-            license_ref(data, data.password),
-            device_info(data),
-            now=now,
-            variables=variables_as_text(data.variables),
-            algorithm=algorithm,
-        )
-    return json_answer(bundles.answer(done, state.keys, algorithm))
-
-
 @route("GET", "/check_bundle", openapi_extra=query_doc(schemas.CheckQuery))
 def check_bundle(request: Request) -> Response:
     """The check answer of every sub-license of a bundle on this device (an array)."""
@@ -464,9 +438,9 @@ def check_bundle(request: Request) -> Response:
     query = parse_query(request, schemas.CheckQuery)
     algorithm = signature_algorithm(request)
 
-    def checked(session: Session, *, may_write: bool) -> list[dict[str, Any]]:
+    def checked(tx: seats.Transaction, *, may_write: bool) -> list[dict[str, Any]]:
         return bundles.checked(
-            session,
+            tx,
             state.keys,
             caller,
             license_ref(query),
@@ -477,13 +451,15 @@ def check_bundle(request: Request) -> Response:
             may_write=may_write,
         )
 
+    db = state.db
     with failures_counted(request, state, caller, query, now):
         try:
-            with state.db.transaction() as session:
-                answer = checked(session, may_write=False)
+            with db.snapshot() as connection:
+                dbapi = connection.connection.dbapi_connection
+                answer = checked(seats.Transaction(dbapi, db.dialect), may_write=False)  # type: ignore[arg-type]
         except check.DeviceTouchNeeded:  # (device facts or a floating slot to record)
-            with state.db.transaction(write=True) as session:
-                answer = checked(session, may_write=True)
+            with db.fast_write() as dbapi:
+                answer = checked(seats.Transaction(dbapi, db.dialect), may_write=True)
     return json_answer(answer)
 
 
@@ -500,7 +476,7 @@ def deactivate_bundle(request: Request, raw: bytes = Depends(raw_body)) -> Respo
         )
     with (
         failures_counted(request, state, caller, data, now),
-        state.db.transaction(write=True) as session,
+        state.db.transaction(write=True, queued=True) as session,
     ):
         answer = bundles.deactivate(session, state.keys, caller, license_ref(data), now=now)
     return json_answer(answer)

@@ -46,7 +46,7 @@ log = logging.getLogger("licensor.api")
 DEACTIVATED = b'"license_deactivated"'
 # what a file's write transaction made: an activation, a bundle's activations, or None (a
 # deactivation)
-Written = activation.Activated | list[activation.Activated] | None
+Written = activation.Activated | bundles.Activations | None
 
 FILE_DOC: dict[str, Any] = {
     "requestBody": {
@@ -157,17 +157,18 @@ def write_file(
     wait: bool = True,
     queue_held: bool = False,
 ) -> Written:
-    """The file's write transaction: the activation (``Activated``, a bundle's a list of them:
+    """The file's write transaction: the activation (``Activated``, a bundle's
+    ``Activations``:
     its answer is signed after the commit by ``file_body``) or the deactivation (``None``).
     A refusal
     (``LicensorError``) leaves nothing written (counting it is the caller's: ``limits``);
     ``wait`` and ``queue_held`` as for ``Database.fast_write`` (an activation only)."""
     data = file.data
     if file.bundle:
-        with state.db.transaction(write=True) as session:
-            if isinstance(data, schemas.ActivateRequest):
+        if isinstance(data, schemas.ActivateRequest):
+            with state.db.fast_write(wait=wait, queue_held=queue_held) as connection:
                 return bundles.activate(
-                    session,
+                    seats.Transaction(connection, state.db.dialect),
                     state.keys,
                     file.caller,
                     file.ref,
@@ -177,6 +178,7 @@ def write_file(
                     algorithm=offline.algorithm_of(file.found),
                     offline_file=file.found,
                 )
+        with state.db.transaction(write=True, queued=not queue_held) as session:
             bundles.deactivate(
                 session,
                 state.keys,
@@ -220,7 +222,7 @@ def file_body(state: AppState, file: FileRequest, written: Written) -> bytes:
     ``"license_deactivated"``."""
     if written is None:
         return DEACTIVATED
-    if isinstance(written, list):
+    if isinstance(written, bundles.Activations):
         return bundles.answer_file(written, state.keys, offline.algorithm_of(file.found))
     return offline.answer_file(written, state.keys, file.found)
 

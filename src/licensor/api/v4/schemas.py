@@ -84,6 +84,10 @@ class ActivateRequest(LicenseIdentity, DeviceFields, SsoFields):
     variables: Variables | None = None
 
 
+class ActivateBundleRequest(ActivateRequest):
+    """``POST /api/v4/activate_bundle`` (v4 §3.7): ``product`` is the bundle's code."""
+
+
 class CheckQuery(LicenseIdentity, DeviceFields, SsoFields):
     include_expired_features: bool = False
 
