@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from licensor import __version__
+from licensor.api.console import router as console_router
 from licensor.api.errors import error_response, install_error_handlers
 from licensor.api.management.endpoints import router as management_router
 from licensor.api.middleware import LimitBody, SignResponses
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(well_known_router)
     app.include_router(management_router)
     app.include_router(offline_page_router)
+    app.include_router(console_router)
 
     @app.get("/health", tags=["Operations"])
     def health(request: Request) -> Response:

@@ -50,12 +50,14 @@ oauth_app = typer.Typer(help="OAuth client credentials for the License API.")
 product_app = typer.Typer(help="Products.", no_args_is_help=True)
 license_app = typer.Typer(help="Licenses.", no_args_is_help=True)
 blacklist_app = typer.Typer(help="Blacklisted devices.", no_args_is_help=True)
+console_user_app = typer.Typer(help="People who sign in to the web console.", no_args_is_help=True)
 app.add_typer(company_app, name="company")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(oauth_app, name="oauth-client")
 app.add_typer(product_app, name="product")
 app.add_typer(license_app, name="license")
 app.add_typer(blacklist_app, name="blacklist")
+app.add_typer(console_user_app, name="console-user")
 
 
 # -- setup -------------------------------------------------------------------------------------
@@ -188,6 +190,30 @@ def company_settings(
         found = _admin.call(api, "PATCH", "/company", body=body)
     text = "\n".join(f"{name:24} {value}" for name, value in found.items())
     emit(as_json, found, text)
+
+
+@console_user_app.command("create")
+def console_user_create(
+    email: Annotated[str, typer.Argument(help="The e-mail they sign in with.")],
+    role: Annotated[str, typer.Option(help="admin | support | read-only")] = "admin",
+    password: Annotated[
+        str | None, typer.Option(help="Their password (asked, hidden, when not given)")
+    ] = None,
+    company: CompanyOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A person who signs in to the web console (``/console``) with one of the management
+    API's roles (on the server's own machine: the database directly)."""
+    from licensor.services import console
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    current = settings()
+    with transaction(current) as session:
+        owner = catalogue.resolve_company(session, company)
+        made = console.create_user(session, owner.id, email, password, role)
+        data = {"id": made.id, "email": made.email, "role": made.role, "company_id": owner.id}
+    emit(as_json, data, f"Console user {data['email']} ({role}) created: sign in at /console.")
 
 
 @api_key_app.command("create")

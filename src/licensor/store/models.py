@@ -631,3 +631,31 @@ class OfflineRequest(Base):
     request: Mapped[str] = mapped_column(String(20))  # activation | deactivation
     hardware_id: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the web console (``/console``): an e-mail and an Argon2id
+    password, with one of the management API's roles on one company."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (UniqueConstraint("email"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))  # lower-cased
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | support | read-only
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session: the cookie's token is kept only as a keyed hash."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
