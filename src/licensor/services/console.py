@@ -282,7 +282,7 @@ def chart_svg(points: list[tuple[str, int]], *, width: int = 720, height: int = 
             f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar - gap:.1f}" '
             f'height="{h:.1f}" fill="#2457c5"><title>{day}: {value}</title></rect>'
         )
-        if i % 7 == 0 or i == len(points) - 1:
+        if (len(points) - 1 - i) % 7 == 0:  # (weekly, ending today)
             parts.append(
                 f'<text x="{x + (bar - gap) / 2:.1f}" y="{height - 6}" text-anchor="middle" '
                 f'font-size="11" fill="#5b6577">{day[5:]}</text>'
