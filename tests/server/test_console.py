@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from licensor.services import catalogue, console
-from tests.server.support import Server
+from tests.server.support import Api, Server
 
 PASSWORD = "console-pass-1"
 
@@ -170,3 +170,62 @@ def test_another_companys_license_is_not_found(admin: Server) -> None:
     answer = admin.client.get(f"/console/licenses/{foreign.id}")
     assert answer.status_code == 404
     assert foreign.license_key not in admin.client.get("/console/licenses").text
+
+
+def test_customers_blacklist_and_credentials_pages(admin: Server) -> None:
+    admin.license("app", customer_email="buyer@customer.example")
+    customers = admin.client.get("/console/customers", params={"q": "buyer"})
+    assert customers.status_code == 200 and "buyer@customer.example" in customers.text
+    page = admin.client.get("/console/blacklist")
+    token = form_token(page)
+    added = admin.client.post(
+        "/console/blacklist",
+        data={"csrf_token": token, "hardware_id": "stolen-pc", "product": "", "reason": "<b>x</b>"},
+    )
+    assert added.status_code == 200 and "stolen-pc" in added.text
+    assert "&lt;b&gt;x&lt;/b&gt;" in added.text
+    key = admin.license("app").license_key or ""
+    refused = admin.api.activate(product="app", license_key=key, hardware_id="stolen-pc")
+    assert error_code(refused) == "blacklisted"
+    (entry_id,) = admin.sql("select id from blacklist")[0]
+    removed = admin.client.post(f"/console/blacklist/{entry_id}/remove", data={"csrf_token": token})
+    assert removed.status_code == 200 and "No computer is refused" in removed.text
+
+    made = admin.client.post(
+        "/console/credentials/api-keys", data={"csrf_token": token, "label": "shop"}
+    )
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    api_key = re.search(r'id="credential-id">([^<]+)<', made.text)
+    shared_key = re.search(r'id="secret">([^<]+)<', made.text)
+    assert api_key and shared_key
+    # the new key works on the License API; the list never shows its secret again
+    works = Api(admin.client, admin.public_keys, api_key.group(1), shared_key.group(1))
+    assert works.activate(product="app", license_key=key, hardware_id="pc-1").status_code == 200
+    listing = admin.client.get("/console/credentials")
+    assert api_key.group(1) in listing.text and shared_key.group(1) not in listing.text
+    (key_id,) = admin.sql("select id from api_keys where api_key = :k", k=api_key.group(1))[0]
+    revoked = admin.client.post(
+        f"/console/credentials/api-keys/{key_id}/revoke", data={"csrf_token": token}
+    )
+    assert revoked.status_code == 200
+    assert works.check(product="app", license_key=key, hardware_id="pc-1").json()["code"] == (
+        "revoked_api_key"
+    )
+
+
+def test_support_sees_no_credentials(server: Server) -> None:
+    add_user(server, "sam@vendor.example", "support")
+    assert sign_in(server, "sam@vendor.example").status_code == 303
+    dashboard = server.client.get("/console")
+    assert "/console/credentials" not in dashboard.text
+    refused = server.client.get("/console/credentials")
+    assert refused.status_code == 403
+    made = server.client.post(
+        "/console/credentials/api-keys", data={"csrf_token": form_token(dashboard)}
+    )
+    assert made.status_code == 403 and server.sql("select count(*) from api_keys")[0][0] == 1
+
+
+def error_code(response: httpx.Response) -> str:
+    code: str = response.json()["code"]
+    return code

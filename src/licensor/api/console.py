@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from licensor.api.pages.render import CSRF_FIELD, csrf_ok, page, with_csrf
 from licensor.api.state import AppState, app_state
 from licensor.core.errors import LicensorError, RateLimited
-from licensor.services import catalogue, console, management, rate_limit, seats
+from licensor.services import catalogue, console, credentials, management, rate_limit, seats
 from licensor.services.console import SignedIn
 
 router = APIRouter(prefix="/console", tags=["Console"], include_in_schema=False)
@@ -355,3 +355,142 @@ async def audit(request: Request) -> Response:
         return {"audit": rows[: console.PAGE], "more": more, "action": action}
 
     return await _page(request, "console/audit.html", work)
+
+
+@router.get("/customers")
+async def customers(request: Request) -> Response:
+    search = request.query_params.get("q", "")[:320]
+    page_text = request.query_params.get("page", "1")
+    number = int(page_text) if page_text.isdigit() and 0 < len(page_text) < 9 else 1
+
+    def work(session: Session, user: SignedIn, _state: AppState) -> dict[str, Any]:
+        found = management.list_customers(
+            session, user.admin, search=search or None, page=max(number, 1), per_page=console.PAGE
+        )
+        more = found["page"] * found["per_page"] < found["total"]
+        return {**found, "q": search, "more": more}
+
+    return await _page(request, "console/customers.html", work)
+
+
+@router.get("/blacklist")
+async def blacklist(request: Request) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState) -> dict[str, Any]:
+        return {
+            "entries": management.list_blacklist(session, user.admin),
+            "products": management.list_products(session, user.admin),
+        }
+
+    return await _page(request, "console/blacklist.html", work)
+
+
+@router.post("/blacklist")
+async def blacklist_add(request: Request) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState, form: FormData) -> Any:
+        return management.blacklist_add(
+            session,
+            user.admin,
+            _text(form, "hardware_id"),
+            product=_text(form, "product") or None,
+            reason=_text(form, "reason")[:500],
+            now=_now(),
+        )
+
+    return await _action(request, work, lambda _: "/console/blacklist")
+
+
+@router.post("/blacklist/{entry_id}/remove")
+async def blacklist_remove(request: Request, entry_id: int) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState, _form: FormData) -> Any:
+        management.blacklist_remove(session, user.admin, entry_id, now=_now())
+
+    return await _action(request, work, lambda _: "/console/blacklist")
+
+
+@router.get("/credentials")
+async def credentials_page(request: Request) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState) -> dict[str, Any]:
+        return credentials.list_credentials(session, user.admin)
+
+    return await _page(request, "console/credentials.html", work)
+
+
+async def _secret_page(
+    request: Request, work: Callable[[Session, SignedIn, AppState, FormData], dict[str, Any]]
+) -> Response:
+    """A form's POST whose answer holds a secret: shown on this page, once (not stored, not
+    in a redirect; the page is not cached)."""
+    form = await request.form(max_files=0, max_fields=20)
+    state = app_state(request)
+    user = await run_in_threadpool(_signed_in, state, request)
+    if user is None:
+        return _to_login()
+    if not _form_ok(user, form):
+        error = LicensorError("forbidden", "The form is missing its token (or the page is old).")
+        return _render(user, "console/error.html", 403, error=error)
+    _, done = await _run(request, lambda s, u, st: work(s, u, st, form), write=True)
+    if isinstance(done, LicensorError):
+        return _refused(user, done)
+    assert done is not None
+    return _render(user, "console/secret.html", made=done)
+
+
+@router.post("/credentials/api-keys")
+async def create_api_key(request: Request) -> Response:
+    def work(session: Session, user: SignedIn, state: AppState, form: FormData) -> dict[str, Any]:
+        made = credentials.create_api_key(
+            session,
+            state.keys.master_key,
+            user.admin,
+            read_only=_text(form, "read_only") == "on",
+            products=None,
+            label=_text(form, "label")[:200],
+            now=_now(),
+        )
+        return {"what": "API key", "id": made["api_key"], "secret": made["shared_key"]}
+
+    return await _secret_page(request, work)
+
+
+@router.post("/credentials/api-keys/{key_id}/{action}")
+async def api_key_action(request: Request, key_id: int, action: str) -> Response:
+    if action == "revoke":
+
+        def revoke(session: Session, user: SignedIn, _state: AppState, _form: FormData) -> Any:
+            return credentials.revoke_api_key(session, user.admin, key_id, now=_now())
+
+        return await _action(request, revoke, lambda _: "/console/credentials")
+    if action != "rotate":
+        return Response(status_code=404)
+
+    def rotate(session: Session, user: SignedIn, state: AppState, form: FormData) -> dict[str, Any]:
+        made = credentials.rotate_api_key(
+            session,
+            state.keys.master_key,
+            user.admin,
+            key_id,
+            overlap_seconds=_number(form, "overlap", 0) or 0,
+            now=_now(),
+        )
+        return {"what": "API key", "id": made["api_key"], "secret": made["shared_key"]}
+
+    return await _secret_page(request, rotate)
+
+
+@router.post("/credentials/oauth-clients")
+async def create_oauth_client(request: Request) -> Response:
+    def work(session: Session, user: SignedIn, state: AppState, _form: FormData) -> dict[str, Any]:
+        made = credentials.create_oauth_client(
+            session, state.keys.master_key, user.admin, scope="company", now=_now()
+        )
+        return {"what": "OAuth client", "id": made["client_id"], "secret": made["client_secret"]}
+
+    return await _secret_page(request, work)
+
+
+@router.post("/credentials/oauth-clients/{client_id}/revoke")
+async def revoke_oauth_client(request: Request, client_id: int) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState, _form: FormData) -> Any:
+        return credentials.revoke_oauth_client(session, user.admin, client_id, now=_now())
+
+    return await _action(request, work, lambda _: "/console/credentials")
