@@ -59,7 +59,10 @@ ENDPOINTS = (
     "add_consumption",
     "check_license_floating",
     "activate_bundle",
+    "console_pages",
 )
+# rows measured at fewer connections than the API's: a console's few staff, each page waited for
+ENDPOINT_CONNECTIONS = {"console_pages": 4}
 ED25519 = {"Licensor-Accept-Signature": "ed25519"}
 
 
@@ -228,8 +231,9 @@ def run_wrk(
     tag: str,
     seconds: float,
     server_session: int,
+    connections: int = CONNECTIONS,
 ) -> dict[str, Any]:
-    cmd = [ctx.wrk, "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    cmd = [ctx.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     cmd += ["-s", str(BENCH / "load.lua"), url, "--", mode, str(data), tag]
@@ -328,6 +332,7 @@ def measure(
     if endpoint == "reference" and where.get("round"):
         warmup = 0.0  # warm since the group's first round
     warm_rounds = STEADY_ROUNDS if endpoint in STEADY_ENDPOINTS else 1
+    connections = ENDPOINT_CONNECTIONS.get(endpoint, CONNECTIONS)
     slices = ctx.args.slices
     # (the reference answers ~20 times as many requests a second as a write: half the run
     # length gives it as many samples and takes a quarter less of the benchmark's time)
@@ -349,7 +354,15 @@ def measure(
         rates: list[float] = []
         for n in range(warm_rounds):
             warm = run_wrk(
-                ctx, url, headers, mode, data_for("warmup", 0), f"{label}{n}{tag}", warmup, session
+                ctx,
+                url,
+                headers,
+                mode,
+                data_for("warmup", 0),
+                f"{label}{n}{tag}",
+                warmup,
+                session,
+                connections,
             )
             rates.append(warm["throughput"])
             if n and abs(rates[-1] - rates[-2]) <= 0.1 * rates[-2]:
@@ -377,9 +390,11 @@ def measure(
                 f"m{i}x{tag}",
                 duration / slices,
                 session,
+                connections,
             )
         )
     result = merge_parts(parts)
+    result["connections"] = connections
     result["warmup_rates"] = warmup_rates
     result.update(where, endpoint=endpoint, signature=signature)
     ctx.results.append(result)
@@ -684,6 +699,11 @@ def block_steps(
         ctx.work / f"bundle-{db}-{deployment.licenses}.txt", deployment.bundle_pool or ["none"]
     )
     plan.append(("activate_bundle", "rsa", rsa, "bundle", same(bundle_file)))
+    console_file = write_lines(
+        ctx.work / f"console-{db}-{deployment.licenses}.txt", deployment.console_paths or ["/"]
+    )
+    cookie = {"Cookie": f"licensor_console={deployment.console_cookie}"}
+    plan.append(("console_pages", "-", cookie, "get", same(console_file)))
     # (the answer's header signed as the online rows sign theirs: Ed25519 for the Ed25519 row)
     plan += [
         (

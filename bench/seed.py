@@ -84,6 +84,8 @@ class Deployment:
     consume_pool: list[tuple[str, str]] = field(default_factory=list)
     floating_pool: list[tuple[str, str]] = field(default_factory=list)
     bundle_pool: list[str] = field(default_factory=list)  # keys of bundle licenses
+    console_cookie: str = ""  # a read-only console user's session (the console pages' row)
+    console_paths: list[str] = field(default_factory=list)
     _deactivate_next: int = 0
 
     def take_deactivations(self, count: int) -> list[tuple[str, str]]:
@@ -187,6 +189,8 @@ def prepare(
         "floater",
     )
     deployment.bundle_pool = _bundle_licenses(database_url, company_id, BUNDLE_POOL)
+    deployment.console_cookie = _console_session(database_url, company_id)
+    deployment.console_paths = _console_paths(rng, licenses)
     _keep_signatures(database_url, Keyring.load(settings.resolved_keys_dir), deployment)
     deployment.seed_seconds += time.monotonic() - started
     return deployment
@@ -216,6 +220,42 @@ def _bundle_licenses(database_url: str, company_id: int, count: int) -> list[str
             return [session.get(License, i).license_key or "" for i in ids]  # type: ignore[union-attr]
     finally:
         db.dispose()
+
+
+def _console_session(database_url: str, company_id: int) -> str:
+    """The cookie token of a signed-in read-only console user."""
+    from licensor.secrets_at_rest import MasterKey
+    from licensor.services import console
+    from licensor.store.db import Database
+
+    db = Database(database_url)
+    try:
+        with db.transaction(write=True) as session:
+            email, password = "bench@vendor.example", "bench-console-pass"
+            console.create_user(session, company_id, email, password, "read-only")
+            token, _ = console.sign_in(
+                session, MasterKey.from_base64(MASTER_KEY), email, password, now=datetime.now(UTC)
+            )
+    finally:
+        db.dispose()
+    return token
+
+
+def _console_paths(rng: random.Random, licenses: int, count: int = 2000) -> list[str]:
+    """What support staff open: the first page of licenses, a search by key, a later page
+    (keyset), a license's page with its computers -- a quarter each, licenses at random."""
+    paths = []
+    for n in range(count):
+        i = rng.randrange(1, licenses + 1)
+        paths.append(
+            (
+                "/console/licenses",
+                f"/console/licenses?q={license_key(i)}",
+                f"/console/licenses?before={i}",
+                f"/console/licenses/{i}",
+            )[n % 4]
+        )
+    return paths
 
 
 def _licenses_with_a_device(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -186,3 +187,55 @@ def test_a_read_only_user_can_change_nothing(browser: Browser, site: Site) -> No
         cookies={"licensor_console": cookie["value"]},
     )
     assert refused.status_code == 403 and "read-only" in refused.text
+
+
+def test_a_customer_frees_a_computer_on_the_portal(browser: Browser, site: Site) -> None:
+    with site.deployment.db.transaction(write=True) as session:
+        from licensor.services import catalogue
+
+        catalogue.create_product(
+            session, site.deployment.company_id, catalogue.ProductSpec("app", "Photo Pro")
+        )
+        key = catalogue.create_license(
+            session,
+            site.deployment.company_id,
+            "app",
+            catalogue.LicenseSpec(max_activations=2, customer_email="buyer@customer.example"),
+            now=datetime.now(UTC),
+        ).license_key
+    assert key
+    api = httpx.Client(base_url=site.url)
+    for hw in ("old-laptop", "new-laptop"):
+        body = {"product": "app", "license_key": key, "hardware_id": hw}
+        answer = api.post("/api/v4/activate_license", json=body, headers=signed(site))
+        assert answer.status_code == 200, answer.text
+    driver = browser.driver
+    driver.get(site.url + "/portal")
+    fill(browser, license_key=key, email="buyer@customer.example")
+    click(browser, "sign-in")
+    assert text_of(browser, "seats") == "2 of 2"
+    assert text_of(browser, "valid") == "does not expire"
+    screenshot(browser, SCREENSHOTS / "portal.png")
+    row = next(
+        r for r in driver.find_elements(By.CSS_SELECTOR, "#devices tr") if "old-laptop" in r.text
+    )
+    old = driver.find_element(By.TAG_NAME, "html")
+    row.find_element(By.TAG_NAME, "button").click()
+    WebDriverWait(driver, 30, ignored_exceptions=[WebDriverException]).until(staleness_of(old))
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "notice"))
+    assert text_of(browser, "seats") == "1 of 2"
+    assert "old-laptop" not in text_of(browser, "devices")
+    click(browser, "logout")
+    assert driver.find_elements(By.ID, "sign-in")
+
+
+def signed(site: Site) -> dict[str, str]:
+    from licensor.protocol.auth import format_authorization, hmac_signature, http_date
+
+    date = http_date()
+    return {
+        "Date": date,
+        "Authorization": format_authorization(
+            site.deployment.api_key, hmac_signature(site.deployment.shared_key, date)
+        ),
+    }

@@ -23,6 +23,7 @@ from licensor.api.middleware import LimitBody, SignResponses
 from licensor.api.pages.offline import PAGE_BODY_LIMITS
 from licensor.api.pages.offline import router as offline_page_router
 from licensor.api.pages.render import too_large
+from licensor.api.portal import router as portal_router
 from licensor.api.qlm.endpoints import router as qlm_router
 from licensor.api.state import AppState
 from licensor.api.v4 import offline as _offline_routes  # noqa: F401 (registers its routes)
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(management_router)
     app.include_router(offline_page_router)
     app.include_router(console_router)
+    app.include_router(portal_router)
 
     @app.get("/health", tags=["Operations"])
     def health(request: Request) -> Response:

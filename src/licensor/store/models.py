@@ -236,6 +236,7 @@ class License(Base):
         UniqueConstraint("company_id", "key_lookup"),
         UniqueConstraint("product_id", "trial_hardware_id"),
         Index("ix_licenses_company_order", "company_id", "order_store_id"),
+        Index("ix_licenses_customer", "customer_id"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))

@@ -6,7 +6,8 @@ Create Date: 2026-12-08 01:00:00
 
 ``console_users``: who signs in to ``/console`` (e-mail, Argon2id password, a management API
 role on one company); ``console_sessions``: their sessions (the cookie's token as a keyed hash,
-the session's form token, its end).
+the session's form token, its end); an index of licenses by customer (the console finds a
+customer's licenses).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def upgrade() -> None:
     )
 
 
+    op.create_index("ix_licenses_customer", "licenses", ["customer_id"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_licenses_customer", table_name="licenses")
     op.drop_table("console_sessions")
     op.drop_table("console_users")
