@@ -58,7 +58,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name="uq_console_sessions_token_hash"),
     )
 
-
     op.create_index("ix_licenses_customer", "licenses", ["customer_id"])
 
 
