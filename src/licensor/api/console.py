@@ -12,7 +12,6 @@ it is refused (403). Logins are rate-limited as the License API's wrong guesses 
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,10 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from licensor.api.pages.render import CSRF_FIELD, csrf_ok, page, with_csrf
+from licensor.api.pages.render import CSRF_FIELD, csrf_ok, limited_attempt, page, with_csrf
 from licensor.api.state import AppState, app_state
 from licensor.core.errors import LicensorError, RateLimited
-from licensor.services import catalogue, console, credentials, management, rate_limit, seats
+from licensor.services import catalogue, console, credentials, management
 from licensor.services.console import SignedIn
 
 router = APIRouter(prefix="/console", tags=["Console"], include_in_schema=False)
@@ -100,21 +99,30 @@ async def _page(
     return _render(user, name, **found)
 
 
-async def _action(
-    request: Request,
-    work: Callable[[Session, SignedIn, AppState, FormData], Any],
-    then: Callable[[Any], str],
-) -> Response:
-    """A form's POST: the session, its form token, ``work`` in a write transaction, then a
-    redirect (303) to ``then(result)``; a refusal is a page that says why."""
+async def _checked_form(request: Request) -> tuple[SignedIn, FormData] | Response:
+    """A form's POST: its session and form token, or the answer that refuses it (the login
+    page without a session; 403 without the token)."""
     form = await request.form(max_files=0, max_fields=50)
-    state = app_state(request)
-    user = await run_in_threadpool(_signed_in, state, request)
+    user = await run_in_threadpool(_signed_in, app_state(request), request)
     if user is None:
         return _to_login()
     if not _form_ok(user, form):
         error = LicensorError("forbidden", "The form is missing its token (or the page is old).")
         return _render(user, "console/error.html", 403, error=error)
+    return user, form
+
+
+async def _action(
+    request: Request,
+    work: Callable[[Session, SignedIn, AppState, FormData], Any],
+    then: Callable[[Any], str],
+) -> Response:
+    """A form's POST (``_checked_form``): ``work`` in a write transaction, then a redirect
+    (303) to ``then(result)``; a refusal is a page that says why."""
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    user, form = checked
     _, done = await _run(request, lambda s, u, st: work(s, u, st, form), write=True)
     if isinstance(done, LicensorError):
         return _refused(user, done)
@@ -154,25 +162,18 @@ async def login(request: Request) -> Response:
         return with_csrf(
             request, "console/login.html", 400, error="Enter your e-mail and password."
         )
-    policy = rate_limit.Policy.of(state.settings)
-    host = request.client.host if request.client else None
-    limits = seats.RateLimits(policy, rate_limit.buckets(policy, host, 0, "console", email))
 
     def sign_in() -> tuple[str, SignedIn]:
-        now = _now()
-        with state.db.transaction() as session:
-            rate_limit.ensure_allowed(session, policy, limits.buckets, now)
-        try:
+        def attempt() -> tuple[str, SignedIn]:
             with state.db.transaction(write=True) as session:
-                return console.sign_in(session, state.keys.master_key, email, password, now=now)
-        except LicensorError as exc:
-            limits.count(state.db, now, exc.code)
-            raise
+                return console.sign_in(session, state.keys.master_key, email, password, now=_now())
+
+        return limited_attempt(state, request, "console", email, attempt)
 
     try:
         token, _ = await run_in_threadpool(sign_in)
     except RateLimited as exc:
-        wait = math.ceil(exc.retry_after) if hasattr(exc, "retry_after") else 60
+        wait = exc.retry_after
         return with_csrf(
             request, "console/login.html", 429, error=f"Too many attempts: wait {wait} s."
         )
@@ -420,14 +421,10 @@ async def _secret_page(
 ) -> Response:
     """A form's POST whose answer holds a secret: shown on this page, once (not stored, not
     in a redirect; the page is not cached)."""
-    form = await request.form(max_files=0, max_fields=20)
-    state = app_state(request)
-    user = await run_in_threadpool(_signed_in, state, request)
-    if user is None:
-        return _to_login()
-    if not _form_ok(user, form):
-        error = LicensorError("forbidden", "The form is missing its token (or the page is old).")
-        return _render(user, "console/error.html", 403, error=error)
+    checked = await _checked_form(request)
+    if isinstance(checked, Response):
+        return checked
+    user, form = checked
     _, done = await _run(request, lambda s, u, st: work(s, u, st, form), write=True)
     if isinstance(done, LicensorError):
         return _refused(user, done)

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from licensor.api.pages.render import CSRF_FIELD, csrf_ok, with_csrf
+from licensor.api.pages.render import CSRF_FIELD, csrf_ok, limited_attempt, with_csrf
 from licensor.api.state import AppState, app_state
 from licensor.core.errors import LicensorError, RateLimited
-from licensor.services import portal, rate_limit, seats
+from licensor.services import portal
 
 router = APIRouter(prefix="/portal", tags=["Portal"], include_in_schema=False)
 COOKIE = "licensor_portal"
@@ -84,20 +84,13 @@ async def login(request: Request) -> Response:
         return _login(request, 400, "Enter your license key and your e-mail.")
     if len(key) > 200 or len(email) > 320:
         return _login(request, 400, "This license key or e-mail is too long.")
-    policy = rate_limit.Policy.of(state.settings)
-    host = request.client.host if request.client else None
-    limits = seats.RateLimits(policy, rate_limit.buckets(policy, host, 0, "portal", None))
 
     def sign_in() -> int:
-        now = datetime.now(UTC)
-        with state.db.transaction() as session:
-            rate_limit.ensure_allowed(session, policy, limits.buckets, now)
-        try:
+        def attempt() -> int:
             with state.db.transaction() as session:
                 return portal.sign_in(session, key, email)
-        except LicensorError as exc:
-            limits.count(state.db, now, exc.code)
-            raise
+
+        return limited_attempt(state, request, "portal", None, attempt)
 
     try:
         license_id = await run_in_threadpool(sign_in)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from licensor import __version__
+from licensor.api.state import AppState
+from licensor.core.errors import LicensorError
+from licensor.services import rate_limit, seats
 
 templates = Environment(
     loader=PackageLoader("licensor.api.pages", "templates"),
@@ -33,6 +38,7 @@ PAGE_OF_FORM = dict.fromkeys(
     ("/offline", "/offline/computer-key", "/offline/release"),
     ("Activate without internet", "/offline"),
 )
+T = TypeVar("T")
 CSRF_COOKIE = "licensor_csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -78,3 +84,23 @@ def csrf_ok(request: Request, submitted: object) -> bool:
         and bool(cookie)
         and hmac.compare_digest(cookie.encode(), submitted.encode())
     )
+
+
+def limited_attempt(
+    state: AppState, request: Request, scope: str, identity: str | None, work: Callable[[], T]
+) -> T:
+    """A sign-in attempt (``work``, in this thread) under the rate limits of wrong guesses:
+    per client address, and per ``identity`` in ``scope`` when given. Over them:
+    ``RateLimited`` before ``work`` runs; a refusal of ``work`` is counted."""
+    policy = rate_limit.Policy.of(state.settings)
+    host = request.client.host if request.client else None
+    limits = seats.RateLimits(policy, rate_limit.buckets(policy, host, 0, scope, identity))
+    now = datetime.now(UTC)
+    if limits.buckets:
+        with state.db.transaction() as session:
+            rate_limit.ensure_allowed(session, policy, limits.buckets, now)
+    try:
+        return work()
+    except LicensorError as exc:
+        limits.count(state.db, now, exc.code)
+        raise
