@@ -229,3 +229,22 @@ def test_support_sees_no_credentials(server: Server) -> None:
 def error_code(response: httpx.Response) -> str:
     code: str = response.json()["code"]
     return code
+
+
+def test_a_products_page_shows_its_catalogue(admin: Server) -> None:
+    from tests.server.test_management_api import mgmt
+
+    api = mgmt(admin)
+    feature = {"code": "export", "name": "Export <PDF>"}
+    assert api.post("/products/app/features", feature).status_code == 201
+    policy = {
+        "code": "annual",
+        "name": "Annual",
+        "license_type": "subscription",
+        "validity_days": 365,
+    }
+    assert api.post("/products/app/policies", policy).status_code == 201
+    page = admin.client.get("/console/products/app")
+    assert page.status_code == 200
+    assert "Export &lt;PDF&gt;" in page.text and "annual" in page.text
+    assert admin.client.get("/console/products/nope").status_code == 404

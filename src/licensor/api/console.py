@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from licensor.api.pages.render import CSRF_FIELD, csrf_ok, limited_attempt, page, with_csrf
 from licensor.api.state import AppState, app_state
 from licensor.core.errors import LicensorError, RateLimited
-from licensor.services import catalogue, console, credentials, management
+from licensor.services import catalogue, console, credentials, features, management, policies
 from licensor.services.console import SignedIn
 
 router = APIRouter(prefix="/console", tags=["Console"], include_in_schema=False)
@@ -325,6 +325,26 @@ async def products(request: Request) -> Response:
         return {"products": management.list_products(session, user.admin)}
 
     return await _page(request, "console/products.html", work)
+
+
+@router.get("/products/{code}")
+async def product_page(request: Request, code: str) -> Response:
+    def work(session: Session, user: SignedIn, _state: AppState) -> dict[str, Any]:
+        product = next(
+            (p for p in management.list_products(session, user.admin) if p["short_code"] == code),
+            None,
+        )
+        if product is None:
+            raise management.not_found("product", repr(code))
+        return {
+            "product": product,
+            "features": features.list_features(session, user.admin, code),
+            "custom_fields": features.list_custom_fields(session, user.admin, code),
+            "policies": policies.list_policies(session, user.admin, code),
+            "releases": management.list_releases(session, user.admin, code),
+        }
+
+    return await _page(request, "console/product.html", work)
 
 
 @router.post("/products")
