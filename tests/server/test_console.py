@@ -248,3 +248,20 @@ def test_a_products_page_shows_its_catalogue(admin: Server) -> None:
     assert page.status_code == 200
     assert "Export &lt;PDF&gt;" in page.text and "annual" in page.text
     assert admin.client.get("/console/products/nope").status_code == 404
+
+
+def test_a_floating_licenses_page_shows_its_seats_and_reset_frees_all(admin: Server) -> None:
+    admin.product("float", is_floating_cloud=True, floating_users=2)
+    license_ = admin.license("float", max_activations=3)
+    key = license_.license_key or ""
+    assert (
+        admin.api.activate(product="float", license_key=key, hardware_id="pc-1").status_code == 200
+    )
+    assert admin.api.check(product="float", license_key=key, hardware_id="pc-1").status_code == 200
+    page = admin.client.get(f"/console/licenses/{license_.id}")
+    assert "1 of 2 in use" in page.text and "pc-1" in page.text
+    reset = admin.client.post(
+        f"/console/licenses/{license_.id}/reset", data={"csrf_token": form_token(page)}
+    )
+    assert reset.status_code == 200 and "deactivated" in reset.text
+    assert admin.sql("select count(*) from devices where active")[0][0] == 0

@@ -274,6 +274,7 @@ async def license_page(request: Request, license_id: int) -> Response:
         return {
             "license": found,
             "devices": management.list_devices(session, user.admin, license_id),
+            "seats": management.floating_slots(session, user.admin, license_id, now=_now()),
         }
 
     return await _page(request, "console/license.html", work)
