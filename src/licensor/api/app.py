@@ -33,6 +33,7 @@ from licensor.api.v4.computer_keys import router as computer_keys_router
 from licensor.api.v4.endpoints import json_answer, router, well_known_router
 from licensor.keyring import Keyring
 from licensor.settings import Settings
+from licensor.store import migrate
 
 log = logging.getLogger("licensor.api")
 
@@ -112,6 +113,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:
             return error_response("service_unavailable", "The license database is unavailable")
         return json_answer({"status": "ok", "version": __version__})
+
+    @app.get("/ready", tags=["Operations"])
+    def ready(request: Request) -> Response:
+        """Readiness: the database answers and its schema is this version's (``/health``:
+        the process and the database are up)."""
+        state: AppState = request.app.state.licensor
+        try:
+            with state.db.transaction() as session:
+                found = migrate.current_revision(session.connection())
+        except Exception:
+            return error_response("service_unavailable", "The license database is unavailable")
+        head = migrate.head_revision()
+        if found != head:
+            return error_response(
+                "service_unavailable", f"The database schema is {found}, not {head}: migrate"
+            )
+        return json_answer({"status": "ready", "version": __version__, "schema": head})
 
     def keyring() -> Keyring:
         state: AppState = app.state.licensor

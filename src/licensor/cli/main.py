@@ -102,10 +102,25 @@ def init(
 
 
 @app.command("migrate")
-def migrate_command(as_json: JsonFlag = False) -> None:
-    """Apply database migrations."""
+def migrate_command(
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Only tell whether a migration is pending (exit 1 if so)"),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply database migrations (``--check``: change nothing, tell whether one is pending)."""
     current = settings()
-    migrate.upgrade(current.resolved_database_url)
+    url = current.resolved_database_url
+    if check:
+        found, head = migrate.pending(url)
+        data = {"current": found, "head": head, "pending": found != head}
+        if found == head:
+            emit(as_json, data, f"Database is up to date (revision {head}).")
+            return
+        emit(as_json, data, f"A migration is pending: revision {found or 'none'} -> {head}.")
+        raise typer.Exit(1)
+    migrate.upgrade(url)
     emit(as_json, {"migrated": True}, "Database is up to date.")
 
 
