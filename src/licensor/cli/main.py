@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -122,6 +123,50 @@ def migrate_command(
         raise typer.Exit(1)
     migrate.upgrade(url)
     emit(as_json, {"migrated": True}, "Database is up to date.")
+
+
+@app.command("backup")
+def backup_command(
+    target: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Back up the license database while the server serves (SQLite: the online backup API;
+    PostgreSQL: pg_dump). The signing keys and the master key are not in it: keep them apart."""
+    from licensor.store import backup
+
+    current = settings()
+    try:
+        backup.backup(current.resolved_database_url, target)
+    except backup.BackupError as exc:
+        raise fail(str(exc)) from None
+    data = {"backup": str(target), "keys_dir": str(current.resolved_keys_dir)}
+    emit(
+        as_json,
+        data,
+        f"Backup written to {target}.\nNot in it, keep them apart: the signing keys "
+        f"({current.resolved_keys_dir}) and the master key (LICENSOR_MASTER_KEY, or "
+        f"{current.data_dir / 'master.key'}).",
+    )
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="A file `licensor backup` wrote.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the database that is there")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore a backup into the configured database (a fresh one unless ``--force``); put
+    the signing keys and the master key of the backed-up server in place too."""
+    from licensor.store import backup
+
+    current = settings()
+    try:
+        backup.restore(current.resolved_database_url, source, force=force)
+    except (backup.BackupError, OSError) as exc:
+        raise fail(str(exc)) from None
+    emit(as_json, {"restored": str(source)}, f"Restored {source}; then run `licensor migrate`.")
 
 
 @app.command()
