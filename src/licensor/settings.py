@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     keys_dir: Path | None = None
     # Base64 of 32 random bytes; when unset, a key file in the data directory is used.
     master_key: str | None = Field(default=None, repr=False)
+    # /metrics answers only with "Authorization: Bearer <this token>" (unset: no /metrics)
+    metrics_token: str | None = Field(default=None, repr=False)
     rsa_key_size: int = 2048
     date_window_seconds: int = 15 * 60
     oauth_token_ttl_seconds: int = 480

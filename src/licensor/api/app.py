@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licensor import __version__
+from licensor import __version__, metrics
 from licensor.api.console import router as console_router
 from licensor.api.errors import error_response, install_error_handlers
 from licensor.api.management.endpoints import router as management_router
@@ -114,6 +114,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response("service_unavailable", "The license database is unavailable")
         return json_answer({"status": "ok", "version": __version__})
 
+    @app.get("/metrics", tags=["Operations"], include_in_schema=False)
+    def metrics_page(request: Request) -> Response:
+        """Prometheus metrics, with ``Authorization: Bearer <LICENSOR_METRICS_TOKEN>``."""
+        token = settings.metrics_token
+        if not token:
+            return error_response("not_found", "Metrics are off: set LICENSOR_METRICS_TOKEN")
+        if not metrics.token_ok(token, request.headers.get("authorization")):
+            return error_response("unauthorized", "The metrics token is missing or wrong")
+        content, media_type = metrics.scrape()
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-store"})
+
     @app.get("/ready", tags=["Operations"])
     def ready(request: Request) -> Response:
         """Readiness: the database answers and its schema is this version's (``/health``:
@@ -154,4 +165,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads=settings.fast_check_threads,
             cache_entries=settings.check_cache_entries,
         )
+    app.add_middleware(metrics.CountRequests)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,6 +184,12 @@ def serve(
     from licensor.cli import workers as server_workers
 
     current = settings()
+    # every worker's metrics in files of one empty directory, added up at the scrape: set
+    # before prometheus-client is imported here or in a worker (its mode is chosen then)
+    metrics_dir = current.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     prepare(current)
     if demo:
         from licensor import demo as demo_module

@@ -1,0 +1,121 @@
+"""Prometheus metrics (``/metrics``, the text format, behind ``LICENSOR_METRICS_TOKEN``):
+requests by endpoint and status, their latency, refusals by code -- counted by every worker of a
+``licensor serve`` and added up at the scrape (prometheus-client's multiprocess mode: each
+process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``, which ``licensor serve``
+sets to ``DATA_DIR/metrics`` and empties at start).
+
+Labels stay few: an endpoint is a License API path the server answered (``/api/v4/...``; a
+path it does not know answers 404 and is ``other``), else the area (``management``, ``console``, ``portal``, ``qlm``, ``pages``) or ``other``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REQUESTS = Counter(
+    "licensor_requests", "Requests answered, by endpoint and HTTP status", ["endpoint", "status"]
+)
+LATENCY = Histogram(
+    "licensor_request_seconds",
+    "Time to answer, by endpoint",
+    ["endpoint"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+REFUSALS = Counter("licensor_refusals", "Refusals by error code", ["code"])
+AREAS = (
+    ("/api/management/", "management"),
+    ("/console", "console"),
+    ("/portal", "portal"),
+    ("/qlm", "qlm"),
+    ("/offline", "pages"),
+)
+ERROR_BODY_MAX = 4096
+
+
+def scrape() -> tuple[bytes, str]:
+    """The metrics of every worker (one process without the multiprocess directory)."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def token_ok(configured: str | None, authorization: str | None) -> bool:
+    """Whether ``authorization`` is ``Bearer <the configured token>`` (constant time)."""
+    if not configured or not authorization:
+        return False
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), configured.encode()
+    )
+
+
+class CountRequests:
+    """The outermost ASGI layer: every answer counted, timed, and its refusal code noted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    @staticmethod
+    def endpoint(path: str, status: int) -> str:
+        """The label of a request: its License API path (one of the server's: no path that
+        answered 404 or 405 makes a label), else its area."""
+        if status in (404, 405):
+            return "other"
+        if path.startswith("/api/v4/") and len(path) <= 64:
+            return path.rstrip("/")
+        for prefix, area in AREAS:
+            if path.startswith(prefix):
+                return area
+        return "other"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        body = bytearray()
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status >= 400:
+                if len(body) < ERROR_BODY_MAX:
+                    body.extend(message.get("body", b"")[: ERROR_BODY_MAX - len(body)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            endpoint = self.endpoint(scope["path"], status)
+            REQUESTS.labels(endpoint, str(status)).inc()
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            if status >= 400:
+                REFUSALS.labels(_code_of(bytes(body), status)).inc()
+
+
+def _code_of(body: bytes, status: int) -> str:
+    """The ``code`` of an error body (the documented shape), else the status."""
+    try:
+        found = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"http_{status}"
+    code = found.get("code") if isinstance(found, dict) else None
+    return code if isinstance(code, str) and len(code) <= 64 else f"http_{status}"
