@@ -11,8 +11,13 @@ path it does not know answers 404 and is ``other``), else the area (``management
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import sys
 import time
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 from prometheus_client import (
@@ -65,11 +70,44 @@ def token_ok(configured: str | None, authorization: str | None) -> bool:
     )
 
 
-class CountRequests:
-    """The outermost ASGI layer: every answer counted, timed, and its refusal code noted."""
+RequestLog = Literal["off", "text", "json"]
+log = logging.getLogger("licensor.requests")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def _request_id(scope: Scope) -> str:
+    """The request's ``X-Request-ID`` when it is a sane one (1-64 printable, no spaces), else
+    a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = bytes(value).decode("latin-1")
+            if 0 < len(text) <= 64 and text.isprintable() and " " not in text:
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def configure_request_log(kind: RequestLog) -> None:
+    """One line per request on standard error (``text`` or ``json``), or none (``off``)."""
+    log.handlers.clear()
+    log.propagate = False
+    if kind == "off":
+        log.disabled = True
+        return
+    log.disabled = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+class CountRequests:
+    """The outermost ASGI layer: every answer counted, timed, and its refusal code noted; with
+    a request log, one line for it (time, request id, method, endpoint, status, outcome code,
+    milliseconds -- never a header, a key or a body) and its ``X-Request-ID`` answered back."""
+
+    def __init__(self, app: ASGIApp, request_log: RequestLog = "off") -> None:
         self.app = app
+        self.request_log = request_log
 
     @staticmethod
     def endpoint(path: str, status: int) -> str:
@@ -91,11 +129,16 @@ class CountRequests:
         started = time.perf_counter()
         status = 500
         body = bytearray()
+        logged = self.request_log != "off"
+        request_id = _request_id(scope) if logged else ""
 
         async def counted(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if logged:
+                    headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                    message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and status >= 400:
                 if len(body) < ERROR_BODY_MAX:
                     body.extend(message.get("body", b"")[: ERROR_BODY_MAX - len(body)])
@@ -105,10 +148,31 @@ class CountRequests:
             await self.app(scope, receive, counted)
         finally:
             endpoint = self.endpoint(scope["path"], status)
+            seconds = time.perf_counter() - started
             REQUESTS.labels(endpoint, str(status)).inc()
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            LATENCY.labels(endpoint).observe(seconds)
+            code = _code_of(bytes(body), status) if status >= 400 else "ok"
             if status >= 400:
-                REFUSALS.labels(_code_of(bytes(body), status)).inc()
+                REFUSALS.labels(code).inc()
+            if logged:
+                self._log(scope, request_id, endpoint, status, code, seconds)
+
+    def _log(
+        self, scope: Scope, request_id: str, endpoint: str, status: int, code: str, seconds: float
+    ) -> None:
+        fields = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": request_id,
+            "method": scope["method"],
+            "endpoint": endpoint,
+            "status": status,
+            "code": code,
+            "ms": round(seconds * 1000, 2),
+        }
+        if self.request_log == "json":
+            log.info(orjson.dumps(fields).decode())
+        else:
+            log.info(" ".join(f"{name}={value}" for name, value in fields.items()))
 
 
 def _code_of(body: bytes, status: int) -> str:

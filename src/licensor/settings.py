@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     master_key: str | None = Field(default=None, repr=False)
     # /metrics answers only with "Authorization: Bearer <this token>" (unset: no /metrics)
     metrics_token: str | None = Field(default=None, repr=False)
+    # one line per request on standard error: off, text (name=value) or json
+    request_log: Literal["off", "text", "json"] = "off"
     rsa_key_size: int = 2048
     date_window_seconds: int = 15 * 60
     oauth_token_ttl_seconds: int = 480

@@ -4,6 +4,7 @@ requests and refusals as were sent, by endpoint and code."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -78,3 +79,35 @@ def test_every_workers_counts_are_added_up(tmp_path: Path) -> None:
     assert sample(text, "licensor_requests_total", **labels) == 12
     assert sample(text, "licensor_refusals_total", code="license_not_found") == 12
     assert len(list((tmp_path / "data" / "metrics").glob("*.db"))) >= 2  # (both workers counted)
+
+
+def test_one_json_line_per_request_without_secrets(tmp_path: Path) -> None:
+    deployment = prepare(f"sqlite:///{tmp_path / 'licensor.db'}", tmp_path / "data")
+    deployment.env["LICENSOR_REQUEST_LOG"] = "json"
+    key = issue(deployment, max_activations=2)
+    with serve(deployment) as base:
+        api = Api(
+            httpx.Client(base_url=base, timeout=30),
+            deployment.public_keys,
+            deployment.api_key,
+            deployment.shared_key,
+        )
+        sent = api.call(
+            "POST",
+            "/api/v4/activate_license",
+            json={"product": "app", "license_key": key, "hardware_id": "pc-1"},
+            headers={"X-Request-ID": "trace-42"},
+        )
+        assert sent.headers["x-request-id"] == "trace-42"
+        refused = api.check(product="app", license_key="WRONG", hardware_id="pc-1")
+        assert len(refused.headers["x-request-id"]) == 32  # (made for it)
+        log_path = next((tmp_path / "data").glob("serve-*.log"))
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    deployment.db.dispose()
+    mine = next(line for line in lines if line["request_id"] == "trace-42")
+    assert mine["endpoint"] == "/api/v4/activate_license" and mine["status"] == 200
+    assert mine["code"] == "ok" and mine["ms"] > 0
+    assert any(line["code"] == "license_not_found" for line in lines)
+    text = log_path.read_text()
+    for secret in (key, deployment.api_key, deployment.shared_key):
+        assert secret not in text

@@ -165,5 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads=settings.fast_check_threads,
             cache_entries=settings.check_cache_entries,
         )
-    app.add_middleware(metrics.CountRequests)
+    metrics.configure_request_log(settings.request_log)
+    app.add_middleware(metrics.CountRequests, request_log=settings.request_log)
     return app
