@@ -73,7 +73,13 @@ class SsoFields(_Request):
     """Single sign-on (SSO-I / SSO-C): ``id_token`` or ``code``, with ``customer_account_code``."""
 
     customer_account_code: Annotated[str, Field(min_length=1, max_length=100), NoNul] | None = None
-    id_token: Annotated[str, Field(min_length=1, max_length=16000), NoNul] | None = None
+    # a JWT (base64url segments and dots): ASCII, so a query holding one stays within what
+    # HTTP servers take in a request line (16,000 characters of anything else, percent-encoded,
+    # made a URL uvicorn refused before Licensor saw it)
+    id_token: (
+        Annotated[str, Field(min_length=1, max_length=16000, pattern=r"^[A-Za-z0-9_\-.=+/]+$")]
+        | None
+    ) = None
     code: Annotated[str, Field(min_length=1, max_length=2000), NoNul] | None = None
     redirect_uri: Annotated[str, Field(min_length=1, max_length=2000), NoNul] | None = None
     nonce: Str255 | None = None
