@@ -41,6 +41,12 @@ LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 REFUSALS = Counter("licensor_refusals", "Refusals by error code", ["code"])
+CHECK_ANSWERS = Counter(
+    "licensor_check_answers",
+    "Check answers by how they were made: kept (served again from memory), "
+    "same_rows (read again, unchanged: the kept bytes), made (made and signed)",
+    ["source"],
+)
 AREAS = (
     ("/api/management/", "management"),
     ("/console", "console"),

@@ -44,6 +44,17 @@ def test_metrics_need_their_token(sqlite_server: Server) -> None:
     ):
         assert sample(after.text, name, **labels) == sample(before, name, **labels) + 1
     assert "licensor_request_seconds_bucket" in after.text
+    # checks: the first made and signed, the next one served again from memory
+    key = server.license("app").license_key or ""
+    assert server.api.activate(product="app", license_key=key, hardware_id="pc").status_code == 200
+    counted = server.client.get("/metrics", headers=headers).text
+    for _ in range(2):
+        assert server.api.check(product="app", license_key=key, hardware_id="pc").status_code == 200
+    checks = server.client.get("/metrics", headers=headers).text
+    made = sample(checks, "licensor_check_answers_total", source="made")
+    kept = sample(checks, "licensor_check_answers_total", source="kept")
+    assert made == sample(counted, "licensor_check_answers_total", source="made") + 1
+    assert kept == sample(counted, "licensor_check_answers_total", source="kept") + 1
     # a path the server does not know makes no label of its own
     for n in range(5):
         server.client.get(f"/api/v4/made-up-{n}")

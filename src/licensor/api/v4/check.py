@@ -79,6 +79,7 @@ from licensor.api.v4.endpoints import (
     sso_user,
 )
 from licensor.core.errors import LicensorError
+from licensor.metrics import CHECK_ANSWERS
 from licensor.protocol.signing import SignatureAlgorithm, compact_json
 from licensor.services import auth, check, rate_limit, seats
 from licensor.services.context import Caller
@@ -247,6 +248,7 @@ class CheckFront:
             return None
         if not self._authenticates(state, request, entry, now):
             return None
+        CHECK_ANSWERS.labels("kept").inc()
         return 200, entry.body, entry.headers, self._seen_due(entry, now)
 
     def _authenticates(self, state: AppState, request: _Request, entry: _Entry, now: float) -> bool:
@@ -289,7 +291,10 @@ class CheckFront:
             return None
         status, content, extra, kept, reused, seen = made
         if kept is not None and reused:  # the same rows: the same answer
+            CHECK_ANSWERS.labels("same_rows").inc()
             return 200, kept.body, kept.headers, self._seen_due(kept, time.time())
+        if status == 200:
+            CHECK_ANSWERS.labels("made").inc()
         headers: Headers = [
             (b"content-length", str(len(content)).encode()),
             (b"content-type", b"application/json"),
