@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from licensor.core import passwords
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.secrets_at_rest import MasterKey
@@ -36,7 +37,6 @@ from licensor.store.models import (
 )
 
 SESSION_HOURS = 12
-MIN_PASSWORD = 10
 PAGE = 50
 MAX_CUSTOMERS = 200  # customers whose e-mail starts with a search text, at most
 # verified for an unknown e-mail, so a wrong address takes as long as a wrong password
@@ -73,8 +73,7 @@ def create_user(
         raise LicensorError("validation_error", "role: admin, support or read-only")
     if "@" not in email or len(email) > 320:
         raise LicensorError("validation_error", "email: an e-mail address")
-    if len(password) < MIN_PASSWORD or len(password) > 1024:
-        raise LicensorError("validation_error", f"password: {MIN_PASSWORD}-1024 characters")
+    passwords.check_length(password, minimum=passwords.CONSOLE_USER_MIN)
     if session.scalars(select(ConsoleUser).where(ConsoleUser.email == email)).first():
         raise LicensorError("validation_error", f"email: {email} has a console user already")
     user = ConsoleUser(

@@ -17,6 +17,7 @@ from typing import Any
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
+from licensor.core import passwords
 from licensor.core.errors import LicensorError
 from licensor.core.licensing import AuthorizationMethod
 from licensor.services import audit, payload
@@ -24,8 +25,6 @@ from licensor.services.context import Caller
 from licensor.services.licensing import actor_of, password_hasher, resolve_product, terms_of
 from licensor.store import repository
 from licensor.store.models import License, LicenseUser, Product
-
-MIN_PASSWORD = 8
 
 
 def _verified(rows: Sequence[tuple[LicenseUser, License]], password: str) -> list[Any]:
@@ -58,8 +57,7 @@ def change_password(
         raise LicensorError("change_password_not_allowed")
     if caller.read_only:
         raise LicensorError("read_only_api_key")
-    if len(new_password) < MIN_PASSWORD:
-        raise LicensorError("validation_error", f"new_password: at least {MIN_PASSWORD} characters")
+    passwords.check_length(new_password, field="new_password")
     email = username.strip().lower()
     rows = repository.users_by_email(
         session,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from licensor.core import custom_fields as custom_field_rules
 from licensor.core import floating as floating_rules
+from licensor.core import passwords
 from licensor.core.errors import LicensorError
 from licensor.core.keys import normalize_license_key
 from licensor.core.licensing import LicenseType, valid_version_spec
@@ -473,13 +474,6 @@ def get_order(session: Session, admin: Admin, order_id: str) -> dict[str, Any]:
 
 # -- license users -----------------------------------------------------------------------------
 
-MIN_PASSWORD = 8
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD or len(password) > 1024:
-        raise LicensorError("validation_error", f"password: {MIN_PASSWORD}-1024 characters")
-
 
 def add_license_user(
     session: Session,
@@ -504,7 +498,7 @@ def add_license_user(
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise LicensorError("validation_error", "email: not an e-mail address")
-    _check_password(password)
+    passwords.check_length(password)
     if max_activations < 0:
         raise LicensorError("validation_error", "max_activations: must be >= 0")
     if repository.license_user_on_license(session, license_.id, email) is not None:
@@ -537,7 +531,7 @@ def reset_user_password(
     generated = password is None
     if password is None:
         password = secrets.token_urlsafe(12)
-    _check_password(password)
+    passwords.check_length(password)
     before = {**views.license_user_view(user), "license_id": user.license_id}
     user.password_hash = licensing.password_hasher.hash(password)
     user.is_initial_password = True
